@@ -1,0 +1,325 @@
+//! `kind = "http"`: request a URL and judge the status, body and latency.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Deserializer};
+
+use super::{Matcher, Outcome, Reason, one_line, validate_regex};
+
+/// Most bytes of a body read while matching it.
+const MAX_BODY: usize = 1024 * 1024;
+
+/// Settings of an HTTP check.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpConfig {
+    /// `http://` or `https://` URL.
+    pub url: String,
+    /// Request method. Default `GET`.
+    #[serde(default = "default_method")]
+    pub method: String,
+    /// Extra request headers.
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+    /// Accepted status codes: numbers and ranges such as `"200-299"`. Default 200 to 399.
+    #[serde(default = "default_status")]
+    pub expect_status: Vec<StatusRange>,
+    /// Substring the body must contain.
+    pub body_contains: Option<String>,
+    /// Regular expression the body must match.
+    pub body_regex: Option<String>,
+    /// Answering slower than this makes the check degraded.
+    #[serde(default, deserialize_with = "crate::config::de_opt_duration")]
+    pub degraded_after: Option<Duration>,
+    /// Follow redirects (up to 10). Default false: a 3xx is judged as it is.
+    #[serde(default)]
+    pub follow_redirects: bool,
+    /// PEM file with extra CA certificates to trust, on top of the system roots.
+    pub ca_file: Option<PathBuf>,
+    /// Accept any server certificate. For testing only.
+    #[serde(default)]
+    pub insecure_skip_verify: bool,
+}
+
+fn default_method() -> String {
+    "GET".into()
+}
+
+fn default_status() -> Vec<StatusRange> {
+    vec![StatusRange(200, 399)]
+}
+
+/// An inclusive range of status codes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StatusRange(pub u16, pub u16);
+
+impl StatusRange {
+    fn contains(&self, code: u16) -> bool {
+        (self.0..=self.1).contains(&code)
+    }
+}
+
+impl<'de> Deserialize<'de> for StatusRange {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Repr {
+            Code(i64),
+            Text(String),
+        }
+        let bad = |s: &str| {
+            serde::de::Error::custom(format!("invalid status \"{s}\" (use 200 or \"200-299\")"))
+        };
+        let check =
+            |n: i64| -> Option<u16> { u16::try_from(n).ok().filter(|c| (100..=599).contains(c)) };
+        match Repr::deserialize(d)? {
+            Repr::Code(n) => check(n)
+                .map(|c| StatusRange(c, c))
+                .ok_or_else(|| bad(&n.to_string())),
+            Repr::Text(s) => {
+                let (lo, hi) = s.split_once('-').unwrap_or((&s, &s));
+                let lo = lo.trim().parse().ok().and_then(check);
+                let hi = hi.trim().parse().ok().and_then(check);
+                match (lo, hi) {
+                    (Some(lo), Some(hi)) if lo <= hi => Ok(StatusRange(lo, hi)),
+                    _ => Err(bad(&s)),
+                }
+            }
+        }
+    }
+}
+
+impl HttpConfig {
+    pub(crate) fn validate(&self, timeout: Duration, problems: &mut Vec<(String, String)>) {
+        match reqwest::Url::parse(&self.url) {
+            Ok(u) if matches!(u.scheme(), "http" | "https") && u.host_str().is_some() => {}
+            Ok(u) if u.host_str().is_none() => {
+                problems.push(("url".into(), "bad URL: no host".into()))
+            }
+            Ok(u) => problems.push((
+                "url".into(),
+                format!("bad URL: scheme \"{}\" (use http or https)", u.scheme()),
+            )),
+            Err(e) => problems.push(("url".into(), format!("bad URL: {e}"))),
+        }
+        if reqwest::Method::from_bytes(self.method.as_bytes()).is_err() {
+            problems.push((
+                "method".into(),
+                format!("invalid method \"{}\"", self.method),
+            ));
+        }
+        for (name, value) in &self.headers {
+            if reqwest::header::HeaderName::from_bytes(name.as_bytes()).is_err() {
+                problems.push((format!("headers.{name}"), "invalid header name".into()));
+            } else if reqwest::header::HeaderValue::from_str(value).is_err() {
+                problems.push((format!("headers.{name}"), "invalid header value".into()));
+            }
+        }
+        if self.expect_status.is_empty() {
+            problems.push((
+                "expect_status".into(),
+                "must list at least one status".into(),
+            ));
+        }
+        if self.body_contains.is_some() && self.body_regex.is_some() {
+            problems.push((
+                "body_regex".into(),
+                "set either body_contains or body_regex, not both".into(),
+            ));
+        }
+        validate_regex("body_regex", &self.body_regex, problems);
+        if let Some(d) = self.degraded_after
+            && d >= timeout
+        {
+            problems.push((
+                "degraded_after".into(),
+                format!(
+                    "must be below the timeout ({} is not below {})",
+                    humantime::format_duration(d),
+                    humantime::format_duration(timeout)
+                ),
+            ));
+        }
+        if let Some(path) = &self.ca_file
+            && let Err(e) = std::fs::metadata(path)
+        {
+            problems.push((
+                "ca_file".into(),
+                format!("cannot read {}: {e}", path.display()),
+            ));
+        }
+    }
+}
+
+pub struct HttpProbe {
+    client: reqwest::Client,
+    method: reqwest::Method,
+    url: reqwest::Url,
+    /// The URL without credentials, for messages.
+    shown: String,
+    headers: reqwest::header::HeaderMap,
+    expect_status: Vec<StatusRange>,
+    body: Option<Matcher>,
+    degraded_after: Option<Duration>,
+}
+
+impl HttpProbe {
+    pub fn new(c: &HttpConfig, timeout: Duration) -> Result<Self, String> {
+        let url = reqwest::Url::parse(&c.url).map_err(|e| format!("bad URL: {e}"))?;
+        let mut shown = url.clone();
+        let _ = shown.set_password(None);
+        let _ = shown.set_username("");
+        let mut builder = reqwest::Client::builder()
+            .timeout(timeout)
+            .connect_timeout(timeout)
+            .no_proxy()
+            .pool_max_idle_per_host(1)
+            .user_agent(concat!("healthd/", env!("CARGO_PKG_VERSION")))
+            .redirect(if c.follow_redirects {
+                reqwest::redirect::Policy::limited(10)
+            } else {
+                reqwest::redirect::Policy::none()
+            });
+        if let Some(path) = &c.ca_file {
+            let pem =
+                std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+            let certs = reqwest::Certificate::from_pem_bundle(&pem)
+                .map_err(|e| format!("bad CA file {}: {e}", path.display()))?;
+            if certs.is_empty() {
+                return Err(format!("bad CA file {}: no certificates", path.display()));
+            }
+            builder = builder.tls_certs_merge(certs);
+        }
+        if c.insecure_skip_verify {
+            builder = builder.tls_danger_accept_invalid_certs(true);
+        }
+        let client = builder
+            .build()
+            .map_err(|e| format!("cannot build HTTP client: {e}"))?;
+        let mut headers = reqwest::header::HeaderMap::new();
+        for (k, v) in &c.headers {
+            let name = reqwest::header::HeaderName::from_bytes(k.as_bytes())
+                .map_err(|e| format!("header {k}: {e}"))?;
+            let mut value = reqwest::header::HeaderValue::from_str(v)
+                .map_err(|e| format!("header {k}: {e}"))?;
+            value.set_sensitive(true);
+            headers.insert(name, value);
+        }
+        Ok(HttpProbe {
+            client,
+            method: reqwest::Method::from_bytes(c.method.as_bytes()).map_err(|e| e.to_string())?,
+            url,
+            shown: shown.to_string(),
+            headers,
+            expect_status: c.expect_status.clone(),
+            body: Matcher::new(&c.body_contains, &c.body_regex)?,
+            degraded_after: c.degraded_after,
+        })
+    }
+
+    pub async fn run(&mut self) -> Outcome {
+        let started = Instant::now();
+        let request = self
+            .client
+            .request(self.method.clone(), self.url.clone())
+            .headers(self.headers.clone());
+        let mut response = match request.send().await {
+            Ok(r) => r,
+            Err(e) => return self.error_outcome(e),
+        };
+        let code = response.status().as_u16();
+        if !self.expect_status.iter().any(|r| r.contains(code)) {
+            return Outcome::failed(Reason::Status, format!("{} answered {code}", self.shown))
+                .with_detail("status_code", code);
+        }
+        if let Some(matcher) = &self.body {
+            let mut body = Vec::new();
+            loop {
+                match response.chunk().await {
+                    Ok(Some(chunk)) => {
+                        body.extend_from_slice(&chunk);
+                        if body.len() >= MAX_BODY {
+                            break;
+                        }
+                    }
+                    Ok(None) => break,
+                    Err(e) => return self.error_outcome(e),
+                }
+            }
+            let text = String::from_utf8_lossy(&body);
+            if !matcher.matches(&text) {
+                return Outcome::failed(
+                    Reason::Body,
+                    format!(
+                        "{} answered {code} without {} in the body",
+                        self.shown,
+                        matcher.describe()
+                    ),
+                )
+                .with_detail("status_code", code);
+            }
+        }
+        let elapsed = started.elapsed();
+        let outcome = match self.degraded_after {
+            Some(limit) if elapsed > limit => Outcome::degraded(
+                Reason::Timeout,
+                format!(
+                    "{} answered {code} in {} (slower than {})",
+                    self.shown,
+                    crate::health::fmt_latency(elapsed),
+                    humantime::format_duration(limit)
+                ),
+            ),
+            _ => Outcome::ok(format!("{} answered {code}", self.shown)),
+        };
+        outcome.with_detail("status_code", code)
+    }
+
+    fn error_outcome(&self, e: reqwest::Error) -> Outcome {
+        let reason = classify(&e);
+        let e = e.without_url();
+        let mut chain = Vec::new();
+        let mut source: Option<&dyn std::error::Error> = Some(&e);
+        while let Some(s) = source {
+            let text = s.to_string();
+            if !chain.iter().any(|c: &String| c.contains(&text)) {
+                chain.push(text);
+            }
+            source = s.source();
+        }
+        Outcome::failed(
+            reason,
+            format!("{}: {}", self.shown, one_line(&chain.join(": "))),
+        )
+    }
+}
+
+/// Map a reqwest error to a reason by its kind and the text of its causes.
+fn classify(e: &reqwest::Error) -> Reason {
+    if e.is_timeout() {
+        return Reason::Timeout;
+    }
+    let mut text = String::new();
+    let mut source: Option<&dyn std::error::Error> = Some(e);
+    while let Some(s) = source {
+        text.push_str(&s.to_string().to_lowercase());
+        text.push(' ');
+        source = s.source();
+    }
+    if text.contains("dns error")
+        || text.contains("failed to lookup")
+        || text.contains("name or service not known")
+    {
+        Reason::Dns
+    } else if text.contains("certificate") || text.contains("tls") || text.contains("handshake") {
+        Reason::Tls
+    } else if e.is_connect() {
+        Reason::Connect
+    } else if text.contains("timed out") {
+        Reason::Timeout
+    } else {
+        Reason::Protocol
+    }
+}

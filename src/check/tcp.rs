@@ -1,0 +1,159 @@
+//! `kind = "tcp"`: connect to host:port, optionally send a line and expect an answer.
+
+use std::net::SocketAddr;
+
+use serde::{Deserialize, Deserializer};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use super::{Matcher, Outcome, Reason, connect_reason, one_line, validate_regex};
+
+/// Most bytes read while looking for `expect`.
+const MAX_READ: usize = 64 * 1024;
+
+/// Settings of a TCP check.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TcpConfig {
+    /// Host name or IP address (IPv4 or IPv6); names are resolved on every run.
+    pub host: String,
+    /// Port, 1 to 65535.
+    #[serde(deserialize_with = "de_port")]
+    pub port: u16,
+    /// Bytes to send once connected (TOML escapes such as `\r\n` work).
+    pub send: Option<String>,
+    /// Substring expected in the first bytes read.
+    pub expect: Option<String>,
+    /// Regular expression expected to match the first bytes read.
+    pub expect_regex: Option<String>,
+}
+
+impl TcpConfig {
+    pub(crate) fn validate(&self, problems: &mut Vec<(String, String)>) {
+        if self.host.trim().is_empty() {
+            problems.push(("host".into(), "must not be empty".into()));
+        }
+        if self.expect.is_some() && self.expect_regex.is_some() {
+            problems.push((
+                "expect_regex".into(),
+                "set either expect or expect_regex, not both".into(),
+            ));
+        }
+        validate_regex("expect_regex", &self.expect_regex, problems);
+    }
+}
+
+/// Deserialize a port number with a clear out-of-range message.
+pub fn de_port<'de, D: Deserializer<'de>>(d: D) -> Result<u16, D::Error> {
+    let n = i64::deserialize(d)?;
+    match u16::try_from(n) {
+        Ok(p) if p > 0 => Ok(p),
+        _ => Err(serde::de::Error::custom(format!(
+            "port out of range: {n} (must be 1 to 65535)"
+        ))),
+    }
+}
+
+pub struct TcpProbe {
+    host: String,
+    port: u16,
+    send: Option<Vec<u8>>,
+    expect: Option<Matcher>,
+}
+
+impl TcpProbe {
+    pub fn new(c: &TcpConfig) -> Result<Self, String> {
+        Ok(TcpProbe {
+            host: c.host.clone(),
+            port: c.port,
+            send: c.send.as_ref().map(|s| s.as_bytes().to_vec()),
+            expect: Matcher::new(&c.expect, &c.expect_regex)?,
+        })
+    }
+
+    pub async fn run(&mut self) -> Outcome {
+        let (mut stream, addr) = match connect(&self.host, self.port).await {
+            Ok(v) => v,
+            Err(outcome) => return outcome,
+        };
+        if let Some(bytes) = &self.send
+            && let Err(e) = stream.write_all(bytes).await
+        {
+            return Outcome::failed(Reason::Connect, format!("send to {addr}: {e}"));
+        }
+        if let Some(matcher) = &self.expect {
+            let mut buf = Vec::with_capacity(1024);
+            let mut chunk = [0u8; 4096];
+            loop {
+                match stream.read(&mut chunk).await {
+                    Ok(0) => {
+                        let seen = String::from_utf8_lossy(&buf);
+                        return Outcome::failed(
+                            Reason::Protocol,
+                            format!(
+                                "expected {} from {addr}, connection closed after \"{}\"",
+                                matcher.describe(),
+                                one_line(&seen)
+                            ),
+                        );
+                    }
+                    Ok(n) => {
+                        buf.extend_from_slice(&chunk[..n]);
+                        if matcher.matches(&String::from_utf8_lossy(&buf)) {
+                            break;
+                        }
+                        if buf.len() >= MAX_READ {
+                            return Outcome::failed(
+                                Reason::Protocol,
+                                format!(
+                                    "expected {} in the first {MAX_READ} bytes from {addr}",
+                                    matcher.describe()
+                                ),
+                            );
+                        }
+                    }
+                    Err(e) => {
+                        return Outcome::failed(Reason::Connect, format!("read from {addr}: {e}"));
+                    }
+                }
+            }
+        }
+        // Close our side first and cleanly; the TIME_WAIT stays here, not on the target.
+        let _ = stream.shutdown().await;
+        Outcome::ok(format!("connected to {addr}")).with_detail("address", addr.to_string())
+    }
+}
+
+/// Resolve and connect, trying each address in turn; failures map to `dns` or `connect`.
+pub(crate) async fn connect(host: &str, port: u16) -> Result<(TcpStream, SocketAddr), Outcome> {
+    let addrs: Vec<SocketAddr> = match tokio::net::lookup_host((host, port)).await {
+        Ok(a) => a.collect(),
+        Err(e) => {
+            return Err(Outcome::failed(
+                Reason::Dns,
+                format!("cannot resolve {host}: {e}"),
+            ));
+        }
+    };
+    if addrs.is_empty() {
+        return Err(Outcome::failed(
+            Reason::Dns,
+            format!("{host} has no addresses"),
+        ));
+    }
+    let mut last = None;
+    for addr in addrs {
+        match TcpStream::connect(addr).await {
+            Ok(s) => {
+                let _ = s.set_nodelay(true);
+                return Ok((s, addr));
+            }
+            Err(e) => last = Some((addr, e)),
+        }
+    }
+    let (addr, e) = last.expect("at least one address was tried");
+    Err(Outcome::failed(
+        connect_reason(&e),
+        format!("connect to {addr}: {e}"),
+    ))
+}

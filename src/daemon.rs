@@ -1,0 +1,219 @@
+//! `healthd run`: build everything from the config, serve, reload on SIGHUP, drain on
+//! SIGTERM/SIGINT.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, SystemTime};
+
+use tokio::signal::unix::{SignalKind, signal};
+use tokio_util::sync::CancellationToken;
+
+use crate::config::{self, Config, ConfigError, Sources};
+use crate::health::{Event, HealthHandle, HealthLoop, ReloadInfo, Status};
+use crate::scheduler::{DEFAULT_MAX_IN_FLIGHT, Scheduler};
+use crate::server::{self, AppState, ServerOptions};
+
+/// Bound on waiting for check tasks and open requests at shutdown.
+const STOP_GRACE: Duration = Duration::from_secs(3);
+/// Name of the self-check that reports a failed reload.
+pub const CONFIG_CHECK: &str = "config";
+
+/// Why the daemon did not run.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error("invalid configuration ({} problems)", .0.len())]
+    Config(Vec<ConfigError>),
+    #[error("cannot listen on {addr}: {source}")]
+    Listen {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("cannot install signal handlers: {0}")]
+    Signals(std::io::Error),
+}
+
+/// A running daemon's parts, for the lifecycle below and for tests.
+pub struct Daemon {
+    pub state: AppState,
+    pub health: HealthHandle,
+    pub local_addr: SocketAddr,
+    scheduler: Scheduler,
+    config: Config,
+    sources: Sources,
+    listen_override: Option<SocketAddr>,
+    cancel: CancellationToken,
+    server_stop: CancellationToken,
+    server_task: tokio::task::JoinHandle<()>,
+    health_task: tokio::task::JoinHandle<()>,
+}
+
+impl Daemon {
+    /// Load the config, bind the listener, start the health loop and every check.
+    pub async fn start(
+        sources: Sources,
+        listen_override: Option<SocketAddr>,
+    ) -> Result<Daemon, RunError> {
+        let config = config::load(&sources).map_err(RunError::Config)?;
+        let cancel = CancellationToken::new();
+        let (health_loop, health) = HealthLoop::new(8192);
+        let health_task = tokio::spawn(health_loop.run(cancel.child_token()));
+        let state = AppState::new(health.snapshot.clone(), ServerOptions::of(&config));
+        let addr = listen_override.unwrap_or(config.server.listen);
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .map_err(|source| RunError::Listen { addr, source })?;
+        let local_addr = listener
+            .local_addr()
+            .map_err(|source| RunError::Listen { addr, source })?;
+        let server_stop = CancellationToken::new();
+        let app = server::router(state.clone());
+        let stop = server_stop.clone();
+        let server_task = tokio::spawn(async move {
+            let serve = axum::serve(listener, app).with_graceful_shutdown(stop.cancelled_owned());
+            if let Err(e) = serve.await {
+                tracing::error!(error = %e, "HTTP server failed.");
+            }
+        });
+        tracing::info!(address = %local_addr, checks = config.checks.len(), "Listening.");
+        let mut scheduler = Scheduler::new(
+            health.events.clone(),
+            cancel.child_token(),
+            DEFAULT_MAX_IN_FLIGHT,
+        );
+        scheduler.apply(&config.checks).await;
+        Ok(Daemon {
+            state,
+            health,
+            local_addr,
+            scheduler,
+            config,
+            sources,
+            listen_override,
+            cancel,
+            server_stop,
+            server_task,
+            health_task,
+        })
+    }
+
+    /// Re-read the config; apply it if valid, otherwise keep the running one and say why.
+    pub async fn reload(&mut self) -> Result<(), Vec<ConfigError>> {
+        let at = Some(SystemTime::now());
+        match config::load(&self.sources) {
+            Ok(new) => {
+                let addr = self.listen_override.unwrap_or(new.server.listen);
+                if addr != self.local_addr
+                    && self.listen_override.is_none()
+                    && new.server.listen != self.config.server.listen
+                {
+                    tracing::warn!(old = %self.config.server.listen, new = %new.server.listen, "server.listen changed; restart healthd to apply it.");
+                }
+                self.scheduler.apply(&new.checks).await;
+                self.state.options.store(Arc::new(ServerOptions::of(&new)));
+                tracing::info!(checks = new.checks.len(), "Configuration reloaded.");
+                self.config = new;
+                self.send(Event::Reloaded(ReloadInfo {
+                    at,
+                    ok: true,
+                    errors: vec![],
+                }))
+                .await;
+                self.send(Event::SelfCheck {
+                    name: CONFIG_CHECK.into(),
+                    groups: vec![],
+                    status: Status::Healthy,
+                    reason: None,
+                    message: "configuration loaded".into(),
+                })
+                .await;
+                Ok(())
+            }
+            Err(errors) => {
+                for e in &errors {
+                    tracing::error!(file = %e.file, key = %e.key, reason = %e.reason, "Configuration error.");
+                }
+                tracing::error!(
+                    problems = errors.len(),
+                    "Reload rejected; the running configuration stays in force."
+                );
+                let texts: Vec<String> = errors.iter().map(|e| e.to_string()).collect();
+                self.send(Event::Reloaded(ReloadInfo {
+                    at,
+                    ok: false,
+                    errors: texts,
+                }))
+                .await;
+                self.send(Event::SelfCheck {
+                    name: CONFIG_CHECK.into(),
+                    groups: vec![],
+                    status: Status::Degraded,
+                    reason: Some(crate::check::Reason::Config),
+                    message: format!(
+                        "last reload rejected: {} problem(s); running the previous configuration",
+                        errors.len()
+                    ),
+                })
+                .await;
+                Err(errors)
+            }
+        }
+    }
+
+    async fn send(&self, ev: Event) {
+        let _ = self.health.events.send(ev).await;
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// Report not ready, keep serving for `shutdown_delay`, then stop checks and the server.
+    pub async fn drain(self, interrupt: impl std::future::Future<Output = ()>) {
+        self.state.draining.store(true, Ordering::Relaxed);
+        let delay = self.config.server.shutdown_delay;
+        tracing::info!(delay = %humantime::format_duration(delay), "Shutting down: readiness now fails; still serving.");
+        tokio::select! {
+            _ = tokio::time::sleep(delay) => {}
+            _ = interrupt => {
+                tracing::warn!("Second signal: exiting at once.");
+                std::process::exit(1);
+            }
+        }
+        self.scheduler.stop(STOP_GRACE).await;
+        self.server_stop.cancel();
+        let _ = tokio::time::timeout(STOP_GRACE, self.server_task).await;
+        self.cancel.cancel();
+        let _ = tokio::time::timeout(STOP_GRACE, self.health_task).await;
+        tracing::info!("Stopped.");
+    }
+}
+
+/// Run until SIGTERM/SIGINT, reloading on SIGHUP.
+pub async fn run(sources: Sources, listen_override: Option<SocketAddr>) -> Result<(), RunError> {
+    let mut hup = signal(SignalKind::hangup()).map_err(RunError::Signals)?;
+    let mut term = signal(SignalKind::terminate()).map_err(RunError::Signals)?;
+    let mut int = signal(SignalKind::interrupt()).map_err(RunError::Signals)?;
+    let mut daemon = Daemon::start(sources, listen_override).await?;
+    loop {
+        tokio::select! {
+            _ = hup.recv() => {
+                tracing::info!("SIGHUP: reloading configuration.");
+                let _ = daemon.reload().await;
+            }
+            _ = term.recv() => break,
+            _ = int.recv() => break,
+        }
+    }
+    let second = async move {
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = int.recv() => {}
+        }
+    };
+    daemon.drain(second).await;
+    Ok(())
+}
+
+/// Default `max_in_flight` for callers outside the daemon.
+pub const MAX_IN_FLIGHT: usize = DEFAULT_MAX_IN_FLIGHT;

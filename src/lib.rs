@@ -1,0 +1,13 @@
+//! healthd: a health-check and system-metrics daemon.
+//!
+//! Data flows one way: config → checks (scheduler) → observations → per-check state →
+//! snapshot → renderers (HTTP endpoints, Prometheus, OTLP, systemd). See `DESIGN.md`.
+#![forbid(unsafe_code)]
+
+pub mod check;
+pub mod config;
+pub mod daemon;
+pub mod health;
+pub mod scheduler;
+pub mod server;
+pub mod telemetry;

@@ -1,0 +1,259 @@
+//! Runs checks: one task per check, each on its own interval with jitter, bounded by its
+//! timeout, isolated from panics, and limited by a global bulkhead on in-flight probes.
+
+use std::collections::HashMap;
+use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use futures_util::FutureExt;
+use tokio::sync::{Semaphore, mpsc};
+use tokio::task::JoinHandle;
+use tokio::time::MissedTickBehavior;
+use tokio_util::sync::CancellationToken;
+
+use crate::check::{Level, Outcome, Probe, Reason};
+use crate::config::CheckConfig;
+use crate::health::{CheckMeta, Event, Observation, Status};
+
+/// Default bound on probes running at once, across all checks.
+pub const DEFAULT_MAX_IN_FLIGHT: usize = 512;
+/// The first run of every check happens within this much of start-up (or its interval, if
+/// shorter), so startup completes quickly.
+const FIRST_RUN_SPREAD: Duration = Duration::from_secs(1);
+
+struct Running {
+    config: CheckConfig,
+    generation: u64,
+    token: CancellationToken,
+    handle: JoinHandle<()>,
+}
+
+/// Owns the check tasks and applies config changes to them.
+pub struct Scheduler {
+    running: HashMap<String, Running>,
+    events: mpsc::Sender<Event>,
+    cancel: CancellationToken,
+    limiter: Arc<Semaphore>,
+    next_generation: u64,
+}
+
+impl Scheduler {
+    pub fn new(
+        events: mpsc::Sender<Event>,
+        cancel: CancellationToken,
+        max_in_flight: usize,
+    ) -> Scheduler {
+        Scheduler {
+            running: HashMap::new(),
+            events,
+            cancel,
+            limiter: Arc::new(Semaphore::new(max_in_flight.max(1))),
+            next_generation: 1,
+        }
+    }
+
+    /// Make the running set match `checks`: unchanged checks keep running (and keep their
+    /// state), changed ones restart, removed ones stop, new ones start.
+    pub async fn apply(&mut self, checks: &[CheckConfig]) {
+        let mut keep: HashMap<String, Running> = HashMap::new();
+        let mut to_start: Vec<(CheckConfig, u64)> = Vec::new();
+        let mut metas = Vec::with_capacity(checks.len());
+        for c in checks {
+            match self.running.remove(&c.name) {
+                Some(r) if r.config == *c => {
+                    metas.push(CheckMeta::of(c, r.generation));
+                    keep.insert(c.name.clone(), r);
+                }
+                old => {
+                    if let Some(r) = old {
+                        r.token.cancel();
+                    }
+                    let generation = self.next_generation;
+                    self.next_generation += 1;
+                    metas.push(CheckMeta::of(c, generation));
+                    to_start.push((c.clone(), generation));
+                }
+            }
+        }
+        for (_, r) in self.running.drain() {
+            r.token.cancel();
+        }
+        // The new set must reach the health loop before any result of a new task does.
+        let _ = self.events.send(Event::Reconfigure(metas)).await;
+        for (config, generation) in to_start {
+            let token = self.cancel.child_token();
+            let handle = tokio::spawn(run_check(
+                config.clone(),
+                generation,
+                self.events.clone(),
+                token.clone(),
+                self.limiter.clone(),
+            ));
+            keep.insert(
+                config.name.clone(),
+                Running {
+                    config,
+                    generation,
+                    token,
+                    handle,
+                },
+            );
+        }
+        self.running = keep;
+    }
+
+    /// Stop every check task, waiting at most `grace` for them to finish.
+    pub async fn stop(self, grace: Duration) {
+        let handles: Vec<JoinHandle<()>> = self
+            .running
+            .into_values()
+            .map(|r| {
+                r.token.cancel();
+                r.handle
+            })
+            .collect();
+        let wait = futures_util::future::join_all(handles);
+        let _ = tokio::time::timeout(grace, wait).await;
+    }
+
+    pub fn len(&self) -> usize {
+        self.running.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.running.is_empty()
+    }
+}
+
+async fn run_check(
+    config: CheckConfig,
+    generation: u64,
+    events: mpsc::Sender<Event>,
+    token: CancellationToken,
+    limiter: Arc<Semaphore>,
+) {
+    let mut probe: Option<Probe> = None;
+    // First run soon (startup waits for it), then a random phase within one interval so
+    // that thousands of checks with one interval spread out instead of firing together.
+    let first = random_below(config.interval.min(FIRST_RUN_SPREAD));
+    let phase = random_below(config.interval);
+    let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + first, config.interval);
+    ticks.set_missed_tick_behavior(MissedTickBehavior::Skip);
+    let mut runs: u64 = 0;
+    loop {
+        let due = tokio::select! {
+            _ = token.cancelled() => return,
+            t = ticks.tick() => t,
+        };
+        let permit = tokio::select! {
+            _ = token.cancelled() => return,
+            p = limiter.acquire() => p,
+        };
+        let started = Instant::now();
+        let lateness = tokio::time::Instant::now().saturating_duration_since(due);
+        let outcome = run_once(&mut probe, &config).await;
+        let latency = started.elapsed();
+        drop(permit);
+        let obs = Observation {
+            check: config.name.clone(),
+            generation,
+            outcome,
+            latency,
+            lateness,
+            at: SystemTime::now(),
+        };
+        if token.is_cancelled() || events.send(Event::Observation(obs)).await.is_err() {
+            return;
+        }
+        runs += 1;
+        if runs == 1 {
+            ticks.reset_at(tokio::time::Instant::now() + phase);
+        }
+    }
+}
+
+/// Run a probe once under the check's timeout; a panic becomes a failed result with reason
+/// `internal` and the probe is rebuilt on the next run.
+pub async fn run_once(probe: &mut Option<Probe>, config: &CheckConfig) -> Outcome {
+    let p = match probe {
+        Some(p) => p,
+        None => match Probe::build(&config.probe, config.timeout) {
+            Ok(p) => probe.insert(p),
+            Err(e) => return Outcome::failed(Reason::Config, e),
+        },
+    };
+    match tokio::time::timeout(config.timeout, AssertUnwindSafe(p.run()).catch_unwind()).await {
+        Err(_) => Outcome::failed(
+            Reason::Timeout,
+            format!(
+                "no result within {}",
+                humantime::format_duration(config.timeout)
+            ),
+        ),
+        Ok(Err(panic)) => {
+            *probe = None;
+            let text = panic
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "unknown panic".into());
+            tracing::error!(check = %config.name, panic = %text, "Probe panicked; it will be rebuilt.");
+            Outcome::failed(
+                Reason::Internal,
+                format!("probe panicked: {}", crate::check::one_line(&text)),
+            )
+        }
+        Ok(Ok(outcome)) => outcome,
+    }
+}
+
+/// The status a single run gives, without thresholds (for `healthd check`).
+pub fn status_of(outcome: &Outcome, critical: bool) -> Status {
+    match outcome.level {
+        Level::Ok => Status::Healthy,
+        Level::Degraded => Status::Degraded,
+        Level::Failed if critical => Status::Unhealthy,
+        Level::Failed => Status::Degraded,
+    }
+}
+
+/// Run every check once, concurrently (bounded), for `healthd check`.
+pub async fn run_all_once(
+    checks: &[CheckConfig],
+    max_in_flight: usize,
+) -> Vec<(Outcome, Duration)> {
+    let limiter = Arc::new(Semaphore::new(max_in_flight.max(1)));
+    let tasks: Vec<_> = checks
+        .iter()
+        .cloned()
+        .map(|c| {
+            let limiter = limiter.clone();
+            tokio::spawn(async move {
+                let _permit = limiter.acquire().await;
+                let started = Instant::now();
+                let outcome = run_once(&mut None, &c).await;
+                (outcome, started.elapsed())
+            })
+        })
+        .collect();
+    let mut out = Vec::with_capacity(tasks.len());
+    for t in tasks {
+        out.push(match t.await {
+            Ok(r) => r,
+            Err(e) => (
+                Outcome::failed(Reason::Internal, format!("check task failed: {e}")),
+                Duration::ZERO,
+            ),
+        });
+    }
+    out
+}
+
+fn random_below(d: Duration) -> Duration {
+    let nanos = d.as_nanos().min(u64::MAX as u128) as u64;
+    if nanos == 0 {
+        return Duration::ZERO;
+    }
+    Duration::from_nanos(rand::random::<u64>() % nanos)
+}

@@ -1,0 +1,3 @@
+//! Renderers that export the snapshot: Prometheus text for `/metrics`.
+
+pub mod prometheus;
