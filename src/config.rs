@@ -90,6 +90,15 @@ pub struct ServerConfig {
     /// the snapshot is older than this. Default `10s`.
     #[serde(deserialize_with = "de_duration")]
     pub stall_after: Duration,
+    /// Most probes running at once over all checks (the bulkhead); changing it needs a
+    /// restart. Default 512.
+    pub max_in_flight: usize,
+    /// `[server.auth]`: who may see details. Absent: everything is public.
+    pub auth: Option<crate::server::auth::AuthConfig>,
+    /// `[server.tls]`: serve HTTPS with this certificate and key. Absent: plain HTTP.
+    pub tls: Option<crate::server::tls::TlsConfig>,
+    /// `[server.limits]`: request limits of the HTTP edge.
+    pub limits: crate::server::limits::LimitsConfig,
 }
 
 impl Default for ServerConfig {
@@ -98,6 +107,10 @@ impl Default for ServerConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 9750)),
             shutdown_delay: Duration::from_secs(5),
             stall_after: Duration::from_secs(10),
+            max_in_flight: crate::scheduler::DEFAULT_MAX_IN_FLIGHT,
+            auth: None,
+            tls: None,
+            limits: Default::default(),
         }
     }
 }
@@ -116,6 +129,18 @@ pub struct DefaultsConfig {
     pub failure_threshold: u32,
     /// Consecutive successes before a failed check turns healthy again. Default 1.
     pub success_threshold: u32,
+    /// Probe an unhealthy check less often (exponential backoff with jitter, from the
+    /// interval up to `max_backoff`). Default true.
+    pub backoff: bool,
+    /// Longest wait between two probes of an unhealthy check. Default 8 × the check's
+    /// interval, at most 5 minutes (and never below the interval).
+    #[serde(deserialize_with = "de_opt_duration")]
+    pub max_backoff: Option<Duration>,
+    /// Results kept for flap detection; 0 turns it off. Default 20.
+    pub flap_window: u32,
+    /// Share of state changes within the window above which a check is flapping; it stops
+    /// flapping below half of this. Default 0.5.
+    pub flap_threshold: f64,
 }
 
 impl Default for DefaultsConfig {
@@ -125,6 +150,10 @@ impl Default for DefaultsConfig {
             timeout: Duration::from_secs(2),
             failure_threshold: 3,
             success_threshold: 1,
+            backoff: true,
+            max_backoff: None,
+            flap_window: crate::resilience::DEFAULT_FLAP_WINDOW,
+            flap_threshold: crate::resilience::DEFAULT_FLAP_THRESHOLD,
         }
     }
 }
@@ -149,6 +178,8 @@ pub struct CheckConfig {
     pub groups: Vec<Group>,
     pub failure_threshold: u32,
     pub success_threshold: u32,
+    /// Backoff, confirmation, flap detection and staleness (see `resilience`).
+    pub resilience: crate::resilience::Resilience,
     /// The kind and its own settings.
     pub probe: ProbeConfig,
 }
@@ -211,9 +242,24 @@ struct CommonRaw {
     groups: Option<Vec<Group>>,
     failure_threshold: Option<u32>,
     success_threshold: Option<u32>,
+    backoff: Option<bool>,
+    #[serde(default, deserialize_with = "de_opt_duration")]
+    max_backoff: Option<Duration>,
+    #[serde(default, deserialize_with = "de_opt_duration")]
+    confirm_after: Option<Duration>,
+    flap_window: Option<u32>,
+    flap_threshold: Option<f64>,
+    #[serde(default, deserialize_with = "de_opt_duration")]
+    max_staleness: Option<Duration>,
 }
 
 const COMMON_KEYS: &[&str] = &[
+    "backoff",
+    "max_backoff",
+    "confirm_after",
+    "flap_window",
+    "flap_threshold",
+    "max_staleness",
     "name",
     "interval",
     "timeout",
@@ -305,6 +351,14 @@ pub fn load(sources: &Sources) -> Result<Config, Vec<ConfigError>> {
         }
     }
     validate_defaults(&config.defaults, &main_name, &mut problems);
+    for (key, reason) in crate::server::validate(&config.server) {
+        problems.push(&main_name, key, reason);
+    }
+    if let Some(path) = &sources.config
+        && crate::redact::has_inline_secret(&main_text)
+    {
+        crate::redact::warn_if_world_readable(path, "inline password or token");
+    }
 
     // Check entries from the main file, then from each drop-in in name order.
     let mut entries: Vec<(String, usize, toml::Value)> = Vec::new();
@@ -598,6 +652,13 @@ fn validate_defaults(d: &DefaultsConfig, file: &str, problems: &mut Problems) {
     if d.success_threshold == 0 {
         problems.push(file, "defaults.success_threshold", "must be at least 1");
     }
+    if !(d.flap_threshold > 0.0 && d.flap_threshold <= 1.0) {
+        problems.push(
+            file,
+            "defaults.flap_threshold",
+            "must be above 0 and at most 1",
+        );
+    }
 }
 
 fn collect_checks(
@@ -716,6 +777,20 @@ fn parse_check(
             "must be at least 1",
         );
     }
+    let resilience = crate::resilience::Resilience {
+        backoff: common.backoff.unwrap_or(defaults.backoff),
+        max_backoff: common
+            .max_backoff
+            .or(defaults.max_backoff)
+            .unwrap_or_else(|| crate::resilience::default_max_backoff(interval)),
+        confirm_after: common.confirm_after,
+        flap_window: common.flap_window.unwrap_or(defaults.flap_window),
+        flap_threshold: common.flap_threshold.unwrap_or(defaults.flap_threshold),
+        max_staleness: common.max_staleness,
+    };
+    for (key, reason) in resilience.validate(interval, timeout) {
+        problems.push(file, join_key(&at, key), reason);
+    }
     let probe = probe?;
     for (key, reason) in probe.validate(timeout) {
         problems.push(file, join_key(&at, &key), reason);
@@ -734,6 +809,7 @@ fn parse_check(
         groups,
         failure_threshold,
         success_threshold,
+        resilience,
         probe,
     })
 }

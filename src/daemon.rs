@@ -31,6 +31,8 @@ pub enum RunError {
     },
     #[error("cannot install signal handlers: {0}")]
     Signals(std::io::Error),
+    #[error("cannot set up TLS: {0}")]
+    Tls(String),
 }
 
 /// A running daemon's parts, for the lifecycle below and for tests.
@@ -68,18 +70,24 @@ impl Daemon {
             .map_err(|source| RunError::Listen { addr, source })?;
         let server_stop = CancellationToken::new();
         let app = server::router(state.clone());
-        let stop = server_stop.clone();
-        let server_task = tokio::spawn(async move {
-            let serve = axum::serve(listener, app).with_graceful_shutdown(stop.cancelled_owned());
-            if let Err(e) = serve.await {
-                tracing::error!(error = %e, "HTTP server failed.");
-            }
-        });
+        let tls = match &config.server.tls {
+            Some(t) => Some(Arc::new(
+                server::tls::TlsReloader::new(t.clone()).map_err(RunError::Tls)?,
+            )),
+            None => None,
+        };
+        let server_task = tokio::spawn(server::limits::serve(
+            listener,
+            app,
+            tls,
+            config.server.limits.clone(),
+            server_stop.clone(),
+        ));
         tracing::info!(address = %local_addr, checks = config.checks.len(), "Listening.");
         let mut scheduler = Scheduler::new(
             health.events.clone(),
             cancel.child_token(),
-            DEFAULT_MAX_IN_FLIGHT,
+            config.server.max_in_flight,
         );
         scheduler.apply(&config.checks).await;
         Ok(Daemon {

@@ -12,6 +12,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::check::{Level, Outcome, Reason, Sample};
 use crate::config::{CheckConfig, Group};
+use crate::resilience::{BreakerState, FlapDetector, Resilience};
 
 /// The verdict on a check or a group.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
@@ -140,6 +141,15 @@ pub struct CheckView {
     pub since: Option<SystemTime>,
     pub consecutive_failures: u32,
     pub consecutive_successes: u32,
+    /// `open` while the check is unhealthy and probed with backoff.
+    pub breaker: BreakerState,
+    /// When the next probe is due.
+    #[serde(serialize_with = "ser_time")]
+    pub next_run: Option<SystemTime>,
+    /// Changing state too often; the status is held at the worst seen until it settles.
+    pub flapping: bool,
+    /// The latest result is older than the check's `max_staleness`; the status is `unknown`.
+    pub stale: bool,
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub details: BTreeMap<String, serde_json::Value>,
     #[serde(skip)]
@@ -293,6 +303,9 @@ pub struct CheckMeta {
     pub success_threshold: u32,
     /// Which scheduled definition this is; observations of an older one are dropped.
     pub generation: u64,
+    pub interval: Duration,
+    pub timeout: Duration,
+    pub resilience: Resilience,
 }
 
 impl CheckMeta {
@@ -305,6 +318,9 @@ impl CheckMeta {
             failure_threshold: c.failure_threshold,
             success_threshold: c.success_threshold,
             generation,
+            interval: c.interval,
+            timeout: c.timeout,
+            resilience: c.resilience.clone(),
         }
     }
 }
@@ -319,6 +335,10 @@ pub struct Observation {
     /// How long after its scheduled time the run started.
     pub lateness: Duration,
     pub at: SystemTime,
+    /// The scheduler's circuit breaker after this run.
+    pub breaker: BreakerState,
+    /// Time from this result to the next run.
+    pub next_delay: Duration,
 }
 
 /// A check's status changed (for logs and the optional OTLP log record).
@@ -361,6 +381,11 @@ struct CheckState {
     /// The view as last published; `None` once it changed, so unchanged checks cost one
     /// reference count per snapshot.
     published: Option<Arc<CheckView>>,
+    /// The state machine's own status, before flap holding and staleness.
+    machine: Status,
+    flap: FlapDetector,
+    /// When the latest result arrived, and how long it stays trustworthy.
+    fresh_until: Option<Instant>,
 }
 
 impl CheckState {
@@ -380,6 +405,10 @@ impl CheckState {
             since: None,
             consecutive_failures: 0,
             consecutive_successes: 0,
+            breaker: BreakerState::Closed,
+            next_run: None,
+            flapping: false,
+            stale: false,
             details: BTreeMap::new(),
             sample: None,
             stats: RunStats::default(),
@@ -387,11 +416,15 @@ impl CheckState {
             passed_once: false,
             builtin: false,
         };
+        let flap = FlapDetector::new(meta.resilience.flap_window, meta.resilience.flap_threshold);
         CheckState {
             meta,
             view,
             failing: false,
             published: None,
+            machine: Status::Unknown,
+            flap,
+            fresh_until: None,
         }
     }
 
@@ -399,6 +432,36 @@ impl CheckState {
     ///
     /// From `unknown` the first result decides at once: there is no good state to protect.
     fn apply(&mut self, obs: Observation) -> Option<Status> {
+        let shown = self.view.status;
+        // The thresholds run on the machine's own status, not on a held or stale one.
+        self.view.status = self.machine;
+        let level = obs.outcome.level;
+        let at = obs.at;
+        let delay = obs.next_delay;
+        self.view.breaker = obs.breaker;
+        self.view.next_run = at.checked_add(delay);
+        self.fresh_until = Some(
+            Instant::now()
+                + self
+                    .meta
+                    .resilience
+                    .stale_after(delay, self.meta.interval, self.meta.timeout),
+        );
+        self.view.stale = false;
+        self.step(obs);
+        self.machine = self.view.status;
+        self.view.status = self.flap.record(level, self.machine);
+        self.view.flapping = self.flap.flapping();
+        if self.view.status != shown {
+            self.view.since = Some(at);
+            Some(shown)
+        } else {
+            None
+        }
+    }
+
+    /// The kubelet-style state machine proper.
+    fn step(&mut self, obs: Observation) {
         self.published = None;
         let v = &mut self.view;
         let old = v.status;
@@ -455,12 +518,34 @@ impl CheckState {
                 };
             }
         }
-        if v.status != old {
-            v.since = Some(obs.at);
-            Some(old)
-        } else {
-            None
+    }
+
+    /// Turn the check `unknown` if its latest result is too old; returns the old status
+    /// when that happened just now.
+    fn expire(&mut self, now: Instant, at: SystemTime) -> Option<Status> {
+        let deadline = self.fresh_until?;
+        if self.view.stale || now <= deadline {
+            return None;
         }
+        self.published = None;
+        let old = self.view.status;
+        let age = self
+            .view
+            .last_run
+            .and_then(|t| at.duration_since(t).ok())
+            .unwrap_or_default();
+        self.view.stale = true;
+        self.view.status = Status::Unknown;
+        self.view.reason = None;
+        self.view.message = format!(
+            "stale: no result for {} (the latest: {})",
+            fmt_latency(age),
+            self.view.message
+        );
+        (old != Status::Unknown).then(|| {
+            self.view.since = Some(at);
+            old
+        })
     }
 }
 
@@ -613,6 +698,12 @@ impl HealthLoop {
                         failure_threshold: 1,
                         success_threshold: 1,
                         generation: 0,
+                        interval: Duration::ZERO,
+                        timeout: Duration::ZERO,
+                        resilience: Resilience {
+                            flap_window: 0,
+                            ..Resilience::default()
+                        },
                     });
                     s.view.builtin = true;
                     s.view
@@ -634,6 +725,22 @@ impl HealthLoop {
     fn publish(&mut self) {
         self.seq += 1;
         let now = SystemTime::now();
+        let mono = Instant::now();
+        for state in &mut self.states {
+            if let Some(from) = state.expire(mono, now) {
+                let v = &state.view;
+                tracing::warn!(check = %v.name, from = from.as_str(), detail = %v.message, "Check result is stale; status now unknown.");
+                let _ = self.changes.send(StatusChange {
+                    check: v.name.clone(),
+                    kind: v.kind,
+                    from,
+                    to: v.status,
+                    reason: None,
+                    message: v.message.clone(),
+                    at: now,
+                });
+            }
+        }
         let probes = self.states.len();
         let heartbeat = self
             .builtins
@@ -647,6 +754,12 @@ impl HealthLoop {
                     failure_threshold: 1,
                     success_threshold: 1,
                     generation: 0,
+                    interval: Duration::ZERO,
+                    timeout: Duration::ZERO,
+                    resilience: Resilience {
+                        flap_window: 0,
+                        ..Resilience::default()
+                    },
                 });
                 s.view.builtin = true;
                 s.view.status = Status::Healthy;
@@ -732,6 +845,9 @@ mod tests {
             failure_threshold,
             success_threshold,
             generation: 1,
+            interval: Duration::from_secs(10),
+            timeout: Duration::from_secs(1),
+            resilience: Resilience::default(),
         }
     }
 
@@ -748,6 +864,8 @@ mod tests {
             latency: Duration::from_millis(3),
             lateness: Duration::ZERO,
             at: SystemTime::now(),
+            breaker: BreakerState::Closed,
+            next_delay: Duration::from_secs(10),
         }
     }
 

@@ -8,6 +8,8 @@ pub mod check;
 pub mod config;
 pub mod daemon;
 pub mod health;
+pub mod redact;
+pub mod resilience;
 pub mod scheduler;
 pub mod server;
 pub mod telemetry;

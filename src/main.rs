@@ -9,7 +9,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand, ValueEnum};
 use healthd::config::{self, ConfigError, Sources};
 use healthd::health::{Status, fmt_latency};
-use healthd::scheduler::{DEFAULT_MAX_IN_FLIGHT, run_all_once, status_of};
+use healthd::scheduler::{run_all_once, status_of};
 
 /// Exit code of `run` on a config error (EX_CONFIG from sysexits.h), so systemd can be told
 /// not to restart in a loop on it.
@@ -200,7 +200,7 @@ async fn check(sources: Sources, format: OutputFormat) -> ExitCode {
             return ExitCode::from(exit_code(Status::Unknown));
         }
     };
-    let results = run_all_once(&cfg.checks, DEFAULT_MAX_IN_FLIGHT).await;
+    let results = run_all_once(&cfg.checks, cfg.server.max_in_flight).await;
     let statuses: Vec<Status> = cfg
         .checks
         .iter()

@@ -9,12 +9,12 @@ use std::time::{Duration, Instant, SystemTime};
 use futures_util::FutureExt;
 use tokio::sync::{Semaphore, mpsc};
 use tokio::task::JoinHandle;
-use tokio::time::MissedTickBehavior;
 use tokio_util::sync::CancellationToken;
 
 use crate::check::{Level, Outcome, Probe, Reason};
 use crate::config::CheckConfig;
 use crate::health::{CheckMeta, Event, Observation, Status};
+use crate::resilience::{Breaker, NextRun};
 
 /// Default bound on probes running at once, across all checks.
 pub const DEFAULT_MAX_IN_FLIGHT: usize = 512;
@@ -134,18 +134,24 @@ async fn run_check(
     limiter: Arc<Semaphore>,
 ) {
     let mut probe: Option<Probe> = None;
+    let mut breaker = Breaker::new(
+        config.interval,
+        config.failure_threshold,
+        config.resilience.clone(),
+    );
     // First run soon (startup waits for it), then a random phase within one interval so
     // that thousands of checks with one interval spread out instead of firing together.
     let first = random_below(config.interval.min(FIRST_RUN_SPREAD));
     let phase = random_below(config.interval);
-    let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + first, config.interval);
-    ticks.set_missed_tick_behavior(MissedTickBehavior::Skip);
+    let mut due = tokio::time::Instant::now() + first;
+    // The slot on the normal schedule; confirmation and backoff runs do not move it.
+    let mut slot = due;
     let mut runs: u64 = 0;
     loop {
-        let due = tokio::select! {
+        tokio::select! {
             _ = token.cancelled() => return,
-            t = ticks.tick() => t,
-        };
+            _ = tokio::time::sleep_until(due) => {}
+        }
         let permit = tokio::select! {
             _ = token.cancelled() => return,
             p = limiter.acquire() => p,
@@ -155,6 +161,20 @@ async fn run_check(
         let outcome = run_once(&mut probe, &config).await;
         let latency = started.elapsed();
         drop(permit);
+        runs += 1;
+        let now = tokio::time::Instant::now();
+        if runs == 1 {
+            slot = now + phase;
+        }
+        // Skip missed slots rather than bursting to catch up.
+        while slot <= now {
+            slot += config.interval;
+        }
+        due = match breaker.record(outcome.level, rand::random::<f64>()) {
+            NextRun::Interval => slot,
+            NextRun::After(d) => now + d,
+        };
+        let next_delay = due.saturating_duration_since(now);
         let obs = Observation {
             check: config.name.clone(),
             generation,
@@ -162,49 +182,64 @@ async fn run_check(
             latency,
             lateness,
             at: SystemTime::now(),
+            breaker: breaker.state(),
+            next_delay,
         };
         if token.is_cancelled() || events.send(Event::Observation(obs)).await.is_err() {
             return;
-        }
-        runs += 1;
-        if runs == 1 {
-            ticks.reset_at(tokio::time::Instant::now() + phase);
         }
     }
 }
 
 /// Run a probe once under the check's timeout; a panic becomes a failed result with reason
-/// `internal` and the probe is rebuilt on the next run.
+/// `internal` and the probe is rebuilt on the next run. Credentials are scrubbed from the
+/// result here, once for every kind, before it can reach a snapshot, log or metric.
 pub async fn run_once(probe: &mut Option<Probe>, config: &CheckConfig) -> Outcome {
     let p = match probe {
         Some(p) => p,
         None => match Probe::build(&config.probe, config.timeout) {
             Ok(p) => probe.insert(p),
-            Err(e) => return Outcome::failed(Reason::Config, e),
+            Err(e) => return crate::redact::outcome(Outcome::failed(Reason::Config, e)),
         },
     };
-    match tokio::time::timeout(config.timeout, AssertUnwindSafe(p.run()).catch_unwind()).await {
-        Err(_) => Outcome::failed(
-            Reason::Timeout,
-            format!(
-                "no result within {}",
-                humantime::format_duration(config.timeout)
+    let (outcome, panicked) = guarded(&config.name, config.timeout, p.run()).await;
+    if panicked {
+        *probe = None;
+    }
+    crate::redact::outcome(outcome)
+}
+
+/// Await one run under `timeout`, turning a panic into a failed result with reason
+/// `internal`; the flag says whether it panicked (the probe's state is then suspect).
+pub async fn guarded<F>(name: &str, timeout: Duration, run: F) -> (Outcome, bool)
+where
+    F: std::future::Future<Output = Outcome>,
+{
+    match tokio::time::timeout(timeout, AssertUnwindSafe(run).catch_unwind()).await {
+        Err(_) => (
+            Outcome::failed(
+                Reason::Timeout,
+                format!("no result within {}", humantime::format_duration(timeout)),
             ),
+            false,
         ),
         Ok(Err(panic)) => {
-            *probe = None;
             let text = panic
                 .downcast_ref::<&str>()
                 .map(|s| s.to_string())
                 .or_else(|| panic.downcast_ref::<String>().cloned())
                 .unwrap_or_else(|| "unknown panic".into());
-            tracing::error!(check = %config.name, panic = %text, "Probe panicked; it will be rebuilt.");
-            Outcome::failed(
-                Reason::Internal,
-                format!("probe panicked: {}", crate::check::one_line(&text)),
+            let text = crate::redact::text(&text);
+            tracing::error!(check = %name, panic = %text, "Probe panicked; it will be rebuilt.");
+            (
+                Outcome::failed(
+                    Reason::Internal,
+                    format!("probe panicked: {}", crate::check::one_line(&text)),
+                ),
+                true,
             )
         }
-        Ok(Ok(outcome)) => outcome,
+        Ok(Ok(outcome)) => (outcome, false),
     }
 }
 
@@ -256,4 +291,37 @@ fn random_below(d: Duration) -> Duration {
         return Duration::ZERO;
     }
     Duration::from_nanos(rand::random::<u64>() % nanos)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_panic_becomes_an_internal_failure() {
+        let run = async {
+            if std::hint::black_box(true) {
+                panic!("boom at postgres://app:hunter2@db/x");
+            }
+            Outcome::ok("unreachable")
+        };
+        let (outcome, panicked) = guarded("p", Duration::from_secs(1), run).await;
+        assert!(panicked);
+        assert_eq!(outcome.level, Level::Failed);
+        assert_eq!(outcome.reason, Some(Reason::Internal));
+        assert!(
+            outcome.message.contains("probe panicked: boom"),
+            "{}",
+            outcome.message
+        );
+        assert!(!outcome.message.contains("hunter2"), "{}", outcome.message);
+    }
+
+    #[tokio::test]
+    async fn a_wedged_run_times_out() {
+        let run = std::future::pending::<Outcome>();
+        let (outcome, panicked) = guarded("w", Duration::from_millis(50), run).await;
+        assert!(!panicked);
+        assert_eq!(outcome.reason, Some(Reason::Timeout));
+    }
 }

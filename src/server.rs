@@ -1,15 +1,21 @@
 //! The HTTP edge: probe endpoints, `/health` and `/metrics`, all rendered from the latest
 //! snapshot. No handler runs a probe or waits on one.
 
+pub mod auth;
+pub mod limits;
+pub mod tls;
+
 use std::collections::BTreeMap;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use axum::Router;
-use axum::extract::{Path, RawQuery, State};
+use axum::extract::{ConnectInfo, Extension, Path, RawQuery, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use serde::Serialize;
@@ -23,6 +29,10 @@ pub struct ServerOptions {
     /// The snapshot is stale (liveness fails) when older than this.
     pub stall_after: Duration,
     pub groups: BTreeMap<Group, GroupOptions>,
+    /// Who may see details (`[server.auth]`); open when not configured.
+    pub auth: Arc<auth::Authorizer>,
+    /// Request limits; read when the router is built.
+    pub limits: limits::LimitsConfig,
 }
 
 impl ServerOptions {
@@ -33,6 +43,8 @@ impl ServerOptions {
                 .iter()
                 .map(|g| (*g, config.group_options(*g)))
                 .collect(),
+            auth: Arc::new(auth::Authorizer::of(&config.server.auth)),
+            limits: config.server.limits.clone(),
         }
     }
 }
@@ -56,30 +68,89 @@ impl AppState {
     }
 }
 
-/// All routes.
+/// Semantic problems of `[server]` as (key, reason), for config validation.
+pub fn validate(server: &crate::config::ServerConfig) -> Vec<(String, String)> {
+    let mut problems = Vec::new();
+    if server.max_in_flight == 0 {
+        problems.push(("server.max_in_flight".into(), "must be at least 1".into()));
+    }
+    if let Some(a) = &server.auth {
+        for (k, r) in a.validate() {
+            problems.push((format!("server.auth.{k}"), r));
+        }
+    }
+    if let Some(t) = &server.tls {
+        for (k, r) in t.validate() {
+            problems.push((format!("server.tls.{k}"), r));
+        }
+    }
+    for (k, r) in server.limits.validate() {
+        problems.push((format!("server.limits.{k}"), r));
+    }
+    problems
+}
+
+/// Whether the caller may see details (check names' reasons, messages, JSON, metrics).
+#[derive(Debug, Clone, Copy)]
+struct Access(bool);
+
+/// Decide [`Access`] once per request from the peer address and the bearer token.
+async fn access(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
+    let peer = req
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|c| c.0.ip());
+    let allowed = state.options.load().auth.allows(peer, req.headers());
+    req.extensions_mut().insert(Access(allowed));
+    next.run(req).await
+}
+
+fn unauthorized() -> Response {
+    let mut r = text(
+        StatusCode::UNAUTHORIZED,
+        "authorization required\n".to_string(),
+    );
+    r.headers_mut().insert(
+        header::WWW_AUTHENTICATE,
+        HeaderValue::from_static("Bearer realm=\"healthd\""),
+    );
+    r
+}
+
+/// All routes, behind the request limits of [`limits::protect`].
 pub fn router(state: AppState) -> Router {
-    let mut app = Router::new()
+    let details = Router::new()
         .route("/health", get(health))
-        .route("/metrics", get(metrics));
+        .route("/metrics", get(metrics))
+        .fallback(not_found);
+    let mut app = Router::new();
     for group in Group::ALL {
         app = app
             .route(
                 &format!("/{}", group.path()),
-                get(move |s: State<AppState>, q: RawQuery, h: HeaderMap| {
-                    probe(s, q, h, group, None)
-                }),
+                get(
+                    move |s: State<AppState>, a: Extension<Access>, q: RawQuery, h: HeaderMap| {
+                        probe(s, a, q, h, group, None)
+                    },
+                ),
             )
             .route(
                 &format!("/{}/{{check}}", group.path()),
                 get(
                     move |s: State<AppState>,
+                          a: Extension<Access>,
                           Path(check): Path<String>,
                           q: RawQuery,
-                          h: HeaderMap| { probe(s, q, h, group, Some(check)) },
+                          h: HeaderMap| {
+                        probe(s, a, q, h, group, Some(check))
+                    },
                 ),
             );
     }
-    app.fallback(not_found).with_state(state)
+    let limits = state.options.load().limits.clone();
+    limits::protect(app, details, &limits)
+        .layer(axum::middleware::from_fn_with_state(state.clone(), access))
+        .with_state(state)
 }
 
 async fn not_found() -> Response {
@@ -208,6 +279,7 @@ fn word_of(status: Status) -> &'static str {
 
 async fn probe(
     State(state): State<AppState>,
+    Extension(Access(allowed)): Extension<Access>,
     RawQuery(raw): RawQuery,
     headers: HeaderMap,
     group: Group,
@@ -216,6 +288,10 @@ async fn probe(
     let snap = state.snapshot.load_full();
     let options = state.options.load();
     let q = ProbeQuery::parse(raw.as_deref(), &headers);
+    // Single-check paths reveal names and JSON carries messages: both need authorisation.
+    if !allowed && (check.is_some() || q.json) {
+        return unauthorized();
+    }
     let only = match &check {
         Some(name) => match snap.members(group).find(|c| &c.name == name) {
             Some(c) => Some(c.clone()),
@@ -263,7 +339,14 @@ async fn probe(
     }
     let mut body = String::new();
     for (c, excluded) in &v.members {
-        let line = if *excluded {
+        let line = if !allowed {
+            match c.status {
+                Status::Healthy => format!("[+]{} ok\n", c.name),
+                Status::Degraded => format!("[+]{} degraded: reason withheld\n", c.name),
+                Status::Unhealthy => format!("[-]{} failed: reason withheld\n", c.name),
+                Status::Unknown => format!("[-]{} unknown: reason withheld\n", c.name),
+            }
+        } else if *excluded {
             format!("[+]{} excluded: {}\n", c.name, word_of(c.status))
         } else {
             match c.status {
@@ -303,7 +386,13 @@ fn sanitize(name: &str) -> String {
         .collect()
 }
 
-async fn health(State(state): State<AppState>) -> Response {
+async fn health(
+    State(state): State<AppState>,
+    Extension(Access(allowed)): Extension<Access>,
+) -> Response {
+    if !allowed {
+        return unauthorized();
+    }
     let snap = state.snapshot.load_full();
     let options = state.options.load();
     let draining = state.draining.load(Ordering::Relaxed);
@@ -339,7 +428,13 @@ async fn health(State(state): State<AppState>) -> Response {
     json(StatusCode::OK, &body)
 }
 
-async fn metrics(State(state): State<AppState>) -> Response {
+async fn metrics(
+    State(state): State<AppState>,
+    Extension(Access(allowed)): Extension<Access>,
+) -> Response {
+    if !allowed {
+        return unauthorized();
+    }
     let snap = state.snapshot.load_full();
     let body = crate::telemetry::prometheus::render(snap);
     let mut r = (StatusCode::OK, body).into_response();

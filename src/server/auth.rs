@@ -1,0 +1,203 @@
+//! Who may see details: a bearer token read from a file (compared in constant time) and/or
+//! trusted source networks. Bare verdicts stay public either way (see `server::router`).
+
+use std::net::IpAddr;
+use std::path::PathBuf;
+
+use axum::http::{HeaderMap, header};
+use ipnet::IpNet;
+use serde::Deserialize;
+use subtle::ConstantTimeEq;
+
+/// `[server.auth]`.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthConfig {
+    /// File holding the bearer token (surrounding whitespace is ignored). Callers send
+    /// `Authorization: Bearer <token>`.
+    pub token_file: Option<PathBuf>,
+    /// Source networks that are authorised without a token. Default: loopback
+    /// (`127.0.0.0/8`, `::1/128`); `[]` requires the token from everyone.
+    #[serde(default = "loopback")]
+    pub trusted_networks: Vec<String>,
+}
+
+fn loopback() -> Vec<String> {
+    vec!["127.0.0.0/8".into(), "::1/128".into()]
+}
+
+impl AuthConfig {
+    /// Problems as (key under `server.auth`, reason).
+    pub fn validate(&self) -> Vec<(String, String)> {
+        let mut problems = Vec::new();
+        for (i, n) in self.trusted_networks.iter().enumerate() {
+            if let Err(e) = parse_net(n) {
+                problems.push((format!("trusted_networks[{i}]"), e));
+            }
+        }
+        if let Some(path) = &self.token_file {
+            match read_token(path) {
+                Ok(_) => crate::redact::warn_if_world_readable(path, "server.auth.token_file"),
+                Err(e) => problems.push(("token_file".into(), e)),
+            }
+        }
+        problems
+    }
+}
+
+fn parse_net(text: &str) -> Result<IpNet, String> {
+    let t = text.trim();
+    t.parse::<IpNet>()
+        .or_else(|_| t.parse::<IpAddr>().map(IpNet::from))
+        .map_err(|_| format!("invalid network \"{t}\" (use CIDR such as 10.0.0.0/8 or an address)"))
+}
+
+fn read_token(path: &std::path::Path) -> Result<Vec<u8>, String> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let token = text.trim();
+    if token.is_empty() {
+        return Err(format!("{} is empty", path.display()));
+    }
+    Ok(token.as_bytes().to_vec())
+}
+
+/// The runtime form of `[server.auth]`.
+#[derive(Clone, Default)]
+pub struct Authorizer {
+    /// `false` when `[server.auth]` is absent: everyone is authorised.
+    enabled: bool,
+    token: Option<Vec<u8>>,
+    networks: Vec<IpNet>,
+}
+
+impl std::fmt::Debug for Authorizer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Authorizer")
+            .field("enabled", &self.enabled)
+            .field("token", &self.token.as_ref().map(|_| crate::redact::MASK))
+            .field("networks", &self.networks)
+            .finish()
+    }
+}
+
+impl Authorizer {
+    /// Build from config, reading the token file. A failure here (the file vanished since
+    /// validation) yields an authorizer that lets nobody in: fail closed.
+    pub fn of(config: &Option<AuthConfig>) -> Authorizer {
+        let Some(c) = config else {
+            return Authorizer::default();
+        };
+        let networks = c
+            .trusted_networks
+            .iter()
+            .filter_map(|n| parse_net(n).ok())
+            .collect();
+        let token = match &c.token_file {
+            None => None,
+            Some(path) => match read_token(path) {
+                Ok(t) => Some(t),
+                Err(e) => {
+                    tracing::error!(error = %e, "Cannot read the auth token; details are denied to everyone until it is readable and healthd reloads.");
+                    return Authorizer {
+                        enabled: true,
+                        token: None,
+                        networks: Vec::new(),
+                    };
+                }
+            },
+        };
+        Authorizer {
+            enabled: true,
+            token,
+            networks,
+        }
+    }
+
+    pub fn enabled(&self) -> bool {
+        self.enabled
+    }
+
+    /// Whether a caller from `peer` sending `headers` may see details.
+    pub fn allows(&self, peer: Option<IpAddr>, headers: &HeaderMap) -> bool {
+        if !self.enabled {
+            return true;
+        }
+        if let Some(ip) = peer {
+            let ip = ip.to_canonical();
+            if self.networks.iter().any(|n| n.contains(&ip)) {
+                return true;
+            }
+        }
+        let (Some(want), Some(got)) = (&self.token, bearer(headers)) else {
+            return false;
+        };
+        bool::from(want.as_slice().ct_eq(got))
+    }
+}
+
+fn bearer(headers: &HeaderMap) -> Option<&[u8]> {
+    let value = headers.get(header::AUTHORIZATION)?.as_bytes();
+    let (scheme, rest) = value.split_at(value.len().min(7));
+    if !scheme.eq_ignore_ascii_case(b"bearer ") {
+        return None;
+    }
+    Some(rest.trim_ascii())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::http::HeaderValue;
+
+    fn with_token(token: &str) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        h.insert(
+            header::AUTHORIZATION,
+            HeaderValue::from_str(&format!("Bearer {token}")).unwrap(),
+        );
+        h
+    }
+
+    #[test]
+    fn token_and_networks() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("token");
+        std::fs::write(&path, "s3cret-token\n").unwrap();
+        let a = Authorizer::of(&Some(AuthConfig {
+            token_file: Some(path),
+            trusted_networks: vec!["10.1.0.0/16".into()],
+        }));
+        let outside: IpAddr = "192.0.2.1".parse().unwrap();
+        let inside: IpAddr = "10.1.2.3".parse().unwrap();
+        assert!(a.allows(Some(outside), &with_token("s3cret-token")));
+        assert!(!a.allows(Some(outside), &with_token("s3cret-tokem")));
+        assert!(!a.allows(Some(outside), &with_token("s3cret")));
+        assert!(!a.allows(Some(outside), &HeaderMap::new()));
+        assert!(!a.allows(None, &HeaderMap::new()));
+        assert!(a.allows(Some(inside), &HeaderMap::new()));
+        let mapped: IpAddr = "::ffff:10.1.2.3".parse().unwrap();
+        assert!(a.allows(Some(mapped), &HeaderMap::new()));
+        assert!(!format!("{a:?}").contains("s3cret"));
+    }
+
+    #[test]
+    fn absent_means_open_and_defaults_trust_loopback() {
+        assert!(Authorizer::of(&None).allows(None, &HeaderMap::new()));
+        let c: AuthConfig = toml::from_str("").unwrap();
+        let a = Authorizer::of(&Some(c));
+        assert!(a.allows(Some("127.0.0.1".parse().unwrap()), &HeaderMap::new()));
+        assert!(a.allows(Some("::1".parse().unwrap()), &HeaderMap::new()));
+        assert!(!a.allows(Some("192.0.2.1".parse().unwrap()), &HeaderMap::new()));
+    }
+
+    #[test]
+    fn bad_networks_and_missing_token_files_are_reported() {
+        let c = AuthConfig {
+            token_file: Some("/nonexistent/token".into()),
+            trusted_networks: vec!["10.0.0.0/33".into(), "::1".into()],
+        };
+        let keys: Vec<String> = c.validate().into_iter().map(|(k, _)| k).collect();
+        assert_eq!(keys, vec!["trusted_networks[0]", "token_file"]);
+    }
+}

@@ -1,0 +1,284 @@
+//! The HTTP edge's protection: request limits as tower layers (all in [`protect`]), and the
+//! connection loop that bounds connections and slow clients (in [`serve`]).
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Body;
+use axum::error_handling::HandleErrorLayer;
+use axum::extract::{ConnectInfo, Request};
+use axum::http::{StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use serde::Deserialize;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+use tower::ServiceBuilder;
+
+use super::tls::TlsReloader;
+
+/// `[server.limits]`. Read when the listener starts; changing them needs a restart.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LimitsConfig {
+    /// Bound on handling one request. Default `5s`.
+    #[serde(deserialize_with = "crate::config::de_duration")]
+    pub request_timeout: Duration,
+    /// A client must send its request head within this. Default `5s`.
+    #[serde(deserialize_with = "crate::config::de_duration")]
+    pub header_read_timeout: Duration,
+    /// Open connections at most; further ones are closed at once. Default 1024.
+    pub max_connections: usize,
+    /// Requests to `/livez`, `/readyz`, `/startupz` handled at once; more get 503 at once.
+    /// Default 256.
+    pub probe_concurrency: usize,
+    /// Requests to `/health` and `/metrics` handled at once (a separate budget, so a flood
+    /// there cannot starve the probe endpoints); more get 503 at once. Default 16.
+    pub detail_concurrency: usize,
+    /// Total size of the request headers. Default 8192 bytes.
+    pub max_header_bytes: usize,
+    /// Length of the request target (path and query). Default 2048 bytes.
+    pub max_uri_bytes: usize,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        LimitsConfig {
+            request_timeout: Duration::from_secs(5),
+            header_read_timeout: Duration::from_secs(5),
+            max_connections: 1024,
+            probe_concurrency: 256,
+            detail_concurrency: 16,
+            max_header_bytes: 8192,
+            max_uri_bytes: 2048,
+        }
+    }
+}
+
+impl LimitsConfig {
+    pub fn validate(&self) -> Vec<(String, String)> {
+        let mut problems = Vec::new();
+        for (key, v) in [
+            ("max_connections", self.max_connections),
+            ("probe_concurrency", self.probe_concurrency),
+            ("detail_concurrency", self.detail_concurrency),
+        ] {
+            if v == 0 {
+                problems.push((key.to_string(), "must be at least 1".to_string()));
+            }
+        }
+        if self.max_header_bytes < 1024 {
+            problems.push(("max_header_bytes".into(), "must be at least 1024".into()));
+        }
+        if self.max_uri_bytes < 64 {
+            problems.push(("max_uri_bytes".into(), "must be at least 64".into()));
+        }
+        problems
+    }
+}
+
+/// Put the limits around the two halves of the router: `probes` (the Kubernetes probe
+/// endpoints) and `details` (`/health`, `/metrics`) get separate concurrency budgets with
+/// load shedding; everything gets the request guard, a timeout and panic catching.
+pub fn protect<S>(probes: Router<S>, details: Router<S>, limits: &LimitsConfig) -> Router<S>
+where
+    S: Clone + Send + Sync + 'static,
+{
+    let budget = |n: usize| {
+        ServiceBuilder::new()
+            .layer(HandleErrorLayer::new(|_: tower::BoxError| async {
+                overloaded()
+            }))
+            .load_shed()
+            .concurrency_limit(n.max(1))
+    };
+    let guard_limits = Arc::new(limits.clone());
+    probes
+        .layer(budget(limits.probe_concurrency))
+        .merge(details.layer(budget(limits.detail_concurrency)))
+        .layer(middleware::from_fn(move |req: Request, next: Next| {
+            let l = guard_limits.clone();
+            async move { guard(&l, req, next).await }
+        }))
+        .layer(tower_http::timeout::TimeoutLayer::with_status_code(
+            StatusCode::SERVICE_UNAVAILABLE,
+            limits.request_timeout,
+        ))
+        .layer(tower_http::catch_panic::CatchPanicLayer::custom(
+            |_: Box<dyn std::any::Any + Send>| {
+                plain(StatusCode::INTERNAL_SERVER_ERROR, "internal error\n")
+            },
+        ))
+}
+
+fn plain(code: StatusCode, body: &'static str) -> Response {
+    (
+        code,
+        [
+            (header::CONTENT_TYPE, "text/plain; charset=utf-8"),
+            (header::CACHE_CONTROL, "no-store"),
+        ],
+        body,
+    )
+        .into_response()
+}
+
+fn overloaded() -> Response {
+    let mut r = plain(StatusCode::SERVICE_UNAVAILABLE, "overloaded, try again\n");
+    r.headers_mut()
+        .insert(header::RETRY_AFTER, header::HeaderValue::from_static("1"));
+    r
+}
+
+/// Reject what no probe client sends: long targets, large headers, request bodies.
+async fn guard(limits: &LimitsConfig, req: Request, next: Next) -> Response {
+    let target = req
+        .uri()
+        .path_and_query()
+        .map(|p| p.as_str().len())
+        .unwrap_or(0);
+    if target > limits.max_uri_bytes {
+        return plain(StatusCode::URI_TOO_LONG, "request target too long\n");
+    }
+    let header_bytes: usize = req
+        .headers()
+        .iter()
+        .map(|(k, v)| k.as_str().len() + v.len() + 4)
+        .sum();
+    if header_bytes > limits.max_header_bytes {
+        return plain(
+            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            "request headers too large\n",
+        );
+    }
+    let has_body = req.headers().contains_key(header::TRANSFER_ENCODING)
+        || req
+            .headers()
+            .get(header::CONTENT_LENGTH)
+            .is_some_and(|v| v.as_bytes() != b"0");
+    if has_body {
+        return plain(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "request bodies are not accepted\n",
+        );
+    }
+    next.run(req).await
+}
+
+/// Serve `app` on `listener` (with TLS if given) until `stop`, then let open connections
+/// finish their current request. Bounds open connections and how long a client may take to
+/// send its request head, so idle or slow clients cannot pile up.
+pub async fn serve(
+    listener: TcpListener,
+    app: Router,
+    tls: Option<Arc<TlsReloader>>,
+    limits: LimitsConfig,
+    stop: CancellationToken,
+) {
+    let slots = Arc::new(Semaphore::new(limits.max_connections.max(1)));
+    let limits = Arc::new(limits);
+    let mut refused: u64 = 0;
+    loop {
+        let (stream, peer) = tokio::select! {
+            _ = stop.cancelled() => break,
+            r = listener.accept() => match r {
+                Ok(v) => v,
+                Err(e) => {
+                    // Out of file descriptors and the like: back off instead of spinning.
+                    tracing::warn!(error = %e, "Cannot accept a connection.");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+        };
+        let Ok(slot) = slots.clone().try_acquire_owned() else {
+            refused += 1;
+            if refused.is_power_of_two() {
+                tracing::warn!(peer = %peer, refused, "Too many open connections; closing new ones.");
+            }
+            drop(stream);
+            continue;
+        };
+        let _ = stream.set_nodelay(true);
+        let app = app.clone();
+        let stop = stop.clone();
+        let limits = limits.clone();
+        let tls = tls.clone();
+        tokio::spawn(async move {
+            let _slot = slot;
+            match tls {
+                None => connection(stream, peer, app, &limits, stop).await,
+                Some(tls) => {
+                    let acceptor = tls.acceptor();
+                    match tokio::time::timeout(limits.header_read_timeout, acceptor.accept(stream))
+                        .await
+                    {
+                        Ok(Ok(s)) => connection(s, peer, app, &limits, stop).await,
+                        Ok(Err(e)) => {
+                            tracing::debug!(peer = %peer, error = %e, "TLS handshake failed.")
+                        }
+                        Err(_) => tracing::debug!(peer = %peer, "TLS handshake timed out."),
+                    }
+                }
+            }
+        });
+    }
+    // Wait for open connections to finish (the caller bounds this wait).
+    let all = u32::try_from(limits.max_connections.max(1)).unwrap_or(u32::MAX);
+    let _ = slots.acquire_many(all).await;
+}
+
+async fn connection<I>(
+    io: I,
+    peer: SocketAddr,
+    app: Router,
+    limits: &LimitsConfig,
+    stop: CancellationToken,
+) where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let service = tower::service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
+        req.extensions_mut().insert(ConnectInfo(peer));
+        let app = app.clone();
+        async move {
+            let r: Result<Response, Infallible> =
+                tower::ServiceExt::oneshot(app, req.map(Body::new)).await;
+            r
+        }
+    });
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_read_timeout)
+        .max_buf_size((limits.max_header_bytes + limits.max_uri_bytes + 1024).max(8192));
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_header_list_size(
+            u32::try_from(limits.max_header_bytes + limits.max_uri_bytes).unwrap_or(u32::MAX),
+        )
+        .max_concurrent_streams(32);
+    let conn = builder.serve_connection(
+        TokioIo::new(io),
+        hyper_util::service::TowerToHyperService::new(service),
+    );
+    tokio::pin!(conn);
+    tokio::select! {
+        r = conn.as_mut() => {
+            if let Err(e) = r {
+                tracing::debug!(peer = %peer, error = %e, "Connection ended with an error.");
+            }
+            return;
+        }
+        _ = stop.cancelled() => conn.as_mut().graceful_shutdown(),
+    }
+    let _ = conn.await;
+}
