@@ -779,9 +779,11 @@ fn parse_check(
     }
     let resilience = crate::resilience::Resilience {
         backoff: common.backoff.unwrap_or(defaults.backoff),
+        // An inherited default never undercuts a longer interval; a per-check value must
+        // be at least the interval (validated below).
         max_backoff: common
             .max_backoff
-            .or(defaults.max_backoff)
+            .or(defaults.max_backoff.map(|d| d.max(interval)))
             .unwrap_or_else(|| crate::resilience::default_max_backoff(interval)),
         confirm_after: common.confirm_after,
         flap_window: common.flap_window.unwrap_or(defaults.flap_window),
