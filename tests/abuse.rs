@@ -238,25 +238,43 @@ async fn oversized_and_odd_requests_are_refused_and_probes_stay_correct() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_thousand_concurrent_health_requests_do_not_disturb_the_probes() {
     let (h, _up) = two_checks("[server.limits]\nmax_connections = 4096\n").await;
-    // A client that opens one connection per concurrent request.
-    let flood = reqwest::Client::builder()
-        .timeout(Duration::from_secs(15))
-        .no_proxy()
-        .pool_max_idle_per_host(0)
-        .build()
-        .unwrap();
-    let started = Instant::now();
+    // The flood runs on its own runtime and thread, as another client process would.
     let url = format!("{}/health", h.base);
-    let tasks: Vec<_> = (0..1000)
-        .map(|_| {
-            let (c, u) = (flood.clone(), url.clone());
-            tokio::spawn(async move { c.get(u).send().await.map(|r| r.status().as_u16()) })
+    let started = Instant::now();
+    let flood = std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async move {
+            // One connection per concurrent request.
+            let client = reqwest::Client::builder()
+                .timeout(Duration::from_secs(15))
+                .no_proxy()
+                .pool_max_idle_per_host(0)
+                .build()
+                .unwrap();
+            let tasks: Vec<_> = (0..1000)
+                .map(|_| {
+                    let (c, u) = (client.clone(), url.clone());
+                    tokio::spawn(async move { c.get(u).send().await.map(|r| r.status().as_u16()) })
+                })
+                .collect();
+            let mut codes = Vec::new();
+            for t in tasks {
+                codes.push(
+                    t.await
+                        .map_err(|e| e.to_string())
+                        .and_then(|r| r.map_err(|e| e.to_string())),
+                );
+            }
+            codes
         })
-        .collect();
-    // Meanwhile the probe endpoints answer correctly and promptly.
+    });
+    // Meanwhile the probe endpoints answer correctly.
     let mut probe_answers = 0;
     let mut slowest = Duration::ZERO;
-    while tasks.iter().any(|t| !t.is_finished()) {
+    while !flood.is_finished() {
         let t = Instant::now();
         h.assert_probes(200, 503).await;
         slowest = slowest.max(t.elapsed());
@@ -268,8 +286,8 @@ async fn a_thousand_concurrent_health_requests_do_not_disturb_the_probes() {
     }
     let mut ok = 0;
     let mut shed = 0;
-    for t in tasks {
-        match t.await.unwrap() {
+    for code in flood.join().unwrap() {
+        match code {
             Ok(200) => ok += 1,
             Ok(503) => shed += 1,
             other => panic!("/health under flood: {other:?}"),
