@@ -370,6 +370,9 @@ pub fn load(sources: &Sources) -> Result<Config, Vec<ConfigError>> {
         .filter(|d| sources.probes_dir.is_some() || d.is_dir());
     if let Some(dir) = probes_dir {
         for (file, text) in read_drop_ins(&dir, &mut problems) {
+            if crate::redact::has_inline_secret(&text) {
+                crate::redact::warn_if_world_readable(Path::new(&file), "inline password or token");
+            }
             match toml::from_str::<toml::Table>(&text) {
                 Ok(mut table) => {
                     for key in table.keys() {

@@ -440,13 +440,12 @@ impl CheckState {
         let delay = obs.next_delay;
         self.view.breaker = obs.breaker;
         self.view.next_run = at.checked_add(delay);
-        self.fresh_until = Some(
-            Instant::now()
-                + self
-                    .meta
-                    .resilience
-                    .stale_after(delay, self.meta.interval, self.meta.timeout),
-        );
+        let stale_after =
+            self.meta
+                .resilience
+                .stale_after(delay, self.meta.interval, self.meta.timeout);
+        // An absurd bound (beyond the clock's range) means never stale.
+        self.fresh_until = Instant::now().checked_add(stale_after);
         self.view.stale = false;
         self.step(obs);
         self.machine = self.view.status;

@@ -53,7 +53,8 @@ impl Default for Resilience {
 
 /// `max_backoff` when not configured: 8 intervals, at most 5 minutes, at least one interval.
 pub fn default_max_backoff(interval: Duration) -> Duration {
-    (interval * BACKOFF_INTERVALS)
+    interval
+        .saturating_mul(BACKOFF_INTERVALS)
         .min(BACKOFF_CEILING)
         .max(interval)
 }
@@ -108,9 +109,9 @@ impl Resilience {
     /// How old a result may get before it is not trusted, given the current delay between
     /// probes. Backing off never makes a check stale: the bound grows with the delay.
     pub fn stale_after(&self, delay: Duration, interval: Duration, timeout: Duration) -> Duration {
-        let default = interval * 2 + timeout;
+        let default = interval.saturating_mul(2).saturating_add(timeout);
         let base = self.max_staleness.unwrap_or(default);
-        base.max(delay * 2 + timeout)
+        base.max(delay.saturating_mul(2).saturating_add(timeout))
     }
 }
 

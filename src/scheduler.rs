@@ -143,7 +143,7 @@ async fn run_check(
     // that thousands of checks with one interval spread out instead of firing together.
     let first = random_below(config.interval.min(FIRST_RUN_SPREAD));
     let phase = random_below(config.interval);
-    let mut due = tokio::time::Instant::now() + first;
+    let mut due = later(tokio::time::Instant::now(), first);
     // The slot on the normal schedule; confirmation and backoff runs do not move it.
     let mut slot = due;
     let mut runs: u64 = 0;
@@ -164,15 +164,15 @@ async fn run_check(
         runs += 1;
         let now = tokio::time::Instant::now();
         if runs == 1 {
-            slot = now + phase;
+            slot = later(now, phase);
         }
         // Skip missed slots rather than bursting to catch up.
         while slot <= now {
-            slot += config.interval;
+            slot = later(slot, config.interval);
         }
         due = match breaker.record(outcome.level, rand::random::<f64>()) {
             NextRun::Interval => slot,
-            NextRun::After(d) => now + d,
+            NextRun::After(d) => later(now, d),
         };
         let next_delay = due.saturating_duration_since(now);
         let obs = Observation {
@@ -283,6 +283,13 @@ pub async fn run_all_once(
         });
     }
     out
+}
+
+/// `t + d`, or a year from `t` when that would overflow (absurd intervals stay harmless).
+fn later(t: tokio::time::Instant, d: Duration) -> tokio::time::Instant {
+    t.checked_add(d)
+        .or_else(|| t.checked_add(Duration::from_secs(365 * 24 * 3600)))
+        .unwrap_or(t)
 }
 
 fn random_below(d: Duration) -> Duration {
