@@ -231,6 +231,7 @@ impl HttpProbe {
         };
         let code = response.status().as_u16();
         if !self.expect_status.iter().any(|r| r.contains(code)) {
+            drain(&mut response).await;
             return Outcome::failed(Reason::Status, format!("{} answered {code}", self.shown))
                 .with_detail("status_code", code);
         }
@@ -260,6 +261,9 @@ impl HttpProbe {
                 )
                 .with_detail("status_code", code);
             }
+        }
+        if self.body.is_none() {
+            drain(&mut response).await;
         }
         let elapsed = started.elapsed();
         let outcome = match self.degraded_after {
@@ -295,6 +299,25 @@ impl HttpProbe {
         )
     }
 }
+
+/// Read what is left of a short body, briefly, so the connection can go back to the pool
+/// (keep-alive: no new connection, no TIME_WAIT, per run). A slow or long body is left
+/// alone; the connection is then simply not reused.
+async fn drain(response: &mut reqwest::Response) {
+    let _ = tokio::time::timeout(DRAIN_FOR, async {
+        let mut read = 0;
+        while let Ok(Some(chunk)) = response.chunk().await {
+            read += chunk.len();
+            if read >= MAX_BODY {
+                break;
+            }
+        }
+    })
+    .await;
+}
+
+/// How long [`drain`] waits for the rest of a body.
+const DRAIN_FOR: Duration = Duration::from_millis(50);
 
 /// Map a reqwest error to a reason by its kind and the text of its causes.
 fn classify(e: &reqwest::Error) -> Reason {

@@ -43,8 +43,11 @@ pub async fn start(config: &str) -> Healthd {
         .await
         .unwrap_or_else(|e| panic!("healthd did not start: {e:?}"));
     let base = format!("http://{}", daemon.local_addr);
+    // Idle connections are dropped before the server's header read timeout (1 s in the
+    // slowloris test) would close them under a request.
     let client = reqwest::Client::builder()
         .timeout(Duration::from_secs(10))
+        .pool_idle_timeout(Duration::from_millis(500))
         .no_proxy()
         .build()
         .expect("client");
