@@ -425,3 +425,41 @@ async fn tls_listener_serves_and_picks_up_a_renewed_certificate() {
     );
     assert!(a.get(format!("{https}/livez")).send().await.is_err());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn credentials_never_reach_the_snapshot_or_metrics() {
+    let peer = HttpPeer::start().await;
+    peer.set(FAIL_500);
+    let secret = "hunter2-unique-secret";
+    let cfg = format!(
+        r#"
+[[checks]]
+name = "api"
+kind = "http"
+url = "http://app:{secret}@{addr}/?token={secret}&x=1"
+interval = "300ms"
+timeout = "200ms"
+"#,
+        addr = peer.addr
+    );
+    let h = start(&cfg).await;
+    h.wait_for(
+        "api",
+        Duration::from_secs(10),
+        "unhealthy",
+        is("unhealthy", Some("status")),
+    )
+    .await;
+    let v = h.view("api").await;
+    let message = v["message"].as_str().unwrap_or_default();
+    assert!(message.contains("token=***"), "{message}");
+    for path in [
+        "/health",
+        "/metrics",
+        "/readyz?verbose",
+        "/readyz?format=json",
+    ] {
+        let (_, body) = h.get(path).await;
+        assert!(!body.contains(secret), "{path} leaks the secret: {body}");
+    }
+}
