@@ -233,6 +233,14 @@ async fn breaker_backs_off_while_down_and_closes_on_success() {
     );
     assert!((2..=10).contains(&while_open), "{while_open} requests");
     assert_eq!(h.view("subject").await["breaker"], "open");
+    let (_, metrics) = h.get("/metrics").await;
+    assert!(
+        metrics.contains(
+            "healthd_check_breaker_open{healthd_check_name=\"subject\",healthd_check_kind=\"http\"} 1"
+        ),
+        "{metrics}"
+    );
+    promtool_accepts(&metrics);
     peer.set(OK);
     let recover = h
         .wait_for("subject", SLACK, "closed", |v| {
@@ -554,4 +562,40 @@ async fn two_thousand_checks_against_one_slow_peer_stay_within_the_bulkhead() {
     let (code, body) = h.get("/readyz").await;
     assert_eq!(code, 200, "{body}");
     report("bulkhead_2000_checks", None, None);
+}
+
+/// Prometheus' own checker finds nothing wrong with the resilience families. (It lints the
+/// whole exposition; complaints about other families are not this suite's business.)
+fn promtool_accepts(metrics: &str) {
+    use std::io::Write;
+    let mut child = std::process::Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("promtool runs");
+    if let Some(mut stdin) = child.stdin.take() {
+        stdin
+            .write_all(metrics.as_bytes())
+            .expect("write to promtool");
+    }
+    let out = child.wait_with_output().expect("promtool finishes");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for family in [
+        "healthd_check_breaker_open",
+        "healthd_check_flapping",
+        "healthd_check_stale",
+    ] {
+        assert!(
+            metrics.contains(&format!("# HELP {family} ")),
+            "{family} missing"
+        );
+        assert!(!text.contains(family), "promtool: {text}");
+    }
+    assert!(!text.contains("error"), "promtool: {text}");
 }

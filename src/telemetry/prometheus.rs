@@ -116,6 +116,41 @@ impl Collector for SnapshotCollector {
                 })
             }),
         )?;
+        // Resilience state (see docs/failure-behaviour.md): one family each, 0 or 1.
+        for (name, help, value) in [
+            (
+                "healthd_check_breaker_open",
+                "1 while the check is unhealthy and probed with backoff",
+                (|c: &crate::health::CheckView| c.breaker == crate::resilience::BreakerState::Open)
+                    as fn(&crate::health::CheckView) -> bool,
+            ),
+            (
+                "healthd_check_flapping",
+                "1 while the check changes state too often (status held at the worst)",
+                |c| c.flapping,
+            ),
+            (
+                "healthd_check_stale",
+                "1 while the latest result is older than the check's max_staleness",
+                |c| c.stale,
+            ),
+        ] {
+            gauge_family(
+                &mut enc,
+                name,
+                help,
+                None,
+                probes.iter().map(|c| {
+                    (
+                        vec![
+                            ("healthd_check_name", c.name.as_str()),
+                            ("healthd_check_kind", c.kind),
+                        ],
+                        if value(c) { 1.0 } else { 0.0 },
+                    )
+                }),
+            )?;
+        }
         gauge_family(
             &mut enc,
             "healthd_group_status",
