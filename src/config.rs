@@ -136,6 +136,10 @@ pub struct DefaultsConfig {
     /// interval, at most 5 minutes (and never below the interval).
     #[serde(deserialize_with = "de_opt_duration")]
     pub max_backoff: Option<Duration>,
+    /// After a failure below `failure_threshold`, probe again after this instead of a whole
+    /// interval. Default off; a check whose interval is not longer ignores the default.
+    #[serde(deserialize_with = "de_opt_duration")]
+    pub confirm_after: Option<Duration>,
     /// Results kept for flap detection; 0 turns it off. Default 20.
     pub flap_window: u32,
     /// Share of state changes within the window above which a check is flapping; it stops
@@ -152,6 +156,7 @@ impl Default for DefaultsConfig {
             success_threshold: 1,
             backoff: true,
             max_backoff: None,
+            confirm_after: None,
             flap_window: crate::resilience::DEFAULT_FLAP_WINDOW,
             flap_threshold: crate::resilience::DEFAULT_FLAP_THRESHOLD,
         }
@@ -628,7 +633,10 @@ where
         if let Some(rest) = reason.strip_prefix("unknown field `")
             && let Some((field, expected)) = rest.split_once('`')
         {
-            path = join_key(&path, field);
+            // In nested tables the path already ends with the field.
+            if path != field && !path.ends_with(&format!(".{field}")) {
+                path = join_key(&path, field);
+            }
             reason = format!("unknown key{}", expected.replace('`', "\""));
         }
         if let Some(rest) = reason.strip_prefix("unknown variant `")
@@ -788,7 +796,9 @@ fn parse_check(
             .max_backoff
             .or(defaults.max_backoff.map(|d| d.max(interval)))
             .unwrap_or_else(|| crate::resilience::default_max_backoff(interval)),
-        confirm_after: common.confirm_after,
+        confirm_after: common
+            .confirm_after
+            .or(defaults.confirm_after.filter(|d| *d < interval)),
         flap_window: common.flap_window.unwrap_or(defaults.flap_window),
         flap_threshold: common.flap_threshold.unwrap_or(defaults.flap_threshold),
         max_staleness: common.max_staleness,

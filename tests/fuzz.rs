@@ -164,11 +164,21 @@ proptest! {
     }
 }
 
-fn app() -> axum::Router {
+fn app(locked: bool) -> axum::Router {
     let snapshot = Arc::new(arc_swap::ArcSwap::from_pointee(
         healthd::health::Snapshot::empty(),
     ));
-    router(AppState::new(snapshot, ServerOptions::default()))
+    let mut options = ServerOptions::default();
+    if locked {
+        // Auth configured with no token and no trusted network: details for nobody.
+        options.auth = Arc::new(healthd::server::auth::Authorizer::of(&Some(
+            healthd::server::auth::AuthConfig {
+                token_file: None,
+                trusted_networks: vec![],
+            },
+        )));
+    }
+    router(AppState::new(snapshot, options))
 }
 
 proptest! {
@@ -179,6 +189,7 @@ proptest! {
         path in prop::sample::select(&["/livez", "/readyz", "/startupz", "/readyz/x", "/health", "/metrics", "/nope"][..]),
         query in "[ -~]{0,80}",
         json in any::<bool>(),
+        locked in any::<bool>(),
     ) {
         // Only what a URI can carry: percent-encode what it cannot.
         let query: String = query
@@ -192,7 +203,7 @@ proptest! {
         }
         let req = req.body(Body::empty()).map_err(|e| TestCaseError::fail(format!("{uri}: {e}")))?;
         let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| TestCaseError::fail(e.to_string()))?;
-        let code = rt.block_on(app().oneshot(req)).map(|r| r.status().as_u16());
+        let code = rt.block_on(app(locked).oneshot(req)).map(|r| r.status().as_u16());
         let Ok(code) = code;
         prop_assert!([200, 503, 404, 401, 400, 414].contains(&code), "{uri}: {code}");
     }
