@@ -168,6 +168,8 @@ pub struct Config {
     pub checks: Vec<CheckConfig>,
     /// Which file each check came from, by name (for messages).
     pub origins: HashMap<String, String>,
+    /// `[telemetry]`: OTLP export (resolved against `OTEL_*` variables at start).
+    pub telemetry: crate::telemetry::config::TelemetryConfig,
 }
 
 impl Config {
@@ -223,7 +225,7 @@ const COMMON_KEYS: &[&str] = &[
     "success_threshold",
 ];
 
-const TOP_LEVEL_KEYS: &[&str] = &["server", "defaults", "groups", "checks"];
+const TOP_LEVEL_KEYS: &[&str] = &["server", "defaults", "groups", "checks", "telemetry"];
 
 /// Collects problems while loading; each one is tagged with the file it belongs to.
 struct Problems {
@@ -288,8 +290,21 @@ pub fn load(sources: &Sources) -> Result<Config, Vec<ConfigError>> {
     let mut config = Config {
         server: section(&root, "server", &main_name, &mut problems),
         defaults: section(&root, "defaults", &main_name, &mut problems),
+        telemetry: section(&root, "telemetry", &main_name, &mut problems),
         ..Config::default()
     };
+    if let Err(errs) = crate::telemetry::config::resolve(&config.telemetry, &env) {
+        for p in errs {
+            match p.var {
+                Some(var) => problems.errors.push(ConfigError {
+                    file: format!("environment ({var})"),
+                    key: p.key,
+                    reason: p.reason,
+                }),
+                None => problems.push(&main_name, p.key, p.reason),
+            }
+        }
+    }
     let groups: BTreeMap<String, GroupOptions> =
         section(&root, "groups", &main_name, &mut problems);
     for (name, opts) in groups {

@@ -46,6 +46,7 @@ pub struct Daemon {
     server_stop: CancellationToken,
     server_task: tokio::task::JoinHandle<()>,
     health_task: tokio::task::JoinHandle<()>,
+    telemetry: Option<crate::telemetry::otlp::Telemetry>,
 }
 
 impl Daemon {
@@ -82,6 +83,12 @@ impl Daemon {
             DEFAULT_MAX_IN_FLIGHT,
         );
         scheduler.apply(&config.checks).await;
+        let telemetry = crate::telemetry::otlp::apply(
+            None,
+            crate::telemetry::otlp::settings_of(&config, &env_of(&sources)),
+            &health,
+        )
+        .await;
         Ok(Daemon {
             state,
             health,
@@ -94,6 +101,7 @@ impl Daemon {
             server_stop,
             server_task,
             health_task,
+            telemetry,
         })
     }
 
@@ -111,6 +119,10 @@ impl Daemon {
                 }
                 self.scheduler.apply(&new.checks).await;
                 self.state.options.store(Arc::new(ServerOptions::of(&new)));
+                let wanted = crate::telemetry::otlp::settings_of(&new, &env_of(&self.sources));
+                self.telemetry =
+                    crate::telemetry::otlp::apply(self.telemetry.take(), wanted, &self.health)
+                        .await;
                 tracing::info!(checks = new.checks.len(), "Configuration reloaded.");
                 self.config = new;
                 self.send(Event::Reloaded(ReloadInfo {
@@ -183,9 +195,20 @@ impl Daemon {
         self.scheduler.stop(STOP_GRACE).await;
         self.server_stop.cancel();
         let _ = tokio::time::timeout(STOP_GRACE, self.server_task).await;
+        if let Some(t) = self.telemetry {
+            t.shutdown().await;
+        }
         self.cancel.cancel();
         let _ = tokio::time::timeout(STOP_GRACE, self.health_task).await;
         tracing::info!("Stopped.");
+    }
+}
+
+/// The environment the config was resolved against (tests pass their own map).
+fn env_of(sources: &Sources) -> std::collections::HashMap<String, String> {
+    match &sources.env {
+        Some(map) => map.clone(),
+        None => std::env::vars().collect(),
     }
 }
 

@@ -339,14 +339,22 @@ async fn health(State(state): State<AppState>) -> Response {
     json(StatusCode::OK, &body)
 }
 
-async fn metrics(State(state): State<AppState>) -> Response {
+async fn metrics(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    use crate::telemetry::prometheus as prom;
     let snap = state.snapshot.load_full();
-    let body = crate::telemetry::prometheus::render(snap);
+    // OpenMetrics when the scraper asks for it (Prometheus does), else the classic text format.
+    let accept = headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let (body, content_type) = if prom::wants_open_metrics(accept) {
+        (prom::render(snap), prom::CONTENT_TYPE)
+    } else {
+        (prom::render_text(snap), prom::TEXT_CONTENT_TYPE)
+    };
     let mut r = (StatusCode::OK, body).into_response();
-    r.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static(crate::telemetry::prometheus::CONTENT_TYPE),
-    );
+    r.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
     no_store(r)
 }
 
