@@ -777,7 +777,12 @@ fn classify(text: &str) -> Reason {
         Reason::Tls
     } else if t.contains("dns") || t.contains("resolve") || t.contains("lookup") {
         Reason::Dns
-    } else if t.contains("connect") || t.contains("transport") || t.contains("refused") {
+    } else if t.contains("connect")
+        || t.contains("transport")
+        || t.contains("refused")
+        || t.contains("sending request")
+        || t.contains("network error")
+    {
         Reason::Connect
     } else if t.contains("status") {
         Reason::Status
