@@ -1055,3 +1055,60 @@ authorization = { env = "HEALTHD_TEST_NO_SUCH_VAR" }
         "{err}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reload_rebuilds_the_exporter_when_the_section_changes() {
+    let (addr_a, addr_b): (SocketAddr, SocketAddr) = (
+        format!("127.0.0.1:{}", support::free_port())
+            .parse()
+            .unwrap(),
+        format!("127.0.0.1:{}", support::free_port())
+            .parse()
+            .unwrap(),
+    );
+    let (inbox_a, inbox_b) = (Inbox::default(), Inbox::default());
+    let a = Receiver::grpc(addr_a, inbox_a.clone()).await;
+    let b = Receiver::http(addr_b, inbox_b.clone()).await;
+    let (tcp_port, _tcp) = tcp_target().await;
+    let section = |endpoint: String, protocol: &str, tag: &str| {
+        format!(
+            "{}\n[telemetry]\nendpoint = \"{endpoint}\"\nprotocol = \"{protocol}\"\ninterval = \"300ms\"\ntimeout = \"250ms\"\n[telemetry.headers]\nx-tag = \"{tag}\"\n",
+            checks_config(tcp_port)
+        )
+    };
+    let mut d = start_daemon(&section(format!("http://{addr_a}"), "grpc", "one"), &[]).await;
+    let (h, _) = full_export(&inbox_a, 0).await;
+    assert_eq!(h["x-tag"], "one");
+
+    // Same section: the exporter is kept (exports to A go on).
+    d.daemon.reload().await.unwrap();
+    let n = inbox_a.metric_count();
+    wait_until!("exports to A continue", 20, inbox_a.metric_count() > n + 1);
+
+    // Changed section: the exporter is rebuilt for B, and A hears no more.
+    let path = d._dir.path().join("healthd.toml");
+    std::fs::write(
+        &path,
+        section(format!("http://{addr_b}"), "http/protobuf", "two"),
+    )
+    .unwrap();
+    d.daemon.reload().await.unwrap();
+    let (h, _) = full_export(&inbox_b, 0).await;
+    assert_eq!(h["x-tag"], "two");
+    let n = inbox_a.metric_count();
+    let m = inbox_b.metric_count();
+    wait_until!("exports to B continue", 20, inbox_b.metric_count() > m + 2);
+    assert_eq!(inbox_a.metric_count(), n, "the old exporter stopped");
+
+    // Section removed: export stops.
+    std::fs::write(&path, checks_config(tcp_port)).unwrap();
+    d.daemon.reload().await.unwrap();
+    let m = inbox_b.metric_count();
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    assert!(inbox_b.metric_count() <= m + 1, "export off after reload");
+    assert_eq!(d.status("telemetry").await.as_deref(), Some("healthy"));
+
+    d.stop().await;
+    a.kill().await;
+    b.kill().await;
+}
