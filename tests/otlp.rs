@@ -1112,3 +1112,20 @@ async fn reload_rebuilds_the_exporter_when_the_section_changes() {
     a.kill().await;
     b.kill().await;
 }
+
+#[test]
+fn otlp_example_config_is_valid() {
+    let dir = tempfile::tempdir().unwrap();
+    let sources = Sources {
+        config: Some(concat!(env!("CARGO_MANIFEST_DIR"), "/examples/healthd-otlp.toml").into()),
+        probes_dir: Some(dir.path().to_path_buf()),
+        env: Some(HashMap::new()),
+    };
+    let cfg = healthd::config::load(&sources).expect("examples/healthd-otlp.toml is valid");
+    let s = healthd::telemetry::config::resolve(&cfg.telemetry, &HashMap::new())
+        .unwrap()
+        .expect("export on");
+    assert_eq!(s.metrics_endpoint, "http://127.0.0.1:4317");
+    assert_eq!(s.headers["x-scope-orgid"], "platform");
+    assert!(s.status_change_logs);
+}

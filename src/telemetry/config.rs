@@ -346,53 +346,49 @@ pub fn resolve(
         None => DEFAULT_TIMEOUT.min(interval_v),
     };
 
+    // The environment's headers are always sent (the OTLP library adds them from the process
+    // environment too); the config's are merged over them.
     let mut headers = BTreeMap::new();
-    match &cfg.headers {
-        Some(map) => {
-            for (name, source) in map {
-                let k = format!("telemetry.headers.\"{name}\"");
-                if let Err(reason) = check_header_name(name) {
-                    problems.push(Problem {
-                        key: k.clone(),
-                        var: None,
-                        reason,
-                    });
-                }
-                match header_value(source, env) {
-                    Ok(v) => {
-                        headers.insert(name.to_ascii_lowercase(), v);
-                    }
-                    Err(reason) => problems.push(Problem {
-                        key: k,
-                        var: None,
-                        reason,
-                    }),
-                }
+    if let Some(s) = pick(
+        None,
+        env,
+        &[
+            "OTEL_EXPORTER_OTLP_METRICS_HEADERS",
+            "OTEL_EXPORTER_OTLP_HEADERS",
+        ],
+        parse_pairs,
+        &key("headers"),
+        &mut problems,
+    ) {
+        for (name, v) in s.value {
+            if let Err(reason) = check_header_name(&name) {
+                problems.push(Problem {
+                    key: key("headers"),
+                    var: s.var.clone(),
+                    reason,
+                });
             }
+            headers.insert(name.to_ascii_lowercase(), v);
         }
-        None => {
-            if let Some(s) = pick(
-                None,
-                env,
-                &[
-                    "OTEL_EXPORTER_OTLP_METRICS_HEADERS",
-                    "OTEL_EXPORTER_OTLP_HEADERS",
-                ],
-                parse_pairs,
-                &key("headers"),
-                &mut problems,
-            ) {
-                for (name, v) in s.value {
-                    if let Err(reason) = check_header_name(&name) {
-                        problems.push(Problem {
-                            key: key("headers"),
-                            var: s.var.clone(),
-                            reason,
-                        });
-                    }
-                    headers.insert(name.to_ascii_lowercase(), v);
-                }
+    }
+    for (name, source) in cfg.headers.iter().flatten() {
+        let k = format!("telemetry.headers.\"{name}\"");
+        if let Err(reason) = check_header_name(name) {
+            problems.push(Problem {
+                key: k.clone(),
+                var: None,
+                reason,
+            });
+        }
+        match header_value(source, env) {
+            Ok(v) => {
+                headers.insert(name.to_ascii_lowercase(), v);
             }
+            Err(reason) => problems.push(Problem {
+                key: k,
+                var: None,
+                reason,
+            }),
         }
     }
 
