@@ -33,11 +33,23 @@ use tokio::sync::oneshot;
 
 type Headers = HashMap<String, String>;
 
+/// How the gRPC receiver answers metric exports.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+enum Mode {
+    #[default]
+    Accept,
+    /// Answer only after this long (longer than the exporter's timeout).
+    Slow(Duration),
+    /// Refuse with `UNAUTHENTICATED`.
+    Reject,
+}
+
 /// Everything the receiver got, with the request headers of each export.
 #[derive(Clone, Default)]
 struct Inbox {
     metrics: Arc<Mutex<Vec<(Headers, ExportMetricsServiceRequest)>>>,
     logs: Arc<Mutex<Vec<(Headers, ExportLogsServiceRequest)>>>,
+    mode: Arc<Mutex<Mode>>,
 }
 
 impl Inbox {
@@ -66,6 +78,15 @@ impl MetricsService for Inbox {
         &self,
         req: tonic::Request<ExportMetricsServiceRequest>,
     ) -> Result<tonic::Response<ExportMetricsServiceResponse>, tonic::Status> {
+        let mode = *self.mode.lock().unwrap();
+        match mode {
+            Mode::Accept => {}
+            Mode::Slow(d) => {
+                tokio::time::sleep(d).await;
+                return Ok(tonic::Response::new(ExportMetricsServiceResponse::default()));
+            }
+            Mode::Reject => return Err(tonic::Status::unauthenticated("bad token")),
+        }
         let headers = header_map(&req.metadata().clone().into_headers());
         self.metrics
             .lock()
@@ -819,7 +840,11 @@ async fn http_export_from_env_starts_when_collector_comes_up() {
     );
     let t = d.check("telemetry").await.unwrap();
     assert_eq!(t["reason"], "connect", "{t}");
-    assert_eq!(d.get("/readyz").await.0, 200);
+    wait_until!(
+        "ready with the collector down",
+        20,
+        d.get("/readyz").await.0 == 200
+    );
 
     // Collector up: exports begin without restarting healthd.
     let inbox = Inbox::default();
@@ -1128,4 +1153,54 @@ fn otlp_example_config_is_valid() {
     assert_eq!(s.metrics_endpoint, "http://127.0.0.1:4317");
     assert_eq!(s.headers["x-scope-orgid"], "platform");
     assert!(s.status_change_logs);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rejecting_or_slow_collector_degrades_only_the_telemetry_self_check() {
+    let port = support::free_port();
+    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let inbox = Inbox::default();
+    *inbox.mode.lock().unwrap() = Mode::Reject;
+    let receiver = Receiver::grpc(addr, inbox.clone()).await;
+    let (tcp_port, _tcp) = tcp_target().await;
+    let config = format!(
+        "{}\n[telemetry]\nendpoint = \"http://{addr}\"\ninterval = \"300ms\"\ntimeout = \"250ms\"\n",
+        checks_config(tcp_port)
+    );
+    let d = start_daemon(&config, &[]).await;
+    let reason_of = |c: Option<Value>| c.and_then(|c| c["reason"].as_str().map(str::to_string));
+    wait_until!("ready", 20, d.get("/readyz").await.0 == 200);
+
+    wait_until!(
+        "telemetry degraded (auth) while the collector rejects",
+        20,
+        reason_of(d.check("telemetry").await).as_deref() == Some("auth")
+    );
+    assert_eq!(d.status("telemetry").await.as_deref(), Some("degraded"));
+    assert_eq!(d.get("/readyz").await.0, 200);
+
+    // A collector slower than the timeout: exports are cut off at the timeout.
+    *inbox.mode.lock().unwrap() = Mode::Slow(Duration::from_secs(3));
+    wait_until!(
+        "telemetry degraded (timeout) while the collector is slow",
+        20,
+        reason_of(d.check("telemetry").await).as_deref() == Some("timeout")
+    );
+    let first = d.check("db").await.unwrap()["last_run"].clone();
+    wait_until!("the tcp check keeps running", 10, {
+        let c = d.check("db").await.unwrap();
+        assert_eq!(c["status"], "healthy");
+        assert_eq!(d.get("/livez").await.0, 200);
+        c["last_run"] != first
+    });
+
+    *inbox.mode.lock().unwrap() = Mode::Accept;
+    full_export(&inbox, 0).await;
+    wait_until!(
+        "telemetry healthy once the collector accepts",
+        20,
+        d.status("telemetry").await.as_deref() == Some("healthy")
+    );
+    d.stop().await;
+    receiver.kill().await;
 }

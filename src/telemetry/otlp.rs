@@ -694,6 +694,8 @@ struct WatchState {
     unlogged: u64,
     /// Failures in the current streak.
     streak: u64,
+    /// The reason the self-check last reported for this streak.
+    reason: Option<Reason>,
     last_log: Option<Instant>,
 }
 
@@ -733,16 +735,21 @@ impl ExportWatch {
                 let due = st
                     .last_log
                     .is_none_or(|t| t.elapsed() >= FAILURE_LOG_PERIOD);
+                let reason = classify(&text);
+                if st.reason != Some(reason) {
+                    // A new streak, or the failure changed nature (say refused → rejected).
+                    st.reason = Some(reason);
+                    report(
+                        &self.events,
+                        Status::Degraded,
+                        Some(reason),
+                        format!("exports to {} failing: {text}", self.endpoint),
+                    );
+                }
                 if st.failing != Some(true) {
                     tracing::warn!(endpoint = %self.endpoint, error = %text, "OTLP export failed; retrying every period, further failures logged at most once a minute.");
                     st.unlogged = 0;
                     st.last_log = Some(Instant::now());
-                    report(
-                        &self.events,
-                        Status::Degraded,
-                        Some(classify(&text)),
-                        format!("exports to {} failing: {text}", self.endpoint),
-                    );
                 } else if due {
                     tracing::warn!(endpoint = %self.endpoint, failures = st.unlogged, streak = st.streak, error = %text, "OTLP export still failing.");
                     st.unlogged = 0;

@@ -155,7 +155,7 @@ impl Collector for SnapshotCollector {
             )?;
             for c in &probes {
                 for (reason, n) in &c.stats.runs {
-                    let labels: Labels = vec![
+                    let mut labels: Labels = vec![
                         ("healthd_check_name", c.name.as_str()),
                         ("healthd_check_kind", c.kind),
                         (
@@ -166,8 +166,11 @@ impl Collector for SnapshotCollector {
                                 "success"
                             },
                         ),
-                        ("error_type", reason.map(|r| r.as_str()).unwrap_or("")),
                     ];
+                    // As in OTLP: `error.type` only on failures.
+                    if let Some(r) = reason {
+                        labels.push(("error_type", r.as_str()));
+                    }
                     prometheus_client::metrics::counter::ConstCounter::new(*n)
                         .encode(runs.encode_family(&labels)?)?;
                 }
