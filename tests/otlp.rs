@@ -136,6 +136,36 @@ impl Receiver {
         }
     }
 
+    /// gRPC over TLS that requires a client certificate signed by `pki`'s CA.
+    async fn grpc_mtls(addr: SocketAddr, inbox: Inbox, pki: &Pki) -> Receiver {
+        use tonic::transport::{Certificate, Identity, ServerTlsConfig};
+        let listener = bind(addr).await;
+        let tls = ServerTlsConfig::new()
+            .identity(Identity::from_pem(
+                pki.read("server.pem"),
+                pki.read("server.key"),
+            ))
+            .client_ca_root(Certificate::from_pem(pki.read("ca.pem")));
+        let (tx, rx) = oneshot::channel();
+        let task = tokio::spawn(async move {
+            let _ = tonic::transport::Server::builder()
+                .tls_config(tls)
+                .expect("server TLS config")
+                .add_service(MetricsServiceServer::new(inbox))
+                .serve_with_incoming_shutdown(
+                    tonic::transport::server::TcpIncoming::from(listener),
+                    async {
+                        let _ = rx.await;
+                    },
+                )
+                .await;
+        });
+        Receiver {
+            stop: Some(tx),
+            task,
+        }
+    }
+
     async fn http(addr: SocketAddr, inbox: Inbox) -> Receiver {
         use axum::body::Bytes;
         use axum::http::HeaderMap;
@@ -1200,6 +1230,93 @@ async fn rejecting_or_slow_collector_degrades_only_the_telemetry_self_check() {
         "telemetry healthy once the collector accepts",
         20,
         d.status("telemetry").await.as_deref() == Some("healthy")
+    );
+    d.stop().await;
+    receiver.kill().await;
+}
+
+/// A throwaway CA with a server certificate for 127.0.0.1 and a client certificate, made with
+/// the openssl command-line tool.
+struct Pki {
+    dir: tempfile::TempDir,
+}
+
+impl Pki {
+    fn new() -> Pki {
+        let dir = tempfile::tempdir().unwrap();
+        let script = r#"
+set -e
+key() { openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out "$1" 2>/dev/null; }
+key ca.key
+openssl req -x509 -new -key ca.key -subj /CN=healthd-test-ca -days 2 -out ca.pem 2>/dev/null
+leaf() {
+  key "$1.key"
+  openssl req -new -key "$1.key" -subj "/CN=$1" -out "$1.csr" 2>/dev/null
+  printf 'basicConstraints=CA:FALSE\nkeyUsage=digitalSignature\nextendedKeyUsage=%s\nsubjectAltName=IP:127.0.0.1\n' "$2" > "$1.ext"
+  openssl x509 -req -in "$1.csr" -CA ca.pem -CAkey ca.key -CAcreateserial -days 2 -extfile "$1.ext" -out "$1.pem" 2>/dev/null
+}
+leaf server serverAuth
+leaf client clientAuth
+"#;
+        let out = std::process::Command::new("sh")
+            .args(["-c", script])
+            .current_dir(dir.path())
+            .output()
+            .expect("sh runs");
+        assert!(
+            out.status.success(),
+            "openssl failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Pki { dir }
+    }
+
+    fn path(&self, name: &str) -> String {
+        self.dir.path().join(name).display().to_string()
+    }
+
+    fn read(&self, name: &str) -> Vec<u8> {
+        std::fs::read(self.dir.path().join(name)).unwrap()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn grpc_over_mutual_tls_with_configured_ca_and_client_certificate() {
+    let pki = Pki::new();
+    let addr: SocketAddr = format!("127.0.0.1:{}", support::free_port())
+        .parse()
+        .unwrap();
+    let inbox = Inbox::default();
+    let receiver = Receiver::grpc_mtls(addr, inbox.clone(), &pki).await;
+    let (tcp_port, _tcp) = tcp_target().await;
+    let config = format!(
+        "{}\n[telemetry]\nendpoint = \"https://{addr}\"\ninterval = \"400ms\"\ntimeout = \"350ms\"\nca_file = \"{}\"\nclient_cert = \"{}\"\nclient_key = \"{}\"\n",
+        checks_config(tcp_port),
+        pki.path("ca.pem"),
+        pki.path("client.pem"),
+        pki.path("client.key"),
+    );
+    let d = start_daemon(&config, &[]).await;
+    let (_, req) = full_export(&inbox, 0).await;
+    assert_eq!(resource_of(&req)["service.name"], "healthd");
+    wait_until!(
+        "telemetry healthy over TLS",
+        20,
+        d.status("telemetry").await.as_deref() == Some("healthy")
+    );
+    d.stop().await;
+
+    // Without the client certificate the collector refuses the handshake.
+    let config = format!(
+        "{}\n[telemetry]\nendpoint = \"https://{addr}\"\ninterval = \"400ms\"\ntimeout = \"350ms\"\nca_file = \"{}\"\n",
+        checks_config(tcp_port),
+        pki.path("ca.pem"),
+    );
+    let d = start_daemon(&config, &[]).await;
+    wait_until!(
+        "telemetry degraded without a client certificate",
+        20,
+        d.status("telemetry").await.as_deref() == Some("degraded")
     );
     d.stop().await;
     receiver.kill().await;
