@@ -167,10 +167,45 @@ impl Receiver {
     }
 
     async fn http(addr: SocketAddr, inbox: Inbox) -> Receiver {
+        let listener = bind(addr).await;
+        Receiver::serve_http(listener, inbox)
+    }
+
+    /// HTTP/protobuf over TLS that requires a client certificate signed by `pki`'s CA.
+    async fn https_mtls(addr: SocketAddr, inbox: Inbox, pki: &Pki) -> Receiver {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let certs: Vec<_> = rustls_pemfile::certs(&mut pki.read("server.pem").as_slice())
+            .collect::<Result<_, _>>()
+            .unwrap();
+        let key = rustls_pemfile::private_key(&mut pki.read("server.key").as_slice())
+            .unwrap()
+            .unwrap();
+        let mut roots = rustls::RootCertStore::empty();
+        for c in rustls_pemfile::certs(&mut pki.read("ca.pem").as_slice()) {
+            roots.add(c.unwrap()).unwrap();
+        }
+        let verifier = rustls::server::WebPkiClientVerifier::builder(Arc::new(roots))
+            .build()
+            .unwrap();
+        let config = rustls::ServerConfig::builder()
+            .with_client_cert_verifier(verifier)
+            .with_single_cert(certs, key)
+            .unwrap();
+        let listener = TlsListener {
+            tcp: bind(addr).await,
+            acceptor: tokio_rustls::TlsAcceptor::from(Arc::new(config)),
+        };
+        Receiver::serve_http(listener, inbox)
+    }
+
+    fn serve_http<L>(listener: L, inbox: Inbox) -> Receiver
+    where
+        L: axum::serve::Listener,
+        L::Addr: std::fmt::Debug,
+    {
         use axum::body::Bytes;
         use axum::http::HeaderMap;
         use axum::routing::post;
-        let listener = bind(addr).await;
         let (m, l) = (inbox.clone(), inbox);
         let app = axum::Router::new()
             .route(
@@ -1317,6 +1352,60 @@ async fn grpc_over_mutual_tls_with_configured_ca_and_client_certificate() {
         "telemetry degraded without a client certificate",
         20,
         d.status("telemetry").await.as_deref() == Some("degraded")
+    );
+    d.stop().await;
+    receiver.kill().await;
+}
+
+/// A TLS listener for axum: handshakes that fail (no client certificate) are dropped.
+struct TlsListener {
+    tcp: tokio::net::TcpListener,
+    acceptor: tokio_rustls::TlsAcceptor,
+}
+
+impl axum::serve::Listener for TlsListener {
+    type Io = tokio_rustls::server::TlsStream<tokio::net::TcpStream>;
+    type Addr = SocketAddr;
+
+    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
+        loop {
+            let Ok((stream, addr)) = self.tcp.accept().await else {
+                continue;
+            };
+            if let Ok(tls) = self.acceptor.accept(stream).await {
+                return (tls, addr);
+            }
+        }
+    }
+
+    fn local_addr(&self) -> std::io::Result<Self::Addr> {
+        self.tcp.local_addr()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_over_mutual_tls_with_configured_ca_and_client_certificate() {
+    let pki = Pki::new();
+    let addr: SocketAddr = format!("127.0.0.1:{}", support::free_port())
+        .parse()
+        .unwrap();
+    let inbox = Inbox::default();
+    let receiver = Receiver::https_mtls(addr, inbox.clone(), &pki).await;
+    let (tcp_port, _tcp) = tcp_target().await;
+    let config = format!(
+        "{}\n[telemetry]\nendpoint = \"https://{addr}/v1/metrics\"\nprotocol = \"http/protobuf\"\ninterval = \"400ms\"\ntimeout = \"350ms\"\nca_file = \"{}\"\nclient_cert = \"{}\"\nclient_key = \"{}\"\n",
+        checks_config(tcp_port),
+        pki.path("ca.pem"),
+        pki.path("client.pem"),
+        pki.path("client.key"),
+    );
+    let d = start_daemon(&config, &[]).await;
+    let (_, req) = full_export(&inbox, 0).await;
+    assert_eq!(resource_of(&req)["service.name"], "healthd");
+    wait_until!(
+        "telemetry healthy over HTTPS",
+        20,
+        d.status("telemetry").await.as_deref() == Some("healthy")
     );
     d.stop().await;
     receiver.kill().await;
