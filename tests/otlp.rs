@@ -1089,6 +1089,8 @@ fn promtool(text: &str) -> (bool, String) {
 fn validate_reports_telemetry_problems() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("healthd.toml");
+    let probes = dir.path().join("probes.d");
+    std::fs::create_dir(&probes).unwrap();
     std::fs::write(
         &path,
         r#"
@@ -1107,12 +1109,13 @@ authorization = { env = "HEALTHD_TEST_NO_SUCH_VAR" }
         .args(["validate", "--config"])
         .arg(&path)
         .arg("--probes-dir")
-        .arg(dir.path())
+        .arg(&probes)
         .env("OTEL_METRIC_EXPORT_INTERVAL", "bogus")
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("5 configuration problem(s)"), "{err}");
     for key in [
         "telemetry.endpoint",
         "telemetry.protocol",
@@ -1134,7 +1137,7 @@ authorization = { env = "HEALTHD_TEST_NO_SUCH_VAR" }
         .args(["validate", "--config"])
         .arg(&path)
         .arg("--probes-dir")
-        .arg(dir.path())
+        .arg(&probes)
         .env("OTEL_EXPORTER_OTLP_ENDPOINT", "udp://x")
         .output()
         .unwrap();
@@ -1409,4 +1412,34 @@ async fn http_over_mutual_tls_with_configured_ca_and_client_certificate() {
     );
     d.stop().await;
     receiver.kill().await;
+}
+
+#[test]
+fn healthd_env_overrides_reach_the_telemetry_section() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("healthd.toml");
+    std::fs::write(&path, "[telemetry]\nprotocol = \"grpc\"\n").unwrap();
+    let probes = dir.path().join("probes.d");
+    std::fs::create_dir(&probes).unwrap();
+    let sources = |env: &[(&str, &str)]| Sources {
+        config: Some(path.clone()),
+        probes_dir: Some(probes.clone()),
+        env: Some(
+            env.iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        ),
+    };
+    let env = [("HEALTHD_TELEMETRY__ENDPOINT", "http://127.0.0.1:4317")];
+    let cfg = healthd::config::load(&sources(&env)).unwrap();
+    assert_eq!(
+        cfg.telemetry.endpoint.as_deref(),
+        Some("http://127.0.0.1:4317")
+    );
+
+    let errs =
+        healthd::config::load(&sources(&[("HEALTHD_TELEMETRY__ENDPOINT", "nope")])).unwrap_err();
+    assert_eq!(errs.len(), 1, "{errs:?}");
+    assert_eq!(errs[0].file, "environment (HEALTHD_TELEMETRY__ENDPOINT)");
+    assert_eq!(errs[0].key, "telemetry.endpoint");
 }
