@@ -129,6 +129,13 @@ impl Telemetry {
             endpoint: redact(&settings.metrics_endpoint),
             state: Mutex::new(WatchState::default()),
         });
+        // Every fallible step first: a provider dropped on an error path would block this
+        // async context with its final export.
+        let log_exporter = if settings.status_change_logs {
+            Some(log_exporter(&settings)?)
+        } else {
+            None
+        };
         let exporter = Watched {
             inner: metric_exporter(&settings)?,
             watch: watcher,
@@ -144,16 +151,14 @@ impl Telemetry {
         register_instruments(&meters, health.snapshot.clone());
         spawn_duration_recorder(&meters, health.runs.subscribe(), cancel.clone());
 
-        let logs = if settings.status_change_logs {
+        let logs = log_exporter.map(|exporter| {
             let provider = SdkLoggerProvider::builder()
                 .with_resource(resource)
-                .with_batch_exporter(log_exporter(&settings)?)
+                .with_batch_exporter(exporter)
                 .build();
             spawn_change_logger(&provider, health.changes.subscribe(), cancel.clone());
-            Some(provider)
-        } else {
-            None
-        };
+            provider
+        });
         tracing::info!(
             endpoint = %redact(&settings.metrics_endpoint),
             protocol = settings.protocol.as_str(),
