@@ -87,6 +87,17 @@ impl Daemon {
             DEFAULT_MAX_IN_FLIGHT,
         );
         scheduler.apply(&config.checks).await;
+        // Present from the start, so a later rejected reload shows as a change of this check.
+        let _ = health
+            .events
+            .send(Event::SelfCheck {
+                name: CONFIG_CHECK.into(),
+                groups: vec![],
+                status: Status::Healthy,
+                reason: None,
+                message: "configuration loaded".into(),
+            })
+            .await;
         Ok(Daemon {
             state,
             health,
