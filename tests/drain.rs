@@ -5,7 +5,6 @@
 mod daemon_proc;
 
 use std::fs;
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -47,8 +46,7 @@ fn logged(healthd: &Healthd, message: &str) -> bool {
 #[test]
 fn sigterm_fails_readiness_keeps_liveness_for_the_delay_then_exits_0() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let live = TcpListener::bind("127.0.0.1:0").expect("bind");
-    let port = live.local_addr().expect("addr").port();
+    let port = daemon_proc::live_port();
     let delay = Duration::from_secs(3);
     let cfg = config(dir.path(), port, "3s");
     let mut healthd = Healthd::start(&cfg, &[], &dir.path().join("healthd.log"));
@@ -95,14 +93,12 @@ fn sigterm_fails_readiness_keeps_liveness_for_the_delay_then_exits_0() {
         healthd.logs()
     );
     assert!(logged(&healthd, "Stopped."), "log:\n{}", healthd.logs());
-    drop(live);
 }
 
 #[test]
 fn second_signal_exits_at_once() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let live = TcpListener::bind("127.0.0.1:0").expect("bind");
-    let port = live.local_addr().expect("addr").port();
+    let port = daemon_proc::live_port();
     // A delay far longer than the test waits: only the second signal can end it in time.
     let cfg = config(dir.path(), port, "10m");
     let mut healthd = Healthd::start(&cfg, &[], &dir.path().join("healthd.log"));
@@ -129,5 +125,4 @@ fn second_signal_exits_at_once() {
         "log:\n{}",
         healthd.logs()
     );
-    drop(live);
 }

@@ -6,7 +6,6 @@
 mod daemon_proc;
 
 use std::fs;
-use std::net::TcpListener;
 use std::path::Path;
 
 use daemon_proc::{Healthd, START_TIMEOUT, check, eventually};
@@ -26,11 +25,6 @@ fn tcp_check(name: &str, port: u16, extra: &str) -> String {
     format!(
         "[[checks]]\nname = \"{name}\"\nkind = \"tcp\"\nhost = \"127.0.0.1\"\nport = {port}\n{extra}\n"
     )
-}
-
-fn closed_port() -> u16 {
-    let l = TcpListener::bind("127.0.0.1:0").expect("bind");
-    l.local_addr().expect("addr").port()
 }
 
 fn write(path: &Path, text: &str) {
@@ -58,9 +52,8 @@ fn wait_reload(healthd: &Healthd, previous_at: &Value) -> Value {
 #[test]
 fn valid_reload_applies_changes_and_unchanged_checks_keep_their_state() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let live = TcpListener::bind("127.0.0.1:0").expect("bind");
-    let port = live.local_addr().expect("addr").port();
-    let down = closed_port();
+    let port = daemon_proc::live_port();
+    let down = daemon_proc::closed_port();
     let config = dir.path().join("healthd.toml");
     let probes = dir.path().join("probes.d");
     fs::create_dir(&probes).expect("mkdir probes.d");
@@ -154,14 +147,12 @@ fn valid_reload_applies_changes_and_unchanged_checks_keep_their_state() {
         "no reload log line; log:\n{}",
         healthd.logs()
     );
-    drop(live);
 }
 
 #[test]
 fn invalid_reload_keeps_the_old_config_and_reports_every_error() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let live = TcpListener::bind("127.0.0.1:0").expect("bind");
-    let port = live.local_addr().expect("addr").port();
+    let port = daemon_proc::live_port();
     let config = dir.path().join("healthd.toml");
     let probes = dir.path().join("probes.d");
     fs::create_dir(&probes).expect("mkdir probes.d");
@@ -258,7 +249,6 @@ fn invalid_reload_keeps_the_old_config_and_reports_every_error() {
     eventually("the config self-check to recover", START_TIMEOUT, || {
         status(&healthd.health(), "config").as_deref() == Some("healthy")
     });
-    drop(live);
 }
 
 #[test]

@@ -6,7 +6,6 @@
 mod daemon_proc;
 
 use std::fs;
-use std::net::TcpListener;
 use std::os::unix::net::UnixDatagram;
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -91,7 +90,7 @@ fn status_of(datagram: &str) -> Option<&str> {
 
 /// Two TCP checks: one against a live listener (healthy), one against a closed port
 /// (non-critical, so degraded). Short intervals keep the test fast.
-fn write_config(dir: &Path, live: u16, closed: u16, extra_server: &str) -> std::path::PathBuf {
+fn write_config(dir: &Path, live: u16, closed: u16) -> std::path::PathBuf {
     let path = dir.join("healthd.toml");
     fs::write(
         &path,
@@ -100,7 +99,6 @@ fn write_config(dir: &Path, live: u16, closed: u16, extra_server: &str) -> std::
 [server]
 shutdown_delay = "1s"
 stall_after = "1s"
-{extra_server}
 
 [defaults]
 interval = "300ms"
@@ -126,17 +124,11 @@ critical = false
     path
 }
 
-fn closed_port() -> u16 {
-    let l = TcpListener::bind("127.0.0.1:0").expect("bind");
-    l.local_addr().expect("addr").port()
-}
-
 #[test]
 fn notifies_ready_status_watchdog_reload_and_stopping() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let live = TcpListener::bind("127.0.0.1:0").expect("bind live listener");
-    let live_port = live.local_addr().expect("addr").port();
-    let config = write_config(dir.path(), live_port, closed_port(), "");
+    let live_port = daemon_proc::live_port();
+    let config = write_config(dir.path(), live_port, daemon_proc::closed_port());
     let sock_path = dir.path().join("notify.sock");
     let mut notify = NotifySocket::bind(&sock_path);
     let mut healthd = Healthd::start(
@@ -262,7 +254,6 @@ fn notifies_ready_status_watchdog_reload_and_stopping() {
         )
     });
     assert!(exit.success(), "exit {exit}; log:\n{}", healthd.logs());
-    drop(live);
 }
 
 /// With the test-only stall hook, SIGUSR2 freezes the health loop: the snapshot stops being
@@ -270,9 +261,8 @@ fn notifies_ready_status_watchdog_reload_and_stopping() {
 #[test]
 fn watchdog_pings_stop_when_the_snapshot_loop_stalls() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let live = TcpListener::bind("127.0.0.1:0").expect("bind live listener");
-    let live_port = live.local_addr().expect("addr").port();
-    let config = write_config(dir.path(), live_port, closed_port(), "");
+    let live_port = daemon_proc::live_port();
+    let config = write_config(dir.path(), live_port, daemon_proc::closed_port());
     let sock_path = dir.path().join("notify.sock");
     let mut notify = NotifySocket::bind(&sock_path);
     let healthd = Healthd::start(
@@ -342,5 +332,4 @@ fn watchdog_pings_stop_when_the_snapshot_loop_stalls() {
     notify.wait_for("STATUS= naming the stall", ready, START_TIMEOUT, |m| {
         status_of(m).is_some_and(|s| s.contains("snapshot loop stalled"))
     });
-    drop(live);
 }

@@ -200,3 +200,23 @@ pub fn check<'a>(health: &'a serde_json::Value, name: &str) -> Option<&'a serde_
         .iter()
         .find(|c| c["name"] == name)
 }
+
+/// A TCP server on 127.0.0.1 that accepts and closes every connection (a healthy `tcp`
+/// check target), for the rest of the test process. Accepting matters: an unaccepted
+/// backlog fills up after ~128 checks and connections then hang.
+pub fn live_port() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind live listener");
+    let port = listener.local_addr().expect("local addr").port();
+    thread::spawn(move || {
+        for conn in listener.incoming() {
+            drop(conn);
+        }
+    });
+    port
+}
+
+/// A port on 127.0.0.1 that refuses connections (bound a moment ago, then released).
+pub fn closed_port() -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    l.local_addr().expect("addr").port()
+}
