@@ -288,3 +288,96 @@ pub async fn stallable(inner: impl Future<Output = ()>, stall: CancellationToken
     })
     .await
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::Ordering;
+    use std::time::{Duration, SystemTime};
+
+    use tokio_util::sync::CancellationToken;
+
+    use super::status_line;
+    use crate::check::{Outcome, Reason};
+    use crate::config::Group;
+    use crate::health::{CheckMeta, Event, HealthLoop, Observation, ReloadInfo};
+    use crate::server::{AppState, ServerOptions};
+
+    fn meta(name: &str, critical: bool) -> CheckMeta {
+        CheckMeta {
+            name: name.into(),
+            kind: "tcp",
+            critical,
+            groups: vec![Group::Readiness],
+            failure_threshold: 1,
+            success_threshold: 1,
+            generation: 1,
+        }
+    }
+
+    fn obs(name: &str, outcome: Outcome) -> Event {
+        Event::Observation(Observation {
+            check: name.into(),
+            generation: 1,
+            outcome,
+            latency: Duration::from_millis(1),
+            lateness: Duration::ZERO,
+            at: SystemTime::now(),
+        })
+    }
+
+    async fn settle(state: &AppState, want: &str) {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while status_line(state) != want {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "status stayed {:?}, wanted {want:?}",
+                status_line(state)
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    #[tokio::test]
+    async fn status_line_follows_readiness_counts_reload_and_drain() {
+        let (health_loop, health) = HealthLoop::new(64);
+        let cancel = CancellationToken::new();
+        tokio::spawn(health_loop.run(cancel.clone()));
+        let options = ServerOptions {
+            stall_after: Duration::from_secs(30),
+            ..ServerOptions::default()
+        };
+        let state = AppState::new(health.snapshot.clone(), options);
+        let send = |ev| health.events.send(ev);
+        send(Event::Reconfigure(vec![meta("a", true), meta("b", false)]))
+            .await
+            .unwrap();
+        settle(&state, "readiness: starting; 2 checks: 2 unknown").await;
+
+        send(obs("a", Outcome::ok("fine"))).await.unwrap();
+        send(obs("b", Outcome::failed(Reason::Connect, "refused")))
+            .await
+            .unwrap();
+        settle(
+            &state,
+            "readiness: degraded; 2 checks: 1 healthy, 1 degraded",
+        )
+        .await;
+
+        send(Event::Reloaded(ReloadInfo {
+            at: Some(SystemTime::now()),
+            ok: false,
+            errors: vec!["f: k: bad".into(), "f: j: bad".into()],
+        }))
+        .await
+        .unwrap();
+        settle(
+            &state,
+            "readiness: degraded; 2 checks: 1 healthy, 1 degraded; last reload rejected (2 problem(s))",
+        )
+        .await;
+
+        state.draining.store(true, Ordering::Relaxed);
+        assert!(status_line(&state).starts_with("readiness: shutting down; 2 checks"));
+        cancel.cancel();
+    }
+}
