@@ -268,10 +268,11 @@ pub fn load(sources: &Sources) -> Result<Config, Vec<ConfigError>> {
         }
     };
 
-    let env = match &sources.env {
+    let mut env = match &sources.env {
         Some(map) => map.clone(),
         None => std::env::vars().collect(),
     };
+    env.retain(|var, _| !is_not_config_var(var));
     let check_overrides = apply_env(&mut root, &env, &mut problems, &main_name);
 
     for key in root.keys() {
@@ -467,6 +468,12 @@ fn toml_reason(e: &toml::de::Error) -> String {
         }
         None => msg,
     }
+}
+
+/// `HEALTHD_*` variables that are command-line settings (`--log-level`, `--log-format`) or
+/// test hooks (`HEALTHD_TEST_*`), not config overrides.
+fn is_not_config_var(var: &str) -> bool {
+    matches!(var, "HEALTHD_LOG_LEVEL" | "HEALTHD_LOG_FORMAT") || var.starts_with("HEALTHD_TEST_")
 }
 
 /// Apply `HEALTHD_A__B=value` overrides to the root table. Overrides of single checks
@@ -867,5 +874,18 @@ mod tests {
         assert_eq!(errs.len(), 1);
         assert_eq!(errs[0].file, "environment (HEALTHD_SERVER__LISTEN)");
         assert_eq!(errs[0].key, "server.listen");
+    }
+
+    #[test]
+    fn cli_and_test_variables_are_not_config() {
+        let cfg = load_str(
+            "",
+            &[
+                ("HEALTHD_LOG_LEVEL", "debug"),
+                ("HEALTHD_LOG_FORMAT", "json"),
+                ("HEALTHD_TEST_STALL_ON_SIGUSR2", "1"),
+            ],
+        );
+        assert!(cfg.is_ok(), "{cfg:?}");
     }
 }

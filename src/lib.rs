@@ -10,4 +10,5 @@ pub mod daemon;
 pub mod health;
 pub mod scheduler;
 pub mod server;
+pub mod systemd;
 pub mod telemetry;

@@ -197,6 +197,16 @@ fn verdict<'a>(
     }
 }
 
+/// What `/{group}` answers now, as `(passes, word)`, for renderers outside HTTP (the systemd
+/// `STATUS=` line).
+pub fn group_verdict(state: &AppState, group: Group) -> (bool, &'static str) {
+    let snap = state.snapshot.load_full();
+    let options = state.options.load();
+    let draining = state.draining.load(Ordering::Relaxed);
+    let v = verdict(&snap, group, None, &[], &options, draining);
+    (v.pass, v.word)
+}
+
 fn word_of(status: Status) -> &'static str {
     match status {
         Status::Healthy => "ok",
