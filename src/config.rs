@@ -204,6 +204,8 @@ pub struct Config {
     pub checks: Vec<CheckConfig>,
     /// Which file each check came from, by name (for messages).
     pub origins: HashMap<String, String>,
+    /// `[telemetry]`: OTLP export (resolved against `OTEL_*` variables at start).
+    pub telemetry: crate::telemetry::config::TelemetryConfig,
 }
 
 impl Config {
@@ -274,7 +276,7 @@ const COMMON_KEYS: &[&str] = &[
     "success_threshold",
 ];
 
-const TOP_LEVEL_KEYS: &[&str] = &["server", "defaults", "groups", "checks"];
+const TOP_LEVEL_KEYS: &[&str] = &["server", "defaults", "groups", "checks", "telemetry"];
 
 /// Collects problems while loading; each one is tagged with the file it belongs to.
 struct Problems {
@@ -317,10 +319,11 @@ pub fn load(sources: &Sources) -> Result<Config, Vec<ConfigError>> {
         }
     };
 
-    let env = match &sources.env {
+    let mut env = match &sources.env {
         Some(map) => map.clone(),
         None => std::env::vars().collect(),
     };
+    env.retain(|var, _| !is_not_config_var(var));
     let check_overrides = apply_env(&mut root, &env, &mut problems, &main_name);
 
     for key in root.keys() {
@@ -339,8 +342,21 @@ pub fn load(sources: &Sources) -> Result<Config, Vec<ConfigError>> {
     let mut config = Config {
         server: section(&root, "server", &main_name, &mut problems),
         defaults: section(&root, "defaults", &main_name, &mut problems),
+        telemetry: section(&root, "telemetry", &main_name, &mut problems),
         ..Config::default()
     };
+    if let Err(errs) = crate::telemetry::config::resolve(&config.telemetry, &env) {
+        for p in errs {
+            match p.var {
+                Some(var) => problems.errors.push(ConfigError {
+                    file: format!("environment ({var})"),
+                    key: p.key,
+                    reason: p.reason,
+                }),
+                None => problems.push(&main_name, p.key, p.reason),
+            }
+        }
+    }
     let groups: BTreeMap<String, GroupOptions> =
         section(&root, "groups", &main_name, &mut problems);
     for (name, opts) in groups {
@@ -514,6 +530,12 @@ fn toml_reason(e: &toml::de::Error) -> String {
         }
         None => msg,
     }
+}
+
+/// `HEALTHD_*` variables that are command-line settings (`--log-level`, `--log-format`) or
+/// test hooks (`HEALTHD_TEST_*`), not config overrides.
+fn is_not_config_var(var: &str) -> bool {
+    matches!(var, "HEALTHD_LOG_LEVEL" | "HEALTHD_LOG_FORMAT") || var.starts_with("HEALTHD_TEST_")
 }
 
 /// Apply `HEALTHD_A__B=value` overrides to the root table. Overrides of single checks
@@ -943,5 +965,18 @@ mod tests {
         assert_eq!(errs.len(), 1);
         assert_eq!(errs[0].file, "environment (HEALTHD_SERVER__LISTEN)");
         assert_eq!(errs[0].key, "server.listen");
+    }
+
+    #[test]
+    fn cli_and_test_variables_are_not_config() {
+        let cfg = load_str(
+            "",
+            &[
+                ("HEALTHD_LOG_LEVEL", "debug"),
+                ("HEALTHD_LOG_FORMAT", "json"),
+                ("HEALTHD_TEST_STALL_ON_SIGUSR2", "1"),
+            ],
+        );
+        assert!(cfg.is_ok(), "{cfg:?}");
     }
 }

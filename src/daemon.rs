@@ -48,6 +48,7 @@ pub struct Daemon {
     server_stop: CancellationToken,
     server_task: tokio::task::JoinHandle<()>,
     health_task: tokio::task::JoinHandle<()>,
+    telemetry: Option<crate::telemetry::otlp::Telemetry>,
 }
 
 impl Daemon {
@@ -59,7 +60,12 @@ impl Daemon {
         let config = config::load(&sources).map_err(RunError::Config)?;
         let cancel = CancellationToken::new();
         let (health_loop, health) = HealthLoop::new(8192);
-        let health_task = tokio::spawn(health_loop.run(cancel.child_token()));
+        let health_run = health_loop.run(cancel.child_token());
+        let health_task = match crate::systemd::test_stall_hook() {
+            // Test-only (HEALTHD_TEST_STALL_ON_SIGUSR2=1): SIGUSR2 freezes the loop.
+            Some(stall) => tokio::spawn(crate::systemd::stallable(health_run, stall)),
+            None => tokio::spawn(health_run),
+        };
         let state = AppState::new(health.snapshot.clone(), ServerOptions::of(&config));
         let addr = listen_override.unwrap_or(config.server.listen);
         let listener = tokio::net::TcpListener::bind(addr)
@@ -90,6 +96,23 @@ impl Daemon {
             config.server.max_in_flight,
         );
         scheduler.apply(&config.checks).await;
+        let telemetry = crate::telemetry::otlp::apply(
+            None,
+            crate::telemetry::otlp::settings_of(&config, &env_of(&sources)),
+            &health,
+        )
+        .await;
+        // Present from the start, so a later rejected reload shows as a change of this check.
+        let _ = health
+            .events
+            .send(Event::SelfCheck {
+                name: CONFIG_CHECK.into(),
+                groups: vec![],
+                status: Status::Healthy,
+                reason: None,
+                message: "configuration loaded".into(),
+            })
+            .await;
         Ok(Daemon {
             state,
             health,
@@ -102,6 +125,7 @@ impl Daemon {
             server_stop,
             server_task,
             health_task,
+            telemetry,
         })
     }
 
@@ -119,6 +143,10 @@ impl Daemon {
                 }
                 self.scheduler.apply(&new.checks).await;
                 self.state.options.store(Arc::new(ServerOptions::of(&new)));
+                let wanted = crate::telemetry::otlp::settings_of(&new, &env_of(&self.sources));
+                self.telemetry =
+                    crate::telemetry::otlp::apply(self.telemetry.take(), wanted, &self.health)
+                        .await;
                 tracing::info!(checks = new.checks.len(), "Configuration reloaded.");
                 self.config = new;
                 self.send(Event::Reloaded(ReloadInfo {
@@ -177,23 +205,39 @@ impl Daemon {
     }
 
     /// Report not ready, keep serving for `shutdown_delay`, then stop checks and the server.
+    /// `interrupt` (a second signal) exits the process at once, at any point of the drain.
     pub async fn drain(self, interrupt: impl std::future::Future<Output = ()>) {
         self.state.draining.store(true, Ordering::Relaxed);
         let delay = self.config.server.shutdown_delay;
         tracing::info!(delay = %humantime::format_duration(delay), "Shutting down: readiness now fails; still serving.");
+        let stop = async move {
+            tokio::time::sleep(delay).await;
+            self.scheduler.stop(STOP_GRACE).await;
+            self.server_stop.cancel();
+            let _ = tokio::time::timeout(STOP_GRACE, self.server_task).await;
+            // Flush telemetry after the last check results, under its own bound.
+            if let Some(t) = self.telemetry {
+                t.shutdown().await;
+            }
+            self.cancel.cancel();
+            let _ = tokio::time::timeout(STOP_GRACE, self.health_task).await;
+        };
         tokio::select! {
-            _ = tokio::time::sleep(delay) => {}
+            _ = stop => {}
             _ = interrupt => {
                 tracing::warn!("Second signal: exiting at once.");
                 std::process::exit(1);
             }
         }
-        self.scheduler.stop(STOP_GRACE).await;
-        self.server_stop.cancel();
-        let _ = tokio::time::timeout(STOP_GRACE, self.server_task).await;
-        self.cancel.cancel();
-        let _ = tokio::time::timeout(STOP_GRACE, self.health_task).await;
         tracing::info!("Stopped.");
+    }
+}
+
+/// The environment the config was resolved against (tests pass their own map).
+fn env_of(sources: &Sources) -> std::collections::HashMap<String, String> {
+    match &sources.env {
+        Some(map) => map.clone(),
+        None => std::env::vars().collect(),
     }
 }
 
@@ -203,11 +247,14 @@ pub async fn run(sources: Sources, listen_override: Option<SocketAddr>) -> Resul
     let mut term = signal(SignalKind::terminate()).map_err(RunError::Signals)?;
     let mut int = signal(SignalKind::interrupt()).map_err(RunError::Signals)?;
     let mut daemon = Daemon::start(sources, listen_override).await?;
+    let notifier = crate::systemd::Notifier::ready(daemon.state.clone()).await;
     loop {
         tokio::select! {
             _ = hup.recv() => {
                 tracing::info!("SIGHUP: reloading configuration.");
-                let _ = daemon.reload().await;
+                notifier.reloading();
+                let result = daemon.reload().await;
+                notifier.reloaded(&result);
             }
             _ = term.recv() => break,
             _ = int.recv() => break,
@@ -219,7 +266,9 @@ pub async fn run(sources: Sources, listen_override: Option<SocketAddr>) -> Resul
             _ = int.recv() => {}
         }
     };
+    notifier.stopping(daemon.config().server.shutdown_delay);
     daemon.drain(second).await;
+    drop(notifier);
     Ok(())
 }
 

@@ -353,6 +353,17 @@ pub struct StatusChange {
     pub at: SystemTime,
 }
 
+/// One finished run of a probe check, as the health loop accepted it (for the OTLP duration
+/// histogram and run counter, which record each run as it happens).
+#[derive(Debug, Clone)]
+pub struct RunRecord {
+    pub check: String,
+    pub kind: &'static str,
+    pub latency: Duration,
+    /// `None` on success, the failure reason otherwise (as counted in [`RunStats::runs`]).
+    pub failure: Option<Reason>,
+}
+
 /// What the health loop is told.
 #[derive(Debug)]
 pub enum Event {
@@ -570,6 +581,7 @@ pub struct HealthLoop {
     seq: u64,
     out: SharedSnapshot,
     changes: broadcast::Sender<StatusChange>,
+    runs: broadcast::Sender<RunRecord>,
 }
 
 /// Handles to a running health loop.
@@ -578,6 +590,8 @@ pub struct HealthHandle {
     pub events: mpsc::Sender<Event>,
     pub snapshot: SharedSnapshot,
     pub changes: broadcast::Sender<StatusChange>,
+    /// Every accepted probe run (nobody listens unless OTLP export is on).
+    pub runs: broadcast::Sender<RunRecord>,
 }
 
 impl HealthLoop {
@@ -585,6 +599,7 @@ impl HealthLoop {
         let (tx, rx) = mpsc::channel(capacity);
         let out: SharedSnapshot = Arc::new(ArcSwap::from_pointee(Snapshot::empty()));
         let (changes, _) = broadcast::channel(1024);
+        let (runs, _) = broadcast::channel(4096);
         let hl = HealthLoop {
             rx,
             states: Vec::new(),
@@ -597,6 +612,7 @@ impl HealthLoop {
             seq: 0,
             out: out.clone(),
             changes: changes.clone(),
+            runs: runs.clone(),
         };
         (
             hl,
@@ -604,6 +620,7 @@ impl HealthLoop {
                 events: tx,
                 snapshot: out,
                 changes,
+                runs,
             },
         )
     }
@@ -645,6 +662,15 @@ impl HealthLoop {
                     return;
                 }
                 let at = obs.at;
+                if self.runs.receiver_count() > 0 {
+                    let failed = obs.outcome.level == Level::Failed;
+                    let _ = self.runs.send(RunRecord {
+                        check: obs.check.clone(),
+                        kind: state.meta.kind,
+                        latency: obs.latency,
+                        failure: failed.then(|| obs.outcome.reason.unwrap_or(Reason::Internal)),
+                    });
+                }
                 if let Some(from) = state.apply(obs) {
                     let v = &state.view;
                     let change = StatusChange {

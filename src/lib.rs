@@ -12,4 +12,5 @@ pub mod redact;
 pub mod resilience;
 pub mod scheduler;
 pub mod server;
+pub mod systemd;
 pub mod telemetry;

@@ -115,10 +115,21 @@ fn main() -> ExitCode {
 
 fn init_logging(level: Option<&str>, format: LogFormat) {
     use tracing_subscriber::EnvFilter;
-    let filter = match level {
+    let mut filter = match level {
         Some(l) => EnvFilter::new(l),
         None => EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
     };
+    // The OpenTelemetry SDK logs every failed export; healthd logs them rate-limited itself.
+    // Naming `opentelemetry` in the filter (e.g. `info,opentelemetry=debug`) shows them.
+    let spec = level
+        .map(str::to_string)
+        .or_else(|| std::env::var("RUST_LOG").ok())
+        .unwrap_or_default();
+    if !spec.contains("opentelemetry")
+        && let Ok(d) = "opentelemetry=off".parse()
+    {
+        filter = filter.add_directive(d);
+    }
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)

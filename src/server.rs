@@ -268,6 +268,16 @@ fn verdict<'a>(
     }
 }
 
+/// What `/{group}` answers now, as `(passes, word)`, for renderers outside HTTP (the systemd
+/// `STATUS=` line).
+pub fn group_verdict(state: &AppState, group: Group) -> (bool, &'static str) {
+    let snap = state.snapshot.load_full();
+    let options = state.options.load();
+    let draining = state.draining.load(Ordering::Relaxed);
+    let v = verdict(&snap, group, None, &[], &options, draining);
+    (v.pass, v.word)
+}
+
 fn word_of(status: Status) -> &'static str {
     match status {
         Status::Healthy => "ok",
@@ -431,17 +441,26 @@ async fn health(
 async fn metrics(
     State(state): State<AppState>,
     Extension(Access(allowed)): Extension<Access>,
+    headers: HeaderMap,
 ) -> Response {
+    use crate::telemetry::prometheus as prom;
     if !allowed {
         return unauthorized();
     }
     let snap = state.snapshot.load_full();
-    let body = crate::telemetry::prometheus::render(snap);
+    // OpenMetrics when the scraper asks for it (Prometheus does), else the classic text format.
+    let accept = headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let (body, content_type) = if prom::wants_open_metrics(accept) {
+        (prom::render(snap), prom::CONTENT_TYPE)
+    } else {
+        (prom::render_text(snap), prom::TEXT_CONTENT_TYPE)
+    };
     let mut r = (StatusCode::OK, body).into_response();
-    r.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static(crate::telemetry::prometheus::CONTENT_TYPE),
-    );
+    r.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
     no_store(r)
 }
 

@@ -182,6 +182,13 @@ fn hardening_keeps_what_healthd_needs() {
     assert_eq!(one("NotifyAccess"), "main");
     assert!(!one("WatchdogSec").is_empty());
     assert_eq!(one("ExecReload"), "/bin/kill -HUP $MAINPID");
+    // `healthd run` exits 78 on a config error: restarting would only loop.
+    assert!(
+        one("RestartPreventExitStatus")
+            .split_whitespace()
+            .any(|s| s == "78"),
+        "RestartPreventExitStatus= must include 78"
+    );
     assert!(
         one("ExecStart").starts_with("/usr/bin/healthd run --config /etc/healthd/healthd.toml"),
         "unexpected ExecStart"

@@ -1,3 +1,6 @@
-//! Renderers that export the snapshot: Prometheus text for `/metrics`.
+//! Renderers that export the snapshot: Prometheus text for `/metrics`, OTLP to collectors.
 
+pub mod config;
+pub mod host;
+pub mod otlp;
 pub mod prometheus;

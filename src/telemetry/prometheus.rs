@@ -10,13 +10,26 @@ use prometheus_client::metrics::MetricType;
 use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::registry::{Registry, Unit};
 
-use crate::check::Sample;
+use crate::check::system::DiskSample;
 use crate::health::{RunStats, Snapshot, Status};
+use crate::telemetry::host::{self, Host, MetricName};
 
-/// The content type of the rendering.
+/// The content type of [`render`].
 pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+/// The content type of [`render_text`] (what `promtool check metrics` reads).
+pub const TEXT_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 
-/// Render the snapshot.
+/// Render the snapshot in the Prometheus text format 0.0.4.
+pub fn render_text(snapshot: Arc<Snapshot>) -> String {
+    to_text_format(&render(snapshot))
+}
+
+/// Whether a scraper's `Accept` header asks for OpenMetrics.
+pub fn wants_open_metrics(accept: &str) -> bool {
+    accept.contains("application/openmetrics-text")
+}
+
+/// Render the snapshot in the OpenMetrics text format.
 pub fn render(snapshot: Arc<Snapshot>) -> String {
     let mut registry = Registry::default();
     registry.register_collector(Box::new(SnapshotCollector(snapshot)));
@@ -81,7 +94,6 @@ fn histogram(
 impl Collector for SnapshotCollector {
     fn encode(&self, mut enc: DescriptorEncoder) -> Result<(), std::fmt::Error> {
         let snap = &self.0;
-        let ratio = Unit::Other("ratio".into());
         let probes: Vec<_> = snap.checks.iter().filter(|c| !c.builtin).collect();
 
         gauge_family(
@@ -100,8 +112,8 @@ impl Collector for SnapshotCollector {
         )?;
         gauge_family(
             &mut enc,
-            "healthd_check_status",
-            "Status of each check: 1 on the current status, 0 on the others",
+            host::CHECK_STATUS.prometheus,
+            host::CHECK_STATUS.help,
             None,
             snap.checks.iter().flat_map(|c| {
                 Status::ALL.iter().map(move |s| {
@@ -153,8 +165,8 @@ impl Collector for SnapshotCollector {
         }
         gauge_family(
             &mut enc,
-            "healthd_group_status",
-            "Status of each group: 1 on the current status, 0 on the others",
+            host::GROUP_STATUS.prometheus,
+            host::GROUP_STATUS.help,
             None,
             snap.groups.iter().flat_map(|(g, summary)| {
                 Status::ALL.iter().map(move |s| {
@@ -171,14 +183,14 @@ impl Collector for SnapshotCollector {
 
         if !probes.is_empty() {
             let mut runs = enc.encode_descriptor(
-                "healthd_check_runs",
-                "Runs of each check by result and failure reason",
+                host::CHECK_RUNS.prometheus.trim_end_matches("_total"),
+                host::CHECK_RUNS.help,
                 None,
                 MetricType::Counter,
             )?;
             for c in &probes {
                 for (reason, n) in &c.stats.runs {
-                    let labels: Labels = vec![
+                    let mut labels: Labels = vec![
                         ("healthd_check_name", c.name.as_str()),
                         ("healthd_check_kind", c.kind),
                         (
@@ -189,15 +201,18 @@ impl Collector for SnapshotCollector {
                                 "success"
                             },
                         ),
-                        ("error_type", reason.map(|r| r.as_str()).unwrap_or("")),
                     ];
+                    // As in OTLP: `error.type` only on failures.
+                    if let Some(r) = reason {
+                        labels.push(("error_type", r.as_str()));
+                    }
                     prometheus_client::metrics::counter::ConstCounter::new(*n)
                         .encode(runs.encode_family(&labels)?)?;
                 }
             }
             let mut dur = enc.encode_descriptor(
-                "healthd_check_duration",
-                "Duration of check runs",
+                host::CHECK_DURATION.prometheus.trim_end_matches("_seconds"),
+                host::CHECK_DURATION.help,
                 Some(&Unit::Seconds),
                 MetricType::Histogram,
             )?;
@@ -220,161 +235,113 @@ impl Collector for SnapshotCollector {
             histogram(&mut late, &vec![], &snap.lateness)?;
         }
 
-        self.encode_system(&mut enc, &ratio)?;
+        self.encode_system(&mut enc)?;
         Ok(())
     }
 }
 
 impl SnapshotCollector {
-    fn encode_system(
-        &self,
-        enc: &mut DescriptorEncoder,
-        ratio: &Unit,
-    ) -> Result<(), std::fmt::Error> {
-        let samples: Vec<&Sample> = self
-            .0
-            .checks
-            .iter()
-            .filter_map(|c| c.sample.as_ref())
-            .collect();
-        // Several checks of one kind measure the same host: render the first of each.
-        let cpu = samples.iter().find_map(|s| match s {
-            Sample::Cpu(c) => Some(c),
-            _ => None,
-        });
-        let mem = samples.iter().find_map(|s| match s {
-            Sample::Memory(m) => Some(m),
-            _ => None,
-        });
-        let mut disks = Vec::new();
-        for s in &samples {
-            if let Sample::Disk(list) = s {
-                for d in list {
-                    if !disks
-                        .iter()
-                        .any(|x: &&crate::check::system::DiskSample| x.mountpoint == d.mountpoint)
-                    {
-                        disks.push(d);
-                    }
-                }
-            }
-        }
-
-        if let Some(c) = cpu {
-            gauge_family(
-                enc,
-                "system_cpu_utilization",
-                "Busy share of all CPUs",
-                Some(ratio),
-                [(vec![], c.utilization)],
-            )?;
-            if let Some([l1, l5, l15]) = c.load_average {
-                gauge_family(
-                    enc,
-                    "system_cpu_load_average_1m",
-                    "Load average over 1 minute",
-                    None,
-                    [(vec![], l1)],
-                )?;
-                gauge_family(
-                    enc,
-                    "system_cpu_load_average_5m",
-                    "Load average over 5 minutes",
-                    None,
-                    [(vec![], l5)],
-                )?;
-                gauge_family(
-                    enc,
-                    "system_cpu_load_average_15m",
-                    "Load average over 15 minutes",
-                    None,
-                    [(vec![], l15)],
-                )?;
-            }
+    fn encode_system(&self, enc: &mut DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let host = Host::of(&self.0);
+        if let Some(c) = host.cpu {
+            gauge(enc, host::CPU_UTILIZATION, [(vec![], c.utilization)])?;
             if let Some(up) = c.uptime_seconds {
-                gauge_family(
-                    enc,
-                    "system_uptime",
-                    "Time since boot",
-                    Some(&Unit::Seconds),
-                    [(vec![], up as f64)],
-                )?;
+                gauge(enc, host::UPTIME, [(vec![], up as f64)])?;
             }
         }
-        if let Some(m) = mem {
-            let mut states = vec![("used", m.used), ("free", m.free)];
-            if let Some(b) = m.buffers {
-                states.push(("buffers", b));
-            }
-            if let Some(c) = m.cached {
-                states.push(("cached", c));
-            }
-            gauge_family(
+        for (name, value) in host.load_average().into_iter().flatten() {
+            gauge(enc, name, [(vec![], value)])?;
+        }
+        if let Some((states, total)) = host.memory_states() {
+            gauge(
                 enc,
-                "system_memory_usage",
-                "Memory in use by state",
-                Some(&Unit::Bytes),
+                host::MEMORY_USAGE,
                 states
                     .iter()
                     .map(|(s, v)| (vec![("system_memory_state", *s)], *v as f64)),
             )?;
-            gauge_family(
+            gauge(
                 enc,
-                "system_memory_utilization",
-                "Share of memory by state",
-                Some(ratio),
-                states.iter().map(|(s, v)| {
-                    (
-                        vec![("system_memory_state", *s)],
-                        *v as f64 / m.total.max(1) as f64,
-                    )
-                }),
+                host::MEMORY_UTILIZATION,
+                states
+                    .iter()
+                    .map(|(s, v)| (vec![("system_memory_state", *s)], host::ratio(*v, total))),
             )?;
         }
-        if !disks.is_empty() {
-            fn labels<'d>(
-                d: &'d crate::check::system::DiskSample,
-                state: Option<&'static str>,
-            ) -> Labels<'d> {
-                let mut l: Labels = vec![
-                    ("system_device", d.device.as_str()),
-                    ("system_filesystem_mountpoint", d.mountpoint.as_str()),
-                    ("system_filesystem_type", d.fs_type.as_str()),
-                ];
-                if let Some(s) = state {
-                    l.push(("system_filesystem_state", s));
-                }
-                l
-            }
-            gauge_family(
-                enc,
-                "system_filesystem_usage",
-                "File system space by state",
-                Some(&Unit::Bytes),
-                disks.iter().flat_map(|d| {
-                    [
-                        (labels(d, Some("used")), d.used as f64),
-                        (labels(d, Some("free")), d.available as f64),
-                    ]
-                }),
-            )?;
-            gauge_family(
-                enc,
-                "system_filesystem_utilization",
-                "Share of file system space used",
-                Some(ratio),
-                disks.iter().map(|d| {
-                    (
-                        labels(d, None),
-                        if d.total == 0 {
-                            0.0
-                        } else {
-                            d.used as f64 / d.total as f64
-                        },
-                    )
-                }),
-            )?;
+        fn labels(d: &DiskSample) -> Labels<'_> {
+            vec![
+                ("system_device", d.device.as_str()),
+                ("system_filesystem_mountpoint", d.mountpoint.as_str()),
+                ("system_filesystem_type", d.fs_type.as_str()),
+            ]
         }
+        gauge(
+            enc,
+            host::FS_USAGE,
+            host.filesystems.iter().flat_map(|d| {
+                host::filesystem_states(d).into_iter().map(|(state, v)| {
+                    let mut l = labels(d);
+                    l.push(("system_filesystem_state", state));
+                    (l, v as f64)
+                })
+            }),
+        )?;
+        gauge(
+            enc,
+            host::FS_UTILIZATION,
+            host.filesystems
+                .iter()
+                .map(|d| (labels(d), host::filesystem_utilization(d))),
+        )?;
         Ok(())
+    }
+}
+
+/// A gauge family under its full Prometheus name (the unit suffix is part of the name).
+fn gauge<'a>(
+    enc: &mut DescriptorEncoder,
+    name: MetricName,
+    series: impl IntoIterator<Item = (Labels<'a>, f64)>,
+) -> Result<(), std::fmt::Error> {
+    gauge_family(enc, name.prometheus, name.help, None, series)
+}
+
+/// Turn the OpenMetrics rendering into the Prometheus text format 0.0.4: no `# UNIT` or
+/// `# EOF` lines, and counter families named with their `_total` suffix.
+fn to_text_format(open_metrics: &str) -> String {
+    let counters: Vec<&str> = open_metrics
+        .lines()
+        .filter_map(|l| l.strip_prefix("# TYPE "))
+        .filter_map(|l| l.strip_suffix(" counter"))
+        .collect();
+    let mut out = String::with_capacity(open_metrics.len());
+    for line in open_metrics.lines() {
+        if line.starts_with("# UNIT ") || line == "# EOF" {
+            continue;
+        }
+        let mut renamed = None;
+        for prefix in ["# HELP ", "# TYPE "] {
+            if let Some(rest) = line.strip_prefix(prefix) {
+                let name = rest.split(' ').next().unwrap_or_default();
+                if counters.contains(&name) {
+                    renamed = Some(format!("{prefix}{name}_total{}", &rest[name.len()..]));
+                }
+            }
+        }
+        out.push_str(renamed.as_deref().unwrap_or(line));
+        out.push('\n');
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn text_format_names_counters_with_total() {
+        let om = "# HELP a_runs Runs.\n# TYPE a_runs counter\n# UNIT a_runs runs\na_runs_total 3\n# EOF\n";
+        assert_eq!(
+            super::to_text_format(om),
+            "# HELP a_runs_total Runs.\n# TYPE a_runs_total counter\na_runs_total 3\n"
+        );
     }
 }
