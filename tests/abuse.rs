@@ -463,3 +463,26 @@ timeout = "200ms"
         assert!(!body.contains(secret), "{path} leaks the secret: {body}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rotated_token_takes_effect_on_reload() {
+    let tmp = tempfile::tempdir().unwrap();
+    let path = secret_file(tmp.path(), "first-token");
+    let (mut h, _up) = two_checks(&format!(
+        "[server.auth]\ntoken_file = \"{}\"\ntrusted_networks = []\n",
+        path.display()
+    ))
+    .await;
+    assert_eq!(get_with(&h, "/health", Some("first-token")).await.0, 200);
+    secret_file(tmp.path(), "second-token");
+    // Not before the reload: the token is read with the configuration.
+    assert_eq!(get_with(&h, "/health", Some("second-token")).await.0, 401);
+    h.daemon.reload().await.expect("reload accepted");
+    assert_eq!(get_with(&h, "/health", Some("second-token")).await.0, 200);
+    assert_eq!(get_with(&h, "/health", Some("first-token")).await.0, 401);
+    assert_eq!(
+        get_with(&h, "/readyz", None).await.0,
+        503,
+        "verdicts stay public"
+    );
+}
