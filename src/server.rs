@@ -349,15 +349,15 @@ async fn probe(
     }
     let mut body = String::new();
     for (c, excluded) in &v.members {
-        let line = if !allowed {
+        let line = if *excluded {
+            format!("[+]{} excluded: {}\n", c.name, word_of(c.status))
+        } else if !allowed {
             match c.status {
                 Status::Healthy => format!("[+]{} ok\n", c.name),
                 Status::Degraded => format!("[+]{} degraded: reason withheld\n", c.name),
                 Status::Unhealthy => format!("[-]{} failed: reason withheld\n", c.name),
                 Status::Unknown => format!("[-]{} unknown: reason withheld\n", c.name),
             }
-        } else if *excluded {
-            format!("[+]{} excluded: {}\n", c.name, word_of(c.status))
         } else {
             match c.status {
                 Status::Healthy => format!("[+]{} ok\n", c.name),
