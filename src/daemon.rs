@@ -149,12 +149,7 @@ impl Daemon {
                         .await;
                 tracing::info!(checks = new.checks.len(), "Configuration reloaded.");
                 self.config = new;
-                self.send(Event::Reloaded(ReloadInfo {
-                    at,
-                    ok: true,
-                    errors: vec![],
-                }))
-                .await;
+                // The self-check first: a snapshot that shows this reload shows its verdict.
                 self.send(Event::SelfCheck {
                     name: CONFIG_CHECK.into(),
                     groups: vec![],
@@ -162,6 +157,12 @@ impl Daemon {
                     reason: None,
                     message: "configuration loaded".into(),
                 })
+                .await;
+                self.send(Event::Reloaded(ReloadInfo {
+                    at,
+                    ok: true,
+                    errors: vec![],
+                }))
                 .await;
                 Ok(())
             }
@@ -174,12 +175,7 @@ impl Daemon {
                     "Reload rejected; the running configuration stays in force."
                 );
                 let texts: Vec<String> = errors.iter().map(|e| e.to_string()).collect();
-                self.send(Event::Reloaded(ReloadInfo {
-                    at,
-                    ok: false,
-                    errors: texts,
-                }))
-                .await;
+                // The self-check first: a snapshot that shows this reload shows its verdict.
                 self.send(Event::SelfCheck {
                     name: CONFIG_CHECK.into(),
                     groups: vec![],
@@ -190,6 +186,12 @@ impl Daemon {
                         errors.len()
                     ),
                 })
+                .await;
+                self.send(Event::Reloaded(ReloadInfo {
+                    at,
+                    ok: false,
+                    errors: texts,
+                }))
                 .await;
                 Err(errors)
             }
