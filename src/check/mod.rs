@@ -177,7 +177,7 @@ impl Probe {
     /// file, a bad certificate). Opens no connection.
     pub fn build(config: &ProbeConfig, timeout: Duration) -> Result<Probe, String> {
         Ok(match config {
-            ProbeConfig::Tcp(c) => Probe::Tcp(TcpProbe::new(c)?),
+            ProbeConfig::Tcp(c) => Probe::Tcp(TcpProbe::new(c, timeout)?),
             ProbeConfig::Http(c) => Probe::Http(HttpProbe::new(c, timeout)?),
             ProbeConfig::Cpu(c) => Probe::Cpu(system::CpuProbe::new(c)?),
             ProbeConfig::Memory(c) => Probe::Memory(system::MemoryProbe::new(c)?),
