@@ -171,6 +171,9 @@ impl HttpProbe {
         let mut shown = url.clone();
         let _ = shown.set_password(None);
         let _ = shown.set_username("");
+        // reqwest is built without a default TLS provider and panics without one; the binary
+        // installs ring at start, and this makes the library safe to use on its own.
+        let _ = rustls::crypto::ring::default_provider().install_default();
         let mut builder = reqwest::Client::builder()
             .timeout(timeout)
             .connect_timeout(timeout)
@@ -263,8 +266,9 @@ impl HttpProbe {
         }
         let elapsed = started.elapsed();
         let outcome = match self.degraded_after {
+            // It did answer: slowness is a measured value above its threshold, not a timeout.
             Some(limit) if elapsed > limit => Outcome::degraded(
-                Reason::Timeout,
+                Reason::Threshold,
                 format!(
                     "{} answered {code} in {} (slower than {})",
                     self.shown,
