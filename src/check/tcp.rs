@@ -50,7 +50,7 @@ pub fn de_port<'de, D: Deserializer<'de>>(d: D) -> Result<u16, D::Error> {
     match u16::try_from(n) {
         Ok(p) if p > 0 => Ok(p),
         _ => Err(serde::de::Error::custom(format!(
-            "port out of range: {n} (must be 1 to 65535)"
+            "out of range: {n} (must be 1 to 65535)"
         ))),
     }
 }
