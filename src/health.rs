@@ -413,7 +413,8 @@ impl CheckState {
             obs.latency,
         );
         v.last_run = Some(obs.at);
-        v.latency_ms = Some(obs.latency.as_secs_f64() * 1000.0);
+        // Microsecond precision: float noise like 168.27848600000002 helps nobody.
+        v.latency_ms = Some((obs.latency.as_secs_f64() * 1e6).round() / 1000.0);
         v.reason = obs.outcome.reason;
         v.message = obs.outcome.message;
         v.details = obs.outcome.details;
