@@ -466,11 +466,24 @@ fn apply_env(
     main_name: &str,
 ) -> CheckOverrides {
     use config::Source;
+    // Every config key is at least two levels deep (`server.listen`), so only
+    // `HEALTHD_<SECTION>__<KEY>` variables are overrides; single-level ones such as
+    // HEALTHD_LOG_LEVEL and HEALTHD_LOG_FORMAT belong to the command line.
+    let prefix = format!("{ENV_PREFIX}_");
+    let env: HashMap<String, String> = env
+        .iter()
+        .filter(|(k, _)| {
+            k.len() > prefix.len()
+                && k[..prefix.len()].eq_ignore_ascii_case(&prefix)
+                && k[prefix.len()..].contains("__")
+        })
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
     let source = config::Environment::with_prefix(ENV_PREFIX)
         .prefix_separator("_")
         .separator("__")
         .try_parsing(true)
-        .source(Some(env.clone()));
+        .source(Some(env));
     let mut overrides = CheckOverrides::new();
     let collected = match source.collect() {
         Ok(c) => c,
@@ -947,6 +960,19 @@ mod tests {
             ProbeConfig::Tcp(t) => assert_eq!(t.port, 6543),
             other => panic!("unexpected {other:?}"),
         }
+    }
+
+    #[test]
+    fn single_level_variables_are_not_config_overrides() {
+        let cfg = load_str(
+            "",
+            &[
+                ("HEALTHD_LOG_LEVEL", "debug"),
+                ("HEALTHD_LOG_FORMAT", "json"),
+                ("HEALTHD_TEST_PG_BIN", "/usr/lib/postgresql/15/bin"),
+            ],
+        );
+        assert!(cfg.is_ok(), "{cfg:?}");
     }
 
     #[test]

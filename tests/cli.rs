@@ -77,7 +77,12 @@ fn validate_ok() {
     let dir = tempfile::tempdir().unwrap();
     let (_l, port) = listening();
     let cfg = write_config(dir.path(), &tcp("api", port, ""));
-    let out = run(healthd().args(["validate", "--config"]).arg(&cfg));
+    // The CLI's own variables are not mistaken for config overrides.
+    let out = run(healthd()
+        .env("HEALTHD_LOG_LEVEL", "debug")
+        .env("HEALTHD_LOG_FORMAT", "json")
+        .args(["validate", "--config"])
+        .arg(&cfg));
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     assert_eq!(
         text(&out.stdout),
