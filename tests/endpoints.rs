@@ -627,3 +627,82 @@ async fn endpoints_keep_answering_while_every_dependency_hangs() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reload_keeps_unchanged_checks_and_refuses_a_bad_config() {
+    let up = Switch::new_up().await;
+    let refusing = RefusingPort::new();
+    let mut d = TestDaemon::start(&format!(
+        "{FAST}{}{}",
+        tcp("kept", up.port, ""),
+        tcp("removed", refusing.port, ""),
+    ))
+    .await;
+    let h = wait_reported(&d, &["kept", "removed"], true).await;
+    let since = check(&h, "kept")["since"].clone();
+    assert!(since.is_string());
+
+    // Same definition for "kept", "removed" gone, "added" new.
+    std::fs::write(
+        d.dir.path(),
+        format!(
+            "{FAST}{}{}",
+            tcp("kept", up.port, ""),
+            tcp("added", up.port, "")
+        ),
+    )
+    .unwrap();
+    d.daemon
+        .as_mut()
+        .unwrap()
+        .reload()
+        .await
+        .expect("valid reload");
+    let h = wait_reported(&d, &["kept", "added"], true).await;
+    assert!(
+        h["checks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|c| c["name"] != "removed"),
+        "{h}"
+    );
+    let kept = check(&h, "kept");
+    assert_eq!(
+        kept["since"], since,
+        "an unchanged check keeps its state: {kept}"
+    );
+    assert_eq!(h["reload"]["ok"], true);
+    assert_eq!(get(&d, "/readyz").await.status, StatusCode::OK);
+
+    // A bad config is refused; the running checks go on; /health says why.
+    std::fs::write(
+        d.dir.path(),
+        format!("{FAST}{}", tcp("kept", up.port, "timeout = \"5s\"")),
+    )
+    .unwrap();
+    let errors = d.daemon.as_mut().unwrap().reload().await.unwrap_err();
+    assert_eq!(errors.len(), 1);
+    assert_eq!(errors[0].key, "checks.\"kept\".timeout");
+    let h = wait_for(
+        "reload failure published",
+        Duration::from_secs(5),
+        || async {
+            let h = health(&d).await;
+            (h["reload"]["ok"] == false).then_some(h)
+        },
+    )
+    .await;
+    let shown = h["reload"]["errors"][0].as_str().unwrap();
+    assert!(
+        shown.contains("checks.\"kept\".timeout: must be below the interval"),
+        "{shown}"
+    );
+    assert_eq!(check(&h, "config")["status"], "degraded", "{h}");
+    assert_eq!(
+        check(&h, "added")["status"],
+        "healthy",
+        "old config still runs: {h}"
+    );
+    assert_eq!(get(&d, "/readyz").await.status, StatusCode::OK);
+}
