@@ -432,3 +432,32 @@ async fn plain_http_to_a_tls_port_is_not_healthy() {
     let o = run_once(&mut None, &check).await;
     assert_eq!(o.level, Level::Failed, "{o:?}");
 }
+
+#[test]
+fn ca_file_is_checked_when_the_config_is_loaded() {
+    let dir = tempfile::tempdir().unwrap();
+    let not_pem = dir.path().join("ca.pem");
+    std::fs::write(&not_pem, "this is not a certificate\n").unwrap();
+    for (path, expect) in [
+        (
+            not_pem.clone(),
+            format!("no PEM certificate in {}", not_pem.display()),
+        ),
+        (
+            dir.path().join("missing.pem"),
+            format!(
+                "cannot read {}/missing.pem: No such file or directory (os error 2)",
+                dir.path().display()
+            ),
+        ),
+    ] {
+        let cfg = loopback::ConfigDir::new(&format!(
+            "[[checks]]\nname = \"web\"\nkind = \"http\"\nurl = \"https://127.0.0.1/\"\nca_file = \"{}\"\n",
+            path.display()
+        ));
+        let errors = cfg.load().unwrap_err();
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert_eq!(errors[0].key, "checks.\"web\".ca_file");
+        assert_eq!(errors[0].reason, expect);
+    }
+}

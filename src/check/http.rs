@@ -142,13 +142,26 @@ impl HttpConfig {
                 ),
             ));
         }
-        if let Some(path) = &self.ca_file
-            && let Err(e) = std::fs::metadata(path)
-        {
-            problems.push((
-                "ca_file".into(),
-                format!("cannot read {}: {e}", path.display()),
-            ));
+        // Read and parse it now: a file that holds no certificate would otherwise only show
+        // up as a failing check after start.
+        if let Some(path) = &self.ca_file {
+            match std::fs::read(path) {
+                Err(e) => problems.push((
+                    "ca_file".into(),
+                    format!("cannot read {}: {e}", path.display()),
+                )),
+                Ok(pem) => match reqwest::Certificate::from_pem_bundle(&pem) {
+                    Ok(certs) if !certs.is_empty() => {}
+                    Ok(_) => problems.push((
+                        "ca_file".into(),
+                        format!("no PEM certificate in {}", path.display()),
+                    )),
+                    Err(e) => problems.push((
+                        "ca_file".into(),
+                        format!("bad certificate in {}: {e}", path.display()),
+                    )),
+                },
+            }
         }
     }
 }
