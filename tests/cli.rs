@@ -423,3 +423,21 @@ fn log_level_filters_lines() {
         assert!(line.contains(field), "{field} missing: {line}");
     }
 }
+
+#[test]
+fn run_exits_1_when_the_address_is_taken() {
+    let (_taken, port) = listening();
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = write_config(dir.path(), "[[checks]]\nname = \"cpu\"\nkind = \"cpu\"\n");
+    let out = run(healthd()
+        .args(["run", "--listen"])
+        .arg(format!("127.0.0.1:{port}"))
+        .arg("--config")
+        .arg(&cfg));
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains(&format!("cannot listen on 127.0.0.1:{port}")),
+        "{stderr}"
+    );
+}
