@@ -431,6 +431,8 @@ async fn plain_http_to_a_tls_port_is_not_healthy() {
     let check = http_check(&format!("{}/ok", base.replace("https", "http")), "", "1s");
     let o = run_once(&mut None, &check).await;
     assert_eq!(o.level, Level::Failed, "{o:?}");
+    // The TLS server's answer is not HTTP.
+    assert_eq!(o.reason, Some(Reason::Protocol), "{o:?}");
 }
 
 #[test]
@@ -460,4 +462,12 @@ fn ca_file_is_checked_when_the_config_is_loaded() {
         assert_eq!(errors[0].key, "checks.\"web\".ca_file");
         assert_eq!(errors[0].reason, expect);
     }
+}
+
+#[tokio::test]
+async fn https_to_a_plain_http_port_is_tls() {
+    let base = upstream().await;
+    let o = probe(&format!("{}/ok", base.replace("http://", "https://")), "").await;
+    assert_eq!(o.level, Level::Failed, "{o:?}");
+    assert_eq!(o.reason, Some(Reason::Tls), "{o:?}");
 }

@@ -319,11 +319,18 @@ fn classify(e: &reqwest::Error) -> Reason {
         return Reason::Timeout;
     }
     let mut text = String::new();
-    let mut source: Option<&dyn std::error::Error> = Some(e);
+    let mut rustls_error = false;
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
     while let Some(s) = source {
         text.push_str(&s.to_string().to_lowercase());
         text.push(' ');
+        rustls_error |= is_rustls_error(s);
         source = s.source();
+    }
+    // A handshake that fails on the wire ("received corrupt message", e.g. https to a
+    // plain-HTTP port) carries no telling words, but its cause is a rustls error.
+    if rustls_error {
+        return Reason::Tls;
     }
     if text.contains("dns error")
         || text.contains("failed to lookup")
@@ -338,5 +345,20 @@ fn classify(e: &reqwest::Error) -> Reason {
         Reason::Timeout
     } else {
         Reason::Protocol
+    }
+}
+
+/// A rustls error, directly or inside the `io::Error` that tokio-rustls wraps it in
+/// (`io::Error::source` skips the wrapped error itself, so look inside).
+fn is_rustls_error(e: &(dyn std::error::Error + 'static)) -> bool {
+    if e.downcast_ref::<rustls::Error>().is_some() {
+        return true;
+    }
+    match e
+        .downcast_ref::<std::io::Error>()
+        .and_then(|io| io.get_ref())
+    {
+        Some(inner) => is_rustls_error(inner),
+        None => false,
     }
 }
