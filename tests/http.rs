@@ -471,3 +471,17 @@ async fn https_to_a_plain_http_port_is_tls() {
     assert_eq!(o.level, Level::Failed, "{o:?}");
     assert_eq!(o.reason, Some(Reason::Tls), "{o:?}");
 }
+
+#[tokio::test]
+async fn peer_that_closes_without_answering_is_connect() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((s, _)) = listener.accept().await {
+            drop(s);
+        }
+    });
+    let o = probe(&format!("http://{addr}/"), "").await;
+    assert_eq!(o.level, Level::Failed, "{o:?}");
+    assert_eq!(o.reason, Some(Reason::Connect), "{o:?}");
+}

@@ -339,7 +339,12 @@ fn classify(e: &reqwest::Error) -> Reason {
         Reason::Dns
     } else if text.contains("certificate") || text.contains("tls") || text.contains("handshake") {
         Reason::Tls
-    } else if e.is_connect() {
+    } else if e.is_connect()
+        || text.contains("connection closed before message completed")
+        || text.contains("connection reset")
+        || text.contains("broken pipe")
+    {
+        // Closed or reset without an answer: the peer never spoke HTTP to us at all.
         Reason::Connect
     } else if text.contains("timed out") {
         Reason::Timeout
