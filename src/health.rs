@@ -415,7 +415,7 @@ impl CheckState {
         v.last_run = Some(obs.at);
         // Microsecond precision: float noise like 168.27848600000002 helps nobody.
         v.latency_ms = Some((obs.latency.as_secs_f64() * 1e6).round() / 1000.0);
-        v.reason = obs.outcome.reason;
+        let reason = obs.outcome.reason;
         v.message = obs.outcome.message;
         v.details = obs.outcome.details;
         if obs.outcome.sample.is_some() {
@@ -455,6 +455,13 @@ impl CheckState {
                     Status::Degraded
                 };
             }
+        }
+        // While the status is still bad (recovering below success_threshold), keep saying
+        // why; a healthy check has no reason.
+        match reason {
+            Some(r) => v.reason = Some(r),
+            None if v.status == Status::Healthy => v.reason = None,
+            None => {}
         }
         if v.status != old {
             v.since = Some(obs.at);
