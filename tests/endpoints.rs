@@ -183,7 +183,11 @@ async fn failure_and_success_thresholds() {
         let c = check(&h, "db");
         let successes = c["consecutive_successes"].as_u64().unwrap();
         match successes {
-            0 | 1 => assert_eq!(c["status"], "unhealthy", "{c}"),
+            0 | 1 => {
+                assert_eq!(c["status"], "unhealthy", "{c}");
+                // Still failing, so still saying why, even after a success.
+                assert_eq!(c["reason"], "connect", "{c}");
+            }
             _ => assert_eq!(c["status"], "healthy", "{c}"),
         }
         (successes >= 2).then_some(())
@@ -689,7 +693,11 @@ async fn reload_keeps_unchanged_checks_and_refuses_a_bad_config() {
         Duration::from_secs(5),
         || async {
             let h = health(&d).await;
-            (h["reload"]["ok"] == false).then_some(h)
+            let config_degraded = h["checks"]
+                .as_array()?
+                .iter()
+                .any(|c| c["name"] == "config" && c["status"] == "degraded");
+            (h["reload"]["ok"] == false && config_degraded).then_some(h)
         },
     )
     .await;
