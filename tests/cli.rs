@@ -117,7 +117,8 @@ fn validate_prints_every_error_of_every_fixture() {
         };
         let expected = std::fs::read_to_string(fixtures.join(format!("{name}.expected")))
             .unwrap()
-            .replace("$FIXTURES", &fixtures.display().to_string());
+            .replace("$FIXTURES", &fixtures.display().to_string())
+            .replace("$KINDS", &loopback::kinds_list());
         let mut cmd = healthd();
         cmd.args(["validate", "--config"]).arg(&config);
         if let Ok(env) = std::fs::read_to_string(fixtures.join(format!("{name}.env"))) {

@@ -4,7 +4,8 @@
 //!
 //! A fixture is `invalid-NAME.toml`, or a directory `invalid-NAME/` holding `healthd.toml`
 //! and `probes.d/`; `invalid-NAME.env` (optional) holds `VAR=value` lines given as the
-//! environment. In `.expected`, `$FIXTURES` stands for the fixtures directory.
+//! environment. In `.expected`, `$FIXTURES` stands for the fixtures directory and `$KINDS`
+//! for the list of registered kinds (see `loopback::kinds_list`).
 
 mod loopback;
 
@@ -67,7 +68,9 @@ fn fixtures() -> Vec<Fixture> {
             name,
             config,
             env,
-            expected: expected.replace("$FIXTURES", &dir.display().to_string()),
+            expected: expected
+                .replace("$FIXTURES", &dir.display().to_string())
+                .replace("$KINDS", &loopback::kinds_list()),
         });
     }
     out

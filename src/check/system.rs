@@ -33,7 +33,8 @@ pub struct MemoryConfig {
     pub unhealthy_above: f64,
 }
 
-/// Settings of a disk check: space used per mount point, in percent.
+/// Settings of a disk check: space used per mount point, in percent, as `df` shows it
+/// (used / (used + available); blocks reserved for root are not counted as used).
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DiskConfig {

@@ -234,7 +234,25 @@ pub fn client() -> reqwest::Client {
         .expect("build client")
 }
 
-/// The `probes/` directory of this repository.
+/// A path inside this repository.
 pub fn repo_path(rel: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join(rel)
+}
+
+/// The registered kinds as config errors list them (`"tcp", "http", …`), read from the
+/// error for an unknown kind, so fixtures need not change when a kind is added. Stands for
+/// `$KINDS` in `tests/fixtures/*.expected`.
+pub fn kinds_list() -> String {
+    let errors = ConfigDir::new("[[checks]]\nname = \"x\"\nkind = \"no-such-kind\"\n")
+        .load()
+        .expect_err("unknown kind");
+    let reason = &errors[0].reason;
+    let list = reason
+        .split_once("expected one of ")
+        .map(|(_, l)| l.to_string())
+        .unwrap_or_else(|| panic!("no kind list in {reason}"));
+    for core in ["\"tcp\"", "\"http\"", "\"cpu\"", "\"memory\"", "\"disk\""] {
+        assert!(list.contains(core), "{core} missing from {list}");
+    }
+    list
 }
