@@ -92,3 +92,50 @@ async fn cpu_and_memory_read_sane_values() {
     let pct = o.details["percent_used"].as_f64().unwrap();
     assert!((0.0..=100.0).contains(&pct), "{o:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn disk_metrics_agree_with_the_check() {
+    let d = loopback::TestDaemon::start(
+        "[defaults]\ninterval = \"300ms\"\ntimeout = \"200ms\"\n\n[[checks]]\nname = \"disk\"\nkind = \"disk\"\n",
+    )
+    .await;
+    d.wait_runs("disk", 1, std::time::Duration::from_secs(10))
+        .await;
+    let snap = d.snapshot();
+    let percent = snap.check("disk").unwrap().details["mounts"][0]["percent_used"]
+        .as_f64()
+        .unwrap();
+    let text = loopback::client()
+        .get(d.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let value = |prefix: &str, needle: &str| -> f64 {
+        text.lines()
+            .find(|l| l.starts_with(prefix) && l.contains(needle) && l.contains("mountpoint=\"/\""))
+            .unwrap_or_else(|| panic!("no {prefix} {needle} in:\n{text}"))
+            .rsplit(' ')
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap()
+    };
+    let ratio = value("system_filesystem_utilization_ratio{", "");
+    assert!(
+        (ratio * 100.0 - percent).abs() < 1.0,
+        "metric {ratio} vs check {percent}%"
+    );
+    let used = value("system_filesystem_usage_bytes{", "state=\"used\"");
+    let free = value("system_filesystem_usage_bytes{", "state=\"free\"");
+    let reserved = value("system_filesystem_usage_bytes{", "state=\"reserved\"");
+    let total = snap.check("disk").unwrap().details["mounts"][0]["total_bytes"]
+        .as_f64()
+        .unwrap();
+    assert!(
+        ((used + free + reserved) - total).abs() / total < 0.01,
+        "states add up to the size: {used} + {free} + {reserved} vs {total}"
+    );
+}

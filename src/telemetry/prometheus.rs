@@ -317,25 +317,25 @@ impl SnapshotCollector {
                 "File system space by state",
                 Some(&Unit::Bytes),
                 disks.iter().flat_map(|d| {
+                    // The three states add up to the size; "reserved" is what only root may
+                    // still write.
+                    let reserved = d.total.saturating_sub(d.used).saturating_sub(d.available);
                     [
                         (labels(d, Some("used")), d.used as f64),
                         (labels(d, Some("free")), d.available as f64),
+                        (labels(d, Some("reserved")), reserved as f64),
                     ]
                 }),
             )?;
             gauge_family(
                 enc,
                 "system_filesystem_utilization",
-                "Share of file system space used",
+                "Share of file system space used, as df and the disk check count it",
                 Some(ratio),
                 disks.iter().map(|d| {
                     (
                         labels(d, None),
-                        if d.total == 0 {
-                            0.0
-                        } else {
-                            d.used as f64 / d.total as f64
-                        },
+                        crate::check::system::used_percent(d.used, d.available) / 100.0,
                     )
                 }),
             )?;
