@@ -81,6 +81,7 @@ impl Group {
 #[serde(deny_unknown_fields, default)]
 pub struct ServerConfig {
     /// Address to listen on. Default `127.0.0.1:9750`; `healthd run --listen` overrides it.
+    #[serde(deserialize_with = "de_listen")]
     pub listen: SocketAddr,
     /// After SIGTERM, how long `/readyz` answers 503 while still serving, so load balancers
     /// and Kubernetes stop sending traffic before healthd stops. Default `5s`.
@@ -319,11 +320,10 @@ pub fn load(sources: &Sources) -> Result<Config, Vec<ConfigError>> {
         }
     };
 
-    let mut env = match &sources.env {
+    let env = match &sources.env {
         Some(map) => map.clone(),
         None => std::env::vars().collect(),
     };
-    env.retain(|var, _| !is_not_config_var(var));
     let check_overrides = apply_env(&mut root, &env, &mut problems, &main_name);
 
     for key in root.keys() {
@@ -532,12 +532,6 @@ fn toml_reason(e: &toml::de::Error) -> String {
     }
 }
 
-/// `HEALTHD_*` variables that are command-line settings (`--log-level`, `--log-format`) or
-/// test hooks (`HEALTHD_TEST_*`), not config overrides.
-fn is_not_config_var(var: &str) -> bool {
-    matches!(var, "HEALTHD_LOG_LEVEL" | "HEALTHD_LOG_FORMAT") || var.starts_with("HEALTHD_TEST_")
-}
-
 /// Apply `HEALTHD_A__B=value` overrides to the root table. Overrides of single checks
 /// (`HEALTHD_CHECKS__<NAME>__<KEY>`) are returned to be applied once all files are read.
 type CheckOverrides = BTreeMap<(String, String), (String, toml::Value)>;
@@ -549,11 +543,24 @@ fn apply_env(
     main_name: &str,
 ) -> CheckOverrides {
     use config::Source;
+    // Every config key is at least two levels deep (`server.listen`), so only
+    // `HEALTHD_<SECTION>__<KEY>` variables are overrides; single-level ones such as
+    // HEALTHD_LOG_LEVEL and HEALTHD_LOG_FORMAT belong to the command line.
+    let prefix = format!("{ENV_PREFIX}_");
+    let env: HashMap<String, String> = env
+        .iter()
+        .filter(|(k, _)| {
+            k.len() > prefix.len()
+                && k[..prefix.len()].eq_ignore_ascii_case(&prefix)
+                && k[prefix.len()..].contains("__")
+        })
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
     let source = config::Environment::with_prefix(ENV_PREFIX)
         .prefix_separator("_")
         .separator("__")
         .try_parsing(true)
-        .source(Some(env.clone()));
+        .source(Some(env));
     let mut overrides = CheckOverrides::new();
     let collected = match source.collect() {
         Ok(c) => c,
@@ -631,13 +638,96 @@ where
     let Some(value) = root.get(name) else {
         return T::default();
     };
-    match deserialize_at::<T>(value.clone()) {
-        Ok(v) => v,
-        Err((path, reason)) => {
-            problems.push(file, join_key(name, &path), reason);
-            T::default()
+    let mut found = Vec::new();
+    let parsed = deserialize_all::<T>(value.clone(), &[], &mut found);
+    for (path, reason) in found {
+        problems.push(file, join_key(name, &path), reason);
+    }
+    parsed.unwrap_or_default()
+}
+
+/// Deserialize a table reporting every bad key, not only the first: after each error the
+/// offending key is set aside and the rest deserialized again. Keys in `keep` are never set
+/// aside (e.g. `kind`). Returns the value only when there was no problem.
+fn deserialize_all<T>(
+    value: toml::Value,
+    keep: &[&str],
+    found: &mut Vec<(String, String)>,
+) -> Option<T>
+where
+    T: for<'de> Deserialize<'de>,
+{
+    let toml::Value::Table(mut table) = value else {
+        return match deserialize_at::<T>(value) {
+            Ok(v) => Some(v),
+            Err(e) => {
+                found.push(e);
+                None
+            }
+        };
+    };
+    let mut removed: Vec<String> = Vec::new();
+    let before = found.len();
+    for _ in 0..=table.len() {
+        let (path, reason) = match deserialize_at::<T>(toml::Value::Table(table.clone())) {
+            Ok(v) => return (found.len() == before).then_some(v),
+            Err(e) => e,
+        };
+        // Setting a key aside makes it "missing"; that is not a new problem.
+        if let Some(field) = missing_field(&reason)
+            && removed.iter().any(|r| r == field)
+        {
+            break;
+        }
+        let key = match first_segment(&path) {
+            Some(k) => Some(k.to_string()),
+            None => culprit::<T>(&table, keep, &path, &reason),
+        };
+        let path = match (&key, path.is_empty()) {
+            (Some(k), true) => k.clone(),
+            _ => path,
+        };
+        found.push((path, reason));
+        match key {
+            Some(k) if !keep.contains(&k.as_str()) && table.remove(&k).is_some() => removed.push(k),
+            _ => break,
         }
     }
+    None
+}
+
+/// The field named by serde's "missing field `x`" message.
+fn missing_field(reason: &str) -> Option<&str> {
+    reason
+        .strip_prefix("missing field `")
+        .and_then(|r| r.split_once('`'))
+        .map(|(f, _)| f)
+}
+
+/// The top-level key of a path such as `headers.x` or `groups[1]`.
+fn first_segment(path: &str) -> Option<&str> {
+    let end = path.find(['.', '[']).unwrap_or(path.len());
+    (end > 0).then(|| &path[..end])
+}
+
+/// Serde loses the key path inside internally tagged enums (the check kinds); find the key
+/// whose removal changes the error.
+fn culprit<T>(table: &toml::Table, keep: &[&str], path: &str, reason: &str) -> Option<String>
+where
+    T: for<'de> Deserialize<'de>,
+{
+    table
+        .keys()
+        .filter(|k| !keep.contains(&k.as_str()))
+        .find(|k| {
+            let mut without = table.clone();
+            without.remove(k.as_str());
+            match deserialize_at::<T>(toml::Value::Table(without)) {
+                Ok(_) => true,
+                Err((p, r)) => p != path || r != reason,
+            }
+        })
+        .cloned()
 }
 
 /// Deserialize with the failing key path and a reason, serde's error split in two.
@@ -650,16 +740,28 @@ where
         if path == "." {
             path.clear();
         }
-        let mut reason = e.inner().to_string();
-        // serde reports an unknown field at its parent; name the field itself.
+        // The bare message: the full Display adds an "in `key`" line we show as the path.
+        let mut reason = e.inner().message().trim().to_string();
+        // serde may report an unknown field at its parent; name the field itself, once.
         if let Some(rest) = reason.strip_prefix("unknown field `")
             && let Some((field, expected)) = rest.split_once('`')
         {
-            // In nested tables the path already ends with the field.
             if path != field && !path.ends_with(&format!(".{field}")) {
                 path = join_key(&path, field);
             }
             reason = format!("unknown key{}", expected.replace('`', "\""));
+        }
+        // Rust type names mean nothing to an operator.
+        for (rust, words) in [
+            ("expected f64", "expected a number"),
+            ("expected u64", "expected a whole number"),
+            ("expected u32", "expected a whole number"),
+            ("expected i64", "expected a whole number"),
+            ("expected a sequence", "expected a list"),
+        ] {
+            if let Some(head) = reason.strip_suffix(rust) {
+                reason = format!("{head}{words}");
+            }
         }
         if let Some(rest) = reason.strip_prefix("unknown variant `")
             && let Some((variant, expected)) = rest.split_once('`')
@@ -738,13 +840,12 @@ fn parse_check(
             common_table.insert(key.to_string(), v);
         }
     }
-    let common: CommonRaw = match deserialize_at(toml::Value::Table(common_table)) {
-        Ok(c) => c,
-        Err((path, reason)) => {
-            problems.push(file, join_key(&at, &path), reason);
-            CommonRaw::default()
-        }
-    };
+    let mut found = Vec::new();
+    let common: CommonRaw =
+        deserialize_all(toml::Value::Table(common_table), &[], &mut found).unwrap_or_default();
+    for (path, reason) in found {
+        problems.push(file, join_key(&at, &path), reason);
+    }
     match &name {
         None => problems.push(
             file,
@@ -763,18 +864,13 @@ fn parse_check(
         problems.push(file, join_key(&at, "kind"), "missing (e.g. kind = \"tcp\")");
         None
     } else {
-        match deserialize_at::<ProbeConfig>(toml::Value::Table(table)) {
-            Ok(p) => Some(p),
-            Err((path, reason)) => {
-                let path = if path.is_empty() && reason.starts_with("unknown value") {
-                    "kind".to_string()
-                } else {
-                    path
-                };
-                problems.push(file, join_key(&at, &path), reason);
-                None
-            }
+        let mut found = Vec::new();
+        let probe =
+            deserialize_all::<ProbeConfig>(toml::Value::Table(table), &["kind"], &mut found);
+        for (path, reason) in found {
+            problems.push(file, join_key(&at, &path), reason);
         }
+        probe
     };
 
     let interval = common.interval.unwrap_or(defaults.interval);
@@ -796,14 +892,14 @@ fn parse_check(
     let success_threshold = common
         .success_threshold
         .unwrap_or(defaults.success_threshold);
-    if failure_threshold == 0 {
+    if common.failure_threshold == Some(0) {
         problems.push(
             file,
             join_key(&at, "failure_threshold"),
             "must be at least 1",
         );
     }
-    if success_threshold == 0 {
+    if common.success_threshold == Some(0) {
         problems.push(
             file,
             join_key(&at, "success_threshold"),
@@ -861,13 +957,23 @@ fn valid_name(name: &str) -> bool {
 
 /// Parse a duration such as `500ms`, `5s`, `2m`, `1h 30m`; a bare integer means seconds.
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    let d = humantime::parse_duration(text.trim()).map_err(|e| {
-        format!("invalid duration \"{text}\" ({e}); use e.g. \"500ms\", \"5s\", \"2m\"")
+    let d = humantime::parse_duration(text.trim()).map_err(|_| {
+        format!("invalid duration \"{text}\" (use e.g. \"500ms\", \"5s\", \"2m\", \"1h\")")
     })?;
     if d.is_zero() {
         return Err("must be greater than zero".into());
     }
     Ok(d)
+}
+
+/// Serde helper for `server.listen`: an IP address and port, with a message that says so.
+fn de_listen<'de, D: Deserializer<'de>>(d: D) -> Result<SocketAddr, D::Error> {
+    let text = String::deserialize(d)?;
+    text.trim().parse().map_err(|_| {
+        serde::de::Error::custom(format!(
+            "invalid address \"{text}\" (use IP:port, e.g. \"127.0.0.1:9750\" or \"[::1]:9750\")"
+        ))
+    })
 }
 
 #[derive(Deserialize)]
@@ -960,23 +1066,24 @@ mod tests {
     }
 
     #[test]
-    fn env_errors_name_the_variable() {
-        let errs = load_str("", &[("HEALTHD_SERVER__LISTEN", "nowhere")]).unwrap_err();
-        assert_eq!(errs.len(), 1);
-        assert_eq!(errs[0].file, "environment (HEALTHD_SERVER__LISTEN)");
-        assert_eq!(errs[0].key, "server.listen");
-    }
-
-    #[test]
-    fn cli_and_test_variables_are_not_config() {
+    fn single_level_variables_are_not_config_overrides() {
         let cfg = load_str(
             "",
             &[
                 ("HEALTHD_LOG_LEVEL", "debug"),
                 ("HEALTHD_LOG_FORMAT", "json"),
+                ("HEALTHD_TEST_PG_BIN", "/usr/lib/postgresql/15/bin"),
                 ("HEALTHD_TEST_STALL_ON_SIGUSR2", "1"),
             ],
         );
         assert!(cfg.is_ok(), "{cfg:?}");
+    }
+
+    #[test]
+    fn env_errors_name_the_variable() {
+        let errs = load_str("", &[("HEALTHD_SERVER__LISTEN", "nowhere")]).unwrap_err();
+        assert_eq!(errs.len(), 1);
+        assert_eq!(errs[0].file, "environment (HEALTHD_SERVER__LISTEN)");
+        assert_eq!(errs[0].key, "server.listen");
     }
 }

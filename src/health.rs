@@ -486,8 +486,9 @@ impl CheckState {
             obs.latency,
         );
         v.last_run = Some(obs.at);
-        v.latency_ms = Some(obs.latency.as_secs_f64() * 1000.0);
-        v.reason = obs.outcome.reason;
+        // Microsecond precision: float noise like 168.27848600000002 helps nobody.
+        v.latency_ms = Some((obs.latency.as_secs_f64() * 1e6).round() / 1000.0);
+        let reason = obs.outcome.reason;
         v.message = obs.outcome.message;
         v.details = obs.outcome.details;
         if obs.outcome.sample.is_some() {
@@ -527,6 +528,13 @@ impl CheckState {
                     Status::Degraded
                 };
             }
+        }
+        // While the status is still bad (recovering below success_threshold), keep saying
+        // why; a healthy check has no reason.
+        match reason {
+            Some(r) => v.reason = Some(r),
+            None if v.status == Status::Healthy => v.reason = None,
+            None => {}
         }
     }
 

@@ -236,7 +236,7 @@ async fn check(sources: Sources, format: OutputFormat) -> ExitCode {
                         "kind": c.kind(),
                         "status": s,
                         "critical": c.critical,
-                        "latency_ms": latency.as_secs_f64() * 1000.0,
+                        "latency_ms": (latency.as_secs_f64() * 1e6).round() / 1000.0,
                         "reason": o.reason,
                         "message": o.message,
                         "details": o.details,

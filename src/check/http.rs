@@ -142,13 +142,26 @@ impl HttpConfig {
                 ),
             ));
         }
-        if let Some(path) = &self.ca_file
-            && let Err(e) = std::fs::metadata(path)
-        {
-            problems.push((
-                "ca_file".into(),
-                format!("cannot read {}: {e}", path.display()),
-            ));
+        // Read and parse it now: a file that holds no certificate would otherwise only show
+        // up as a failing check after start.
+        if let Some(path) = &self.ca_file {
+            match std::fs::read(path) {
+                Err(e) => problems.push((
+                    "ca_file".into(),
+                    format!("cannot read {}: {e}", path.display()),
+                )),
+                Ok(pem) => match reqwest::Certificate::from_pem_bundle(&pem) {
+                    Ok(certs) if !certs.is_empty() => {}
+                    Ok(_) => problems.push((
+                        "ca_file".into(),
+                        format!("no PEM certificate in {}", path.display()),
+                    )),
+                    Err(e) => problems.push((
+                        "ca_file".into(),
+                        format!("bad certificate in {}: {e}", path.display()),
+                    )),
+                },
+            }
         }
     }
 }
@@ -171,6 +184,9 @@ impl HttpProbe {
         let mut shown = url.clone();
         let _ = shown.set_password(None);
         let _ = shown.set_username("");
+        // reqwest is built without a default TLS provider and panics without one; the binary
+        // installs ring at start, and this makes the library safe to use on its own.
+        let _ = rustls::crypto::ring::default_provider().install_default();
         let mut builder = reqwest::Client::builder()
             .timeout(timeout)
             .connect_timeout(timeout)
@@ -267,8 +283,9 @@ impl HttpProbe {
         }
         let elapsed = started.elapsed();
         let outcome = match self.degraded_after {
+            // It did answer: slowness is a measured value above its threshold, not a timeout.
             Some(limit) if elapsed > limit => Outcome::degraded(
-                Reason::Timeout,
+                Reason::Threshold,
                 format!(
                     "{} answered {code} in {} (slower than {})",
                     self.shown,
@@ -325,11 +342,18 @@ fn classify(e: &reqwest::Error) -> Reason {
         return Reason::Timeout;
     }
     let mut text = String::new();
-    let mut source: Option<&dyn std::error::Error> = Some(e);
+    let mut rustls_error = false;
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
     while let Some(s) = source {
         text.push_str(&s.to_string().to_lowercase());
         text.push(' ');
+        rustls_error |= is_rustls_error(s);
         source = s.source();
+    }
+    // A handshake that fails on the wire ("received corrupt message", e.g. https to a
+    // plain-HTTP port) carries no telling words, but its cause is a rustls error.
+    if rustls_error {
+        return Reason::Tls;
     }
     if text.contains("dns error")
         || text.contains("failed to lookup")
@@ -338,11 +362,31 @@ fn classify(e: &reqwest::Error) -> Reason {
         Reason::Dns
     } else if text.contains("certificate") || text.contains("tls") || text.contains("handshake") {
         Reason::Tls
-    } else if e.is_connect() {
+    } else if e.is_connect()
+        || text.contains("connection closed before message completed")
+        || text.contains("connection reset")
+        || text.contains("broken pipe")
+    {
+        // Closed or reset without an answer: the peer never spoke HTTP to us at all.
         Reason::Connect
     } else if text.contains("timed out") {
         Reason::Timeout
     } else {
         Reason::Protocol
+    }
+}
+
+/// A rustls error, directly or inside the `io::Error` that tokio-rustls wraps it in
+/// (`io::Error::source` skips the wrapped error itself, so look inside).
+fn is_rustls_error(e: &(dyn std::error::Error + 'static)) -> bool {
+    if e.downcast_ref::<rustls::Error>().is_some() {
+        return true;
+    }
+    match e
+        .downcast_ref::<std::io::Error>()
+        .and_then(|io| io.get_ref())
+    {
+        Some(inner) => is_rustls_error(inner),
+        None => false,
     }
 }

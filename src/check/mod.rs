@@ -177,7 +177,7 @@ impl Probe {
     /// file, a bad certificate). Opens no connection.
     pub fn build(config: &ProbeConfig, timeout: Duration) -> Result<Probe, String> {
         Ok(match config {
-            ProbeConfig::Tcp(c) => Probe::Tcp(TcpProbe::new(c)?),
+            ProbeConfig::Tcp(c) => Probe::Tcp(TcpProbe::new(c, timeout)?),
             ProbeConfig::Http(c) => Probe::Http(HttpProbe::new(c, timeout)?),
             ProbeConfig::Cpu(c) => Probe::Cpu(system::CpuProbe::new(c)?),
             ProbeConfig::Memory(c) => Probe::Memory(system::MemoryProbe::new(c)?),
@@ -262,9 +262,15 @@ pub(crate) fn validate_regex(
     if let Some(r) = regex
         && let Err(e) = regex::Regex::new(r)
     {
-        problems.push((
-            key.into(),
-            format!("invalid regex: {}", one_line(&e.to_string())),
-        ));
+        // regex's syntax errors span several lines (pattern, caret, "error: ..."); keep the
+        // pattern and the last line.
+        let text = e.to_string();
+        let what = text
+            .lines()
+            .rev()
+            .find_map(|l| l.trim().strip_prefix("error: "))
+            .map(str::to_string)
+            .unwrap_or_else(|| one_line(&text));
+        problems.push((key.into(), format!("invalid regex \"{r}\": {what}")));
     }
 }

@@ -33,7 +33,8 @@ pub struct MemoryConfig {
     pub unhealthy_above: f64,
 }
 
-/// Settings of a disk check: space used per mount point, in percent.
+/// Settings of a disk check: space used per mount point, in percent, as `df` shows it
+/// (used / (used + available); blocks reserved for root are not counted as used).
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DiskConfig {
@@ -360,20 +361,45 @@ impl DiskProbe {
         let mut samples = Vec::new();
         let mut worst: Option<(Level, f64, Outcome)> = None;
         for path in &self.mounts {
-            let Some(disk) = holding_disk(&self.disks, path) else {
+            // A path that does not exist would otherwise be measured on whatever holds its
+            // parent (a typo'd /data silently reporting /); a symlink on its target's side.
+            let real = match std::fs::canonicalize(path) {
+                Ok(p) => p,
+                Err(e) => {
+                    return Outcome::failed(
+                        Reason::Config,
+                        format!("cannot access {}: {e}", path.display()),
+                    );
+                }
+            };
+            // statvfs and the mount table first; sysinfo's list (which leaves out tmpfs and
+            // other virtual file systems) as the fallback.
+            let listed = holding_disk(&self.disks, &real);
+            let Some((total, available, used)) = space(&real).or_else(|| {
+                listed.map(|d| {
+                    let (total, available) = (d.total_space(), d.available_space());
+                    (total, available, total.saturating_sub(available))
+                })
+            }) else {
                 return Outcome::failed(
                     Reason::Config,
                     format!("no mounted file system holds {}", path.display()),
                 );
             };
-            let total = disk.total_space();
-            let available = disk.available_space();
-            let used = total.saturating_sub(available);
-            let percent = if total == 0 {
-                0.0
-            } else {
-                used as f64 * 100.0 / total as f64
-            };
+            let mountpoint = mount_point_of(&real)
+                .or_else(|| listed.map(|d| d.mount_point().to_path_buf()))
+                .unwrap_or_else(|| real.clone());
+            let (device, fs_type) = mount_entry(&mountpoint)
+                .or_else(|| {
+                    listed.map(|d| {
+                        (
+                            d.name().to_string_lossy().into_owned(),
+                            d.file_system().to_string_lossy().into_owned(),
+                        )
+                    })
+                })
+                .unwrap_or_default();
+            let percent = used_percent(used, available);
             let outcome = self
                 .thresholds
                 .outcome(&format!("disk {}", path.display()), percent);
@@ -391,9 +417,9 @@ impl DiskProbe {
             }
             samples.push(DiskSample {
                 path: path.display().to_string(),
-                mountpoint: disk.mount_point().display().to_string(),
-                device: disk.name().to_string_lossy().into_owned(),
-                fs_type: disk.file_system().to_string_lossy().into_owned(),
+                mountpoint: mountpoint.display().to_string(),
+                device,
+                fs_type,
                 total,
                 available,
                 used,
@@ -408,7 +434,7 @@ impl DiskProbe {
                 serde_json::json!({
                     "path": s.path,
                     "mountpoint": s.mountpoint,
-                    "percent_used": round1(if s.total == 0 { 0.0 } else { s.used as f64 * 100.0 / s.total as f64 }),
+                    "percent_used": round1(used_percent(s.used, s.available)),
                     "total_bytes": s.total,
                     "used_bytes": s.used,
                     "available_bytes": s.available,
@@ -430,6 +456,63 @@ fn holding_disk<'a>(disks: &'a Disks, path: &Path) -> Option<&'a sysinfo::Disk> 
         .iter()
         .filter(|d| path.starts_with(d.mount_point()))
         .max_by_key(|d| d.mount_point().as_os_str().len())
+}
+
+/// `(total, available, used)` bytes of the file system holding `path`, as `df` counts
+/// them: used is total minus free blocks, available is what unprivileged users may still
+/// write (blocks reserved for root are neither).
+fn space(path: &Path) -> Option<(u64, u64, u64)> {
+    let s = rustix::fs::statvfs(path).ok()?;
+    let unit = if s.f_frsize > 0 {
+        s.f_frsize
+    } else {
+        s.f_bsize
+    };
+    let total = s.f_blocks.saturating_mul(unit);
+    let free = s.f_bfree.saturating_mul(unit);
+    let available = s.f_bavail.saturating_mul(unit);
+    Some((total, available, total.saturating_sub(free)))
+}
+
+/// The mount point holding `path` (canonical): its highest ancestor on the same device.
+fn mount_point_of(path: &Path) -> Option<PathBuf> {
+    let dev = rustix::fs::stat(path).ok()?.st_dev;
+    let mut mount = path.to_path_buf();
+    for parent in path.ancestors().skip(1) {
+        match rustix::fs::stat(parent) {
+            Ok(s) if s.st_dev == dev => mount = parent.to_path_buf(),
+            _ => break,
+        }
+    }
+    Some(mount)
+}
+
+/// `(device, file system type)` of a mount point, from the mount table (the last mount
+/// on a path is the visible one).
+fn mount_entry(mountpoint: &Path) -> Option<(String, String)> {
+    let table = std::fs::read_to_string("/proc/self/mounts").ok()?;
+    table.lines().rev().find_map(|line| {
+        let mut f = line.split_whitespace();
+        let (device, at, fs_type) = (f.next()?, f.next()?, f.next()?);
+        // Spaces and friends are octal escapes in the mount table.
+        let at = at
+            .replace("\\040", " ")
+            .replace("\\011", "\t")
+            .replace("\\012", "\n")
+            .replace("\\134", "\\");
+        (Path::new(&at) == mountpoint).then(|| (device.to_string(), fs_type.to_string()))
+    })
+}
+
+/// Percent used as `df` shows it: used / (used + available), so space reserved for root
+/// does not count as used.
+pub fn used_percent(used: u64, available: u64) -> f64 {
+    let usable = used.saturating_add(available);
+    if usable == 0 {
+        0.0
+    } else {
+        used as f64 * 100.0 / usable as f64
+    }
 }
 
 fn round1(v: f64) -> f64 {

@@ -1,6 +1,7 @@
 //! `kind = "tcp"`: connect to host:port, optionally send a line and expect an answer.
 
 use std::net::SocketAddr;
+use std::time::Duration;
 
 use serde::{Deserialize, Deserializer};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -49,7 +50,7 @@ pub fn de_port<'de, D: Deserializer<'de>>(d: D) -> Result<u16, D::Error> {
     match u16::try_from(n) {
         Ok(p) if p > 0 => Ok(p),
         _ => Err(serde::de::Error::custom(format!(
-            "port out of range: {n} (must be 1 to 65535)"
+            "out of range: {n} (must be 1 to 65535)"
         ))),
     }
 }
@@ -59,19 +60,25 @@ pub struct TcpProbe {
     port: u16,
     send: Option<Vec<u8>>,
     expect: Option<Matcher>,
+    /// How long to wait for `expect` before judging what was read; a little below the
+    /// check's timeout, so a peer that answered the wrong thing is reported as `protocol`
+    /// with what it said rather than as a bare `timeout`.
+    read_window: Duration,
 }
 
 impl TcpProbe {
-    pub fn new(c: &TcpConfig) -> Result<Self, String> {
+    pub fn new(c: &TcpConfig, timeout: Duration) -> Result<Self, String> {
         Ok(TcpProbe {
             host: c.host.clone(),
             port: c.port,
             send: c.send.as_ref().map(|s| s.as_bytes().to_vec()),
             expect: Matcher::new(&c.expect, &c.expect_regex)?,
+            read_window: timeout.saturating_sub((timeout / 10).min(Duration::from_millis(250))),
         })
     }
 
     pub async fn run(&mut self) -> Outcome {
+        let read_until = tokio::time::Instant::now() + self.read_window;
         let (mut stream, addr) = match connect(&self.host, self.port).await {
             Ok(v) => v,
             Err(outcome) => return outcome,
@@ -85,7 +92,27 @@ impl TcpProbe {
             let mut buf = Vec::with_capacity(1024);
             let mut chunk = [0u8; 4096];
             loop {
-                match stream.read(&mut chunk).await {
+                let read = tokio::time::timeout_at(read_until, stream.read(&mut chunk)).await;
+                let Ok(read) = read else {
+                    if buf.is_empty() {
+                        return Outcome::failed(
+                            Reason::Timeout,
+                            format!(
+                                "no answer from {addr} while waiting for {}",
+                                matcher.describe()
+                            ),
+                        );
+                    }
+                    return Outcome::failed(
+                        Reason::Protocol,
+                        format!(
+                            "expected {} from {addr}, got \"{}\"",
+                            matcher.describe(),
+                            one_line(&String::from_utf8_lossy(&buf))
+                        ),
+                    );
+                };
+                match read {
                     Ok(0) => {
                         let seen = String::from_utf8_lossy(&buf);
                         return Outcome::failed(

@@ -187,13 +187,9 @@ pub fn filesystem_states(d: &DiskSample) -> Vec<(&'static str, u64)> {
     states
 }
 
-/// Used share of the size.
+/// Used share of the space usable by ordinary users, as `df` and the disk check count it.
 pub fn filesystem_utilization(d: &DiskSample) -> f64 {
-    if d.total == 0 {
-        0.0
-    } else {
-        d.used as f64 / d.total as f64
-    }
+    crate::check::system::used_percent(d.used, d.available) / 100.0
 }
 
 /// A state's share of total memory.
