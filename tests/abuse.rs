@@ -315,7 +315,11 @@ async fn slowloris_connections_are_cut_and_probes_keep_answering() {
             .unwrap();
         idle.push(s);
     }
-    // The probes still answer at once while 300 connections stall.
+    // And some that send nothing at all.
+    for _ in 0..100 {
+        idle.push(tokio::net::TcpStream::connect(addr).await.unwrap());
+    }
+    // The probes still answer at once while 400 connections stall.
     h.assert_probes(200, 503).await;
     // Each stalled connection is closed by the server after the header read timeout.
     let started = Instant::now();
@@ -325,7 +329,7 @@ async fn slowloris_connections_are_cut_and_probes_keep_answering() {
         assert!(r.is_ok(), "a stalled connection was still open after 10 s");
     }
     eprintln!(
-        "ABUSE slowloris connections=300 all_closed_after={:.2}s",
+        "ABUSE slowloris connections=400 all_closed_after={:.2}s",
         started.elapsed().as_secs_f64()
     );
     h.assert_probes(200, 503).await;

@@ -253,19 +253,14 @@ async fn connection<I>(
             r
         }
     });
-    let mut builder = auto::Builder::new(TokioExecutor::new());
+    // HTTP/1.1 only: every probe client speaks it, and it lets the header read timeout run
+    // from the first byte (HTTP/2 version detection would wait for a silent client forever).
+    let mut builder = auto::Builder::new(TokioExecutor::new()).http1_only();
     builder
         .http1()
         .timer(TokioTimer::new())
         .header_read_timeout(limits.header_read_timeout)
         .max_buf_size((limits.max_header_bytes + limits.max_uri_bytes + 1024).max(8192));
-    builder
-        .http2()
-        .timer(TokioTimer::new())
-        .max_header_list_size(
-            u32::try_from(limits.max_header_bytes + limits.max_uri_bytes).unwrap_or(u32::MAX),
-        )
-        .max_concurrent_streams(32);
     let conn = builder.serve_connection(
         TokioIo::new(io),
         hyper_util::service::TowerToHyperService::new(service),

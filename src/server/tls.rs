@@ -73,7 +73,7 @@ fn server_config(c: &TlsConfig) -> Result<Arc<rustls::ServerConfig>, (&'static s
         .with_no_client_auth()
         .with_single_cert(certs, key)
         .map_err(|e| ("key_file", format!("certificate and key do not fit: {e}")))?;
-    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok(Arc::new(config))
 }
 
