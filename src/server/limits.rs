@@ -277,3 +277,83 @@ async fn connection<I>(
     }
     let _ = conn.await;
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::routing::get;
+    use tokio::sync::Notify;
+    use tower::ServiceExt;
+
+    fn get_req(path: &str) -> Request {
+        Request::builder()
+            .uri(path)
+            .body(Body::empty())
+            .unwrap_or_default()
+    }
+
+    /// The real layers around routes that can be held busy: a full detail budget sheds at
+    /// once with 503, while the probe budget is untouched.
+    #[tokio::test]
+    async fn a_full_budget_sheds_at_once_and_budgets_are_separate() {
+        let release = Arc::new(Notify::new());
+        let entered = Arc::new(Notify::new());
+        let (held, inside) = (release.clone(), entered.clone());
+        let details: Router = Router::new().route(
+            "/health",
+            get(move || {
+                let (held, inside) = (held.clone(), inside.clone());
+                async move {
+                    inside.notify_one();
+                    held.notified().await;
+                    "done"
+                }
+            }),
+        );
+        let probes: Router = Router::new().route("/livez", get(|| async { "ok" }));
+        let limits = LimitsConfig {
+            detail_concurrency: 1,
+            ..LimitsConfig::default()
+        };
+        // As `server::router` does: `with_state` turns the handlers into routes once, so the
+        // budget's semaphore is shared by every request (without it, axum builds the route
+        // per request).
+        let app: Router = protect(probes, details, &limits).with_state(());
+
+        let first = tokio::spawn(app.clone().oneshot(get_req("/health")));
+        // The first request holds the only slot…
+        entered.notified().await;
+        // … so the next is shed at once, not queued.
+        let Ok(shed) = app.clone().oneshot(get_req("/health")).await;
+        assert_eq!(shed.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(
+            shed.headers()
+                .get(header::RETRY_AFTER)
+                .map(|v| v.as_bytes()),
+            Some(&b"1"[..])
+        );
+        let Ok(live) = app.clone().oneshot(get_req("/livez")).await;
+        assert_eq!(live.status(), StatusCode::OK, "probe budget unaffected");
+        release.notify_one();
+        let Ok(done) = first.await.expect("first request task");
+        assert_eq!(done.status(), StatusCode::OK);
+    }
+
+    #[tokio::test]
+    async fn a_slow_handler_times_out_with_503() {
+        let details: Router = Router::new().route(
+            "/health",
+            get(|| async {
+                tokio::time::sleep(Duration::from_secs(60)).await;
+                "late"
+            }),
+        );
+        let limits = LimitsConfig {
+            request_timeout: Duration::from_millis(50),
+            ..LimitsConfig::default()
+        };
+        let app = protect(Router::new(), details, &limits);
+        let Ok(r) = app.oneshot(get_req("/health")).await;
+        assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
+    }
+}
