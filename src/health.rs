@@ -458,10 +458,15 @@ impl CheckState {
         // An absurd bound (beyond the clock's range) means never stale.
         self.fresh_until = Instant::now().checked_add(stale_after);
         self.view.stale = false;
+        let prev_reason = self.view.reason;
         self.step(obs);
         self.machine = self.view.status;
         self.view.status = self.flap.record(level, self.machine);
         self.view.flapping = self.flap.flapping();
+        // Held at a worse state than the latest result: keep saying why.
+        if self.view.status != self.machine && self.view.reason.is_none() {
+            self.view.reason = prev_reason;
+        }
         if self.view.status != shown {
             self.view.since = Some(at);
             Some(shown)

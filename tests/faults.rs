@@ -304,6 +304,7 @@ async fn flapping_is_marked_and_held_at_the_worse_state() {
         let v = h.view("subject").await;
         assert_eq!(v["status"], "unhealthy", "{v:#}");
         assert_eq!(v["flapping"], true, "{v:#}");
+        assert_eq!(v["reason"], "status", "{v:#}");
         tokio::time::sleep(Duration::from_millis(75)).await;
     }
     peer.set(OK);
