@@ -127,6 +127,19 @@ mod tests {
     }
 
     #[test]
+    fn world_readable_files_are_noticed() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("token");
+        std::fs::write(&path, "t").expect("write");
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+        assert!(world_readable(&path));
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o640)).expect("chmod");
+        assert!(!world_readable(&path));
+        assert!(!world_readable(&dir.path().join("missing")));
+    }
+
+    #[test]
     fn inline_secrets_are_noticed() {
         assert!(has_inline_secret("[[checks]]\npassword = \"x\"\n"));
         assert!(has_inline_secret("url = \"postgres://a:b@h/d\"\n"));
