@@ -50,6 +50,14 @@ impl PasswordKeys<'_> {
                 "must be the name of an environment variable".into(),
             ));
         }
+        if let Some(var) = self.env
+            && var.to_uppercase().starts_with("HEALTHD_")
+        {
+            problems.push((
+                "password_env".into(),
+                "HEALTHD_* variables are configuration overrides; use another name".into(),
+            ));
+        }
         if let Some(path) = self.file
             && path.as_os_str().is_empty()
         {
