@@ -590,6 +590,17 @@ impl RedisProbe {
         } else {
             Reason::Protocol
         };
+        if e.kind() == ErrorKind::AuthenticationFailed {
+            // The crate replaces the server's WRONGPASS text with its own; say it plainly.
+            let user = self.info.redis_settings().username().unwrap_or("default");
+            return Outcome::failed(
+                reason,
+                format!(
+                    "{}: authentication failed: password rejected for user \"{user}\" (WRONGPASS)",
+                    self.shown
+                ),
+            );
+        }
         let what = if reason == Reason::Auth {
             "authentication failed"
         } else {
