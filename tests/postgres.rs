@@ -353,3 +353,18 @@ async fn role_and_value_expectations_and_failure_reasons() {
         });
     }
 }
+
+#[test]
+fn shipped_example_is_a_valid_drop_in() {
+    let dir = ConfigDir::new("");
+    let example = concat!(env!("CARGO_MANIFEST_DIR"), "/probes/postgres.toml");
+    std::fs::copy(example, dir.probes_dir().join("postgres.toml")).expect("copy example");
+    let config = healthd::config::load(&dir.sources())
+        .unwrap_or_else(|e| panic!("probes/postgres.toml does not validate: {e:?}"));
+    let check = config
+        .checks
+        .iter()
+        .find(|c| c.name == "postgres")
+        .expect("the example's check");
+    assert_eq!(check.kind(), "postgres");
+}

@@ -353,9 +353,44 @@ async fn roles_replica_link_and_memory_thresholds() {
         &master,
         "memory_degraded_above = 10\nmemory_unhealthy_above = 30",
     );
+    // The least-privilege ACL user that probes/redis.toml suggests is enough.
+    let acl_password = unique_secret("redisacl");
+    block_in_place(|| {
+        master.cli(&[
+            "ACL",
+            "SETUSER",
+            "healthd",
+            "on",
+            &format!(">{acl_password}"),
+            "+ping",
+            "+info",
+            "+client|setname",
+            "+select",
+        ])
+    });
+    let pw = dir.secret_file("acl-password", &acl_password);
+    config += &redis_check(
+        "acl",
+        &master,
+        &format!(
+            "username = \"healthd\"\npassword_file = {}\ndb = 1\nexpect_role = \"master\"",
+            toml_path(&pw)
+        ),
+    );
     dir.set_config(&config);
     let d = InProcess::start(dir).await;
 
+    let c = d
+        .wait_check("acl", "healthy", SLACK, |c| is(c, "healthy"))
+        .await;
+    assert!(
+        block_in_place(|| master.clients())
+            .iter()
+            .any(|l| l.contains("name=healthd-acl")
+                && l.contains("user=healthd")
+                && l.contains("db=1")),
+        "{c:#}"
+    );
     d.wait_check("master", "healthy", SLACK, |c| is(c, "healthy"))
         .await;
     let c = d
@@ -420,4 +455,19 @@ async fn roles_replica_link_and_memory_thresholds() {
             .is_some_and(|m| m.contains("replica link to its master is down")),
         "{c:#}"
     );
+}
+
+#[test]
+fn shipped_example_is_a_valid_drop_in() {
+    let dir = ConfigDir::new("");
+    let example = concat!(env!("CARGO_MANIFEST_DIR"), "/probes/redis.toml");
+    std::fs::copy(example, dir.probes_dir().join("redis.toml")).expect("copy example");
+    let config = healthd::config::load(&dir.sources())
+        .unwrap_or_else(|e| panic!("probes/redis.toml does not validate: {e:?}"));
+    let check = config
+        .checks
+        .iter()
+        .find(|c| c.name == "redis")
+        .expect("the example's check");
+    assert_eq!(check.kind(), "redis");
 }
