@@ -368,3 +368,159 @@ fn shipped_example_is_a_valid_drop_in() {
         .expect("the example's check");
     assert_eq!(check.kind(), "postgres");
 }
+
+/// Runs `openssl` with `args` in `dir`; panics with its output on failure.
+fn openssl(dir: &std::path::Path, args: &[&str]) {
+    let out = std::process::Command::new("openssl")
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("run openssl (scripts/test installs it)");
+    assert!(
+        out.status.success(),
+        "openssl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Turns TLS on in a running server with a certificate for IP 127.0.0.1 issued by a fresh
+/// test CA; returns the CA's PEM path.
+fn enable_tls(pg: &PgServer, dir: &std::path::Path) -> std::path::PathBuf {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    std::fs::write(
+        dir.join("server.ext"),
+        "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n",
+    )
+    .unwrap();
+    let ec = [
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+    ];
+    let mut ca = vec!["req", "-x509"];
+    ca.extend(ec);
+    ca.extend([
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.crt",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=healthd test CA",
+        "-addext",
+        "basicConstraints=critical,CA:TRUE",
+        "-addext",
+        "keyUsage=critical,keyCertSign",
+    ]);
+    openssl(dir, &ca);
+    let mut csr = vec!["req"];
+    csr.extend(ec);
+    csr.extend([
+        "-keyout",
+        "server.key",
+        "-out",
+        "server.csr",
+        "-subj",
+        "/CN=healthd test server",
+    ]);
+    openssl(dir, &csr);
+    openssl(
+        dir,
+        &[
+            "x509",
+            "-req",
+            "-in",
+            "server.csr",
+            "-CA",
+            "ca.crt",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-out",
+            "server.crt",
+            "-days",
+            "2",
+            "-extfile",
+            "server.ext",
+        ],
+    );
+    let data = pg.data_dir();
+    let owner = std::fs::metadata(&data).expect("data dir").uid();
+    let group = std::fs::metadata(&data).expect("data dir").gid();
+    for name in ["server.crt", "server.key"] {
+        let to = data.join(name);
+        std::fs::copy(dir.join(name), &to).expect("copy into the data dir");
+        std::os::unix::fs::chown(&to, Some(owner), Some(group)).expect("chown");
+        std::fs::set_permissions(&to, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+    }
+    pg.psql("ALTER SYSTEM SET ssl = on");
+    pg.psql("SELECT pg_reload_conf()");
+    support::eventually("TLS on", Duration::from_secs(10), || {
+        pg.psql("SHOW ssl") == "on"
+    });
+    dir.join("ca.crt")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sslmodes_against_a_tls_server() {
+    let pg = block_in_place(PgServer::start);
+    let secret = unique_secret("pgapp");
+    block_in_place(|| pg.create_role("app", &secret));
+    let dir = ConfigDir::new("");
+    let ca = block_in_place(|| enable_tls(&pg, dir.dir.path()));
+    let pw = dir.secret_file("pg-password", &secret);
+    let port = pg.port();
+    let check = |name: &str, host: &str, sslmode: &str, ca_file: bool| {
+        format!(
+            "[[checks]]\nname = \"{name}\"\nkind = \"postgres\"\nhost = \"{host}\"\nport = {port}\n\
+             user = \"app\"\ndbname = \"postgres\"\nsslmode = \"{sslmode}\"\n\
+             application_name = \"healthd-{name}\"\npassword_file = {}\n{}\n",
+            toml_path(&pw),
+            if ca_file {
+                format!("ca_file = {}", toml_path(&ca))
+            } else {
+                String::new()
+            }
+        )
+    };
+    let mut config =
+        "[defaults]\ninterval = \"300ms\"\ntimeout = \"250ms\"\nfailure_threshold = 1\n\n"
+            .to_string();
+    config += &check("disable", "127.0.0.1", "disable", false);
+    config += &check("prefer", "127.0.0.1", "prefer", false);
+    config += &check("require", "127.0.0.1", "require", false);
+    config += &check("verify-ca", "localhost", "verify-ca", true);
+    config += &check("verify-ca-unknown", "127.0.0.1", "verify-ca", false);
+    config += &check("verify-full", "127.0.0.1", "verify-full", true);
+    config += &check("verify-full-wrong-name", "localhost", "verify-full", true);
+    dir.set_config(&config);
+    let d = InProcess::start(dir).await;
+
+    for (name, encrypted) in [
+        ("disable", false),
+        ("prefer", true),
+        ("require", true),
+        ("verify-ca", true),
+        ("verify-full", true),
+    ] {
+        d.wait_check(name, "healthy", SLACK, |c| is(c, "healthy"))
+            .await;
+        let ssl = block_in_place(|| {
+            pg.psql(&format!(
+                "SELECT s.ssl FROM pg_stat_ssl s JOIN pg_stat_activity a USING (pid) \
+                 WHERE a.application_name = 'healthd-{name}'"
+            ))
+        });
+        assert_eq!(ssl, if encrypted { "t" } else { "f" }, "{name}: encrypted");
+    }
+    for name in ["verify-ca-unknown", "verify-full-wrong-name"] {
+        let c = d
+            .wait_check(name, "unhealthy", SLACK, |c| is(c, "unhealthy"))
+            .await;
+        assert_eq!(reason(&c), "tls", "{name}: {c:#}");
+        eprintln!("{name}: {}", c["message"]);
+    }
+}
