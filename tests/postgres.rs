@@ -524,3 +524,35 @@ async fn sslmodes_against_a_tls_server() {
         eprintln!("{name}: {}", c["message"]);
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_query_cut_off_at_the_timeout_is_cancelled_on_the_server() {
+    let pg = block_in_place(PgServer::start);
+    let secret = unique_secret("pgapp");
+    block_in_place(|| pg.create_role("app", &secret));
+    let dir = ConfigDir::new("");
+    let pw = dir.secret_file("pg-password", &secret);
+    dir.set_config(&format!(
+        "[defaults]\ninterval = \"300ms\"\ntimeout = \"250ms\"\nfailure_threshold = 1\n\n{}",
+        pg_check("slow", &pg, &pw, "query = \"SELECT pg_sleep(5)\"")
+    ));
+    let d = InProcess::start(dir).await;
+    let c = d
+        .wait_check("slow", "unhealthy", SLACK, |c| is(c, "unhealthy"))
+        .await;
+    assert_eq!(reason(&c), "timeout", "{c:#}");
+    // Every run is cut off; without a cancel each would leave a backend sleeping for 5 s
+    // (more than a dozen over 4 s). With it, at most the current one and the one closing.
+    let until = Instant::now() + Duration::from_secs(4);
+    let mut most = 0;
+    while Instant::now() < until {
+        most = most.max(block_in_place(|| pg.connections_from("healthd-slow")));
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(most <= 2, "{most} connections at once");
+    let log = pg.log_contents();
+    assert!(
+        log.contains("canceling statement due to user request"),
+        "the server saw the cancel: {log}"
+    );
+}

@@ -428,6 +428,24 @@ impl Drop for Session {
     }
 }
 
+impl Session {
+    /// Close a connection whose last run was cut off: first ask the server to cancel the
+    /// query that may still be running there (else its backend lives on until the query
+    /// ends), then close as usual. Runs in the background, bounded by [`CLOSE_GRACE`].
+    fn abandon(self, tls: MakeRustlsConnect) {
+        let token = self.client.as_ref().map(|c| c.cancel_token());
+        match (token, tokio::runtime::Handle::try_current()) {
+            (Some(token), Ok(rt)) => {
+                rt.spawn(async move {
+                    let _ = tokio::time::timeout(CLOSE_GRACE, token.cancel_query(tls)).await;
+                    drop(self);
+                });
+            }
+            _ => drop(self),
+        }
+    }
+}
+
 pub struct PostgresProbe {
     config: tokio_postgres::Config,
     passwords: (Option<String>, Option<PathBuf>, Option<String>),
@@ -502,7 +520,9 @@ impl PostgresProbe {
             RunStart::Backoff(out) => return out,
             RunStart::Proceed { cancelled: true } => {
                 tracing::debug!(target = %self.shown, "Previous run was cut off at the timeout; reconnecting.");
-                self.session = None;
+                if let Some(old) = self.session.take() {
+                    old.abandon(self.tls.clone());
+                }
             }
             RunStart::Proceed { cancelled: false } => {}
         }
