@@ -369,90 +369,17 @@ fn shipped_example_is_a_valid_drop_in() {
     assert_eq!(check.kind(), "postgres");
 }
 
-/// Runs `openssl` with `args` in `dir`; panics with its output on failure.
-fn openssl(dir: &std::path::Path, args: &[&str]) {
-    let out = std::process::Command::new("openssl")
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .expect("run openssl (scripts/test installs it)");
-    assert!(
-        out.status.success(),
-        "openssl {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
 /// Turns TLS on in a running server with a certificate for IP 127.0.0.1 issued by a fresh
 /// test CA; returns the CA's PEM path.
 fn enable_tls(pg: &PgServer, dir: &std::path::Path) -> std::path::PathBuf {
     use std::os::unix::fs::{MetadataExt, PermissionsExt};
-    std::fs::write(
-        dir.join("server.ext"),
-        "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n",
-    )
-    .unwrap();
-    let ec = [
-        "-newkey",
-        "ec",
-        "-pkeyopt",
-        "ec_paramgen_curve:prime256v1",
-        "-nodes",
-    ];
-    let mut ca = vec!["req", "-x509"];
-    ca.extend(ec);
-    ca.extend([
-        "-keyout",
-        "ca.key",
-        "-out",
-        "ca.crt",
-        "-days",
-        "2",
-        "-subj",
-        "/CN=healthd test CA",
-        "-addext",
-        "basicConstraints=critical,CA:TRUE",
-        "-addext",
-        "keyUsage=critical,keyCertSign",
-    ]);
-    openssl(dir, &ca);
-    let mut csr = vec!["req"];
-    csr.extend(ec);
-    csr.extend([
-        "-keyout",
-        "server.key",
-        "-out",
-        "server.csr",
-        "-subj",
-        "/CN=healthd test server",
-    ]);
-    openssl(dir, &csr);
-    openssl(
-        dir,
-        &[
-            "x509",
-            "-req",
-            "-in",
-            "server.csr",
-            "-CA",
-            "ca.crt",
-            "-CAkey",
-            "ca.key",
-            "-CAcreateserial",
-            "-out",
-            "server.crt",
-            "-days",
-            "2",
-            "-extfile",
-            "server.ext",
-        ],
-    );
+    let certs = TestCerts::make(dir);
     let data = pg.data_dir();
     let owner = std::fs::metadata(&data).expect("data dir").uid();
     let group = std::fs::metadata(&data).expect("data dir").gid();
-    for name in ["server.crt", "server.key"] {
+    for (from, name) in [(&certs.cert, "server.crt"), (&certs.key, "server.key")] {
         let to = data.join(name);
-        std::fs::copy(dir.join(name), &to).expect("copy into the data dir");
+        std::fs::copy(from, &to).expect("copy into the data dir");
         std::os::unix::fs::chown(&to, Some(owner), Some(group)).expect("chown");
         std::fs::set_permissions(&to, std::fs::Permissions::from_mode(0o600)).expect("chmod");
     }
@@ -461,7 +388,7 @@ fn enable_tls(pg: &PgServer, dir: &std::path::Path) -> std::path::PathBuf {
     support::eventually("TLS on", Duration::from_secs(10), || {
         pg.psql("SHOW ssl") == "on"
     });
-    dir.join("ca.crt")
+    certs.ca
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

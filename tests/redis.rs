@@ -471,3 +471,58 @@ fn shipped_example_is_a_valid_drop_in() {
         .expect("the example's check");
     assert_eq!(check.kind(), "redis");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_with_a_ca_file_and_an_untrusted_certificate() {
+    let server = block_in_place(RedisServer::start);
+    let dir = ConfigDir::new("");
+    let certs = TestCerts::make(dir.dir.path());
+    let tls_port = support::free_port();
+    block_in_place(|| {
+        let path = |p: &std::path::Path| p.display().to_string();
+        server.cli(&[
+            "CONFIG",
+            "SET",
+            "tls-cert-file",
+            &path(&certs.cert),
+            "tls-key-file",
+            &path(&certs.key),
+            "tls-ca-cert-file",
+            &path(&certs.ca),
+            "tls-auth-clients",
+            "no",
+        ]);
+        server.cli(&["CONFIG", "SET", "tls-port", &tls_port.to_string()]);
+    });
+    let mut config =
+        "[defaults]\ninterval = \"300ms\"\ntimeout = \"250ms\"\nfailure_threshold = 1\n\n"
+            .to_string();
+    let ca = toml_path(&certs.ca);
+    config += &format!(
+        "[[checks]]\nname = \"tls\"\nkind = \"redis\"\nhost = \"127.0.0.1\"\nport = {tls_port}\n\
+         tls = true\nca_file = {ca}\nclient_name = \"healthd-tls\"\n"
+    );
+    config += &format!(
+        "[[checks]]\nname = \"tls-url\"\nkind = \"redis\"\nurl = \"rediss://127.0.0.1:{tls_port}/0\"\n\
+         ca_file = {ca}\nclient_name = \"healthd-tls-url\"\n"
+    );
+    config += &format!(
+        "[[checks]]\nname = \"untrusted\"\nkind = \"redis\"\nhost = \"127.0.0.1\"\nport = {tls_port}\n\
+         tls = true\n"
+    );
+    dir.set_config(&config);
+    let d = InProcess::start(dir).await;
+    for name in ["tls", "tls-url"] {
+        d.wait_check(name, "healthy", SLACK, |c| is(c, "healthy"))
+            .await;
+    }
+    let c = d
+        .wait_check("untrusted", "unhealthy", SLACK, |c| is(c, "unhealthy"))
+        .await;
+    assert_eq!(reason(&c), "tls", "{c:#}");
+    // Both verified connections are there, one each.
+    block_in_place(|| {
+        assert_eq!(named(&server, "healthd-tls").len(), 1);
+        assert_eq!(named(&server, "healthd-tls-url").len(), 1);
+    });
+}
