@@ -20,7 +20,7 @@ use tokio::task::JoinHandle;
 use tokio_postgres::SimpleQueryMessage;
 use tokio_postgres_rustls::MakeRustlsConnect;
 
-use super::session::{PasswordKeys, Reconnect, RunStart, scrub, warn_inline_password};
+use super::session::{PasswordKeys, Reconnect, scrub, warn_inline_password};
 use super::{Outcome, Reason, one_line};
 
 /// How long a dropped connection may take to say goodbye to the server before it is cut.
@@ -516,15 +516,15 @@ impl PostgresProbe {
     }
 
     async fn run_inner(&mut self) -> Outcome {
-        match self.reconnect.start(self.timeout) {
-            RunStart::Backoff(out) => return out,
-            RunStart::Proceed { cancelled: true } => {
-                tracing::debug!(target = %self.shown, "Previous run was cut off at the timeout; reconnecting.");
-                if let Some(old) = self.session.take() {
-                    old.abandon(self.tls.clone());
-                }
+        let start = self.reconnect.start(self.timeout);
+        if start.cancelled {
+            tracing::debug!(target = %self.shown, "Previous run was cut off at the timeout; closing its connection.");
+            if let Some(old) = self.session.take() {
+                old.abandon(self.tls.clone());
             }
-            RunStart::Proceed { cancelled: false } => {}
+        }
+        if let Some(out) = start.backoff {
+            return out;
         }
         // A kept connection that broke while idle (server restart, terminated backend) is
         // replaced at once: that is not a failure of the server as it is now.

@@ -8,7 +8,7 @@ use redis::aio::MultiplexedConnection;
 use redis::{AsyncConnectionConfig, ConnectionAddr, ConnectionInfo, ErrorKind, IntoConnectionInfo};
 use serde::Deserialize;
 
-use super::session::{PasswordKeys, Reconnect, RunStart, scrub, warn_inline_password};
+use super::session::{PasswordKeys, Reconnect, scrub, warn_inline_password};
 use super::{Outcome, Reason, one_line};
 
 /// Settings of a Redis check.
@@ -306,13 +306,13 @@ impl RedisProbe {
     }
 
     async fn run_inner(&mut self) -> Outcome {
-        match self.reconnect.start(self.timeout) {
-            RunStart::Backoff(out) => return out,
-            RunStart::Proceed { cancelled: true } => {
-                tracing::debug!(target = %self.shown, "Previous run was cut off at the timeout; reconnecting.");
-                self.conn = None;
-            }
-            RunStart::Proceed { cancelled: false } => {}
+        let start = self.reconnect.start(self.timeout);
+        if start.cancelled {
+            tracing::debug!(target = %self.shown, "Previous run was cut off at the timeout; closing its connection.");
+            self.conn = None;
+        }
+        if let Some(out) = start.backoff {
+            return out;
         }
         let reused = self.conn.is_some();
         let mut connect_ms = None;
@@ -410,8 +410,14 @@ impl RedisProbe {
             .arg(&self.client_name)
             .query_async(&mut conn)
             .await;
-        if let Err(e) = named {
-            return Err(self.error_outcome("CLIENT SETNAME", &e));
+        match named {
+            Ok(()) => {}
+            // A minimal ACL user may not be allowed to name its connection; that is no
+            // reason to fail the check.
+            Err(e) if !connection_broken(&e) => {
+                tracing::debug!(target = %self.shown, error = %one_line(&e.to_string()), "CLIENT SETNAME refused; continuing unnamed.");
+            }
+            Err(e) => return Err(self.error_outcome("CLIENT SETNAME", &e)),
         }
         tracing::debug!(target = %self.shown, "Connected to Redis.");
         Ok(conn)

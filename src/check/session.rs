@@ -136,33 +136,36 @@ pub(crate) struct Reconnect {
     last_start: Option<Instant>,
     /// The time between the last two runs: the cap of the backoff.
     interval: Option<Duration>,
+    /// The check's timeout (the cap's floor).
+    timeout: Duration,
 }
 
 /// What the start of a run found.
-pub(crate) enum RunStart {
-    /// Go ahead; `cancelled` says the previous run was cut off (drop the connection first).
-    Proceed { cancelled: bool },
+pub(crate) struct RunStart {
+    /// The previous run was cut off at the timeout: drop the connection it was using.
+    pub cancelled: bool,
     /// Still backing off after failed connects: report this without touching the network.
-    Backoff(Outcome),
+    pub backoff: Option<Outcome>,
 }
 
 impl Reconnect {
     /// Call first thing in a run.
     pub(crate) fn start(&mut self, timeout: Duration) -> RunStart {
         let now = Instant::now();
+        self.timeout = timeout;
         if let Some(prev) = self.last_start.replace(now) {
             self.interval = Some(now - prev);
         }
         let cancelled = std::mem::replace(&mut self.in_run, true);
         if cancelled {
-            // The dropped run got no answer within the timeout; it counts as a failure.
+            // The dropped run got no answer within the timeout: a failure like any other, so
+            // a frozen server is not sent a new connection on every run either.
             self.failed(Outcome::failed(
                 Reason::Timeout,
                 format!("no answer within {}", humantime::format_duration(timeout)),
             ));
-            return RunStart::Proceed { cancelled: true };
         }
-        match (self.not_before, &self.last_error) {
+        let backoff = match (self.not_before, &self.last_error) {
             (Some(t), Some(last)) if now < t => {
                 let mut out = last.clone();
                 out.message = format!(
@@ -170,10 +173,11 @@ impl Reconnect {
                     out.message,
                     crate::health::fmt_latency(t - now)
                 );
-                RunStart::Backoff(out.with_detail("connect_failures", self.failures))
+                Some(out.with_detail("connect_failures", self.failures))
             }
-            _ => RunStart::Proceed { cancelled: false },
-        }
+            _ => None,
+        };
+        RunStart { cancelled, backoff }
     }
 
     /// Call when a run ends (whatever its result); a run that never gets here was dropped.
@@ -184,14 +188,19 @@ impl Reconnect {
     /// A connection attempt (or a kept connection) failed with `outcome`.
     pub(crate) fn failed(&mut self, outcome: Outcome) {
         self.failures = self.failures.saturating_add(1);
-        let cap = self.interval.unwrap_or(BACKOFF_CAP_FALLBACK);
+        // Up to the interval (learned from the runs), and at least the timeout, which the
+        // config keeps below the interval.
+        let cap = self
+            .interval
+            .map(|i| i.max(self.timeout))
+            .unwrap_or(BACKOFF_CAP_FALLBACK);
         let delay = match self.failures {
             0 | 1 => Duration::ZERO,
             n => BACKOFF_BASE
                 .saturating_mul(1u32 << (n - 2).min(16))
                 .min(cap),
         };
-        self.not_before = Some(Instant::now() + delay);
+        self.not_before = (!delay.is_zero()).then(|| Instant::now() + delay);
         self.last_error = Some(outcome);
     }
 
@@ -223,23 +232,17 @@ mod tests {
         };
         let timeout = Duration::from_millis(100);
         r.failed(Outcome::failed(Reason::Connect, "refused"));
-        assert!(matches!(
-            r.start(timeout),
-            RunStart::Proceed { cancelled: false }
-        ));
+        let s = r.start(timeout);
+        assert!(!s.cancelled && s.backoff.is_none());
         r.finish();
         r.failed(Outcome::failed(Reason::Connect, "refused"));
-        match r.start(timeout) {
-            RunStart::Backoff(o) => {
-                assert_eq!(o.reason, Some(Reason::Connect));
-                assert!(
-                    o.message.starts_with("refused (reconnecting in"),
-                    "{}",
-                    o.message
-                );
-            }
-            RunStart::Proceed { .. } => panic!("expected to back off"),
-        }
+        let o = r.start(timeout).backoff.expect("expected to back off");
+        assert_eq!(o.reason, Some(Reason::Connect));
+        assert!(
+            o.message.starts_with("refused (reconnecting in"),
+            "{}",
+            o.message
+        );
         r.finish();
         for _ in 0..10 {
             r.failed(Outcome::failed(Reason::Connect, "refused"));
@@ -247,25 +250,24 @@ mod tests {
         let wait = r.not_before.map(|t| t - Instant::now()).unwrap_or_default();
         assert!(wait <= Duration::from_millis(300), "capped: {wait:?}");
         r.succeeded();
-        assert!(matches!(
-            r.start(timeout),
-            RunStart::Proceed { cancelled: false }
-        ));
+        let s = r.start(timeout);
+        assert!(!s.cancelled && s.backoff.is_none());
     }
 
     #[test]
     fn a_run_dropped_midway_is_noticed() {
         let mut r = Reconnect::default();
         let timeout = Duration::from_millis(100);
-        assert!(matches!(
-            r.start(timeout),
-            RunStart::Proceed { cancelled: false }
-        ));
-        // No finish(): the scheduler dropped the run.
-        assert!(matches!(
-            r.start(timeout),
-            RunStart::Proceed { cancelled: true }
-        ));
+        let s = r.start(timeout);
+        assert!(!s.cancelled && s.backoff.is_none());
+        // No finish(): the scheduler dropped the run. The first retry is immediate.
+        let s = r.start(timeout);
+        assert!(s.cancelled && s.backoff.is_none());
         assert_eq!(r.failures, 1);
+        // Cut off again: now it backs off, still reporting the timeout.
+        let s = r.start(timeout);
+        assert!(s.cancelled);
+        let o = s.backoff.expect("backs off after two cut-off runs");
+        assert_eq!(o.reason, Some(Reason::Timeout));
     }
 }
