@@ -341,7 +341,8 @@ fn parse_key_values(text: &str) -> Result<Vec<(String, String)>, String> {
             chars.next();
         }
         if chars.next() != Some('=') {
-            return Err(format!("bad url: expected \"=\" after \"{key}\""));
+            // The stray word could be a password: never echo it.
+            return Err("bad url: expected key=value pairs (a word without \"=\")".into());
         }
         while chars.peek().is_some_and(|c| c.is_whitespace()) {
             chars.next();
@@ -353,11 +354,11 @@ fn parse_key_values(text: &str) -> Result<Vec<(String, String)>, String> {
                 match chars.next() {
                     Some('\\') => match chars.next() {
                         Some(c) => value.push(c),
-                        None => return Err(format!("bad url: unterminated value of \"{key}\"")),
+                        None => return Err(format!("bad url: unterminated quoted value of {key}")),
                     },
                     Some('\'') => break,
                     Some(c) => value.push(c),
-                    None => return Err(format!("bad url: unterminated value of \"{key}\"")),
+                    None => return Err(format!("bad url: unterminated quoted value of {key}")),
                 }
             }
         } else {
@@ -1032,5 +1033,13 @@ mod tests {
         let bad: Result<PostgresConfig, _> =
             toml::from_str("user = \"a\"\nsslmode = \"sometimes\"");
         assert!(bad.is_err());
+    }
+
+    #[test]
+    fn malformed_dsn_errors_never_echo_a_stray_word() {
+        let e = parse_key_values("host=db s3cretword user=app").unwrap_err();
+        assert!(!e.contains("s3cretword"), "{e}");
+        let e = parse_key_values("host=db password='s3cret").unwrap_err();
+        assert!(!e.contains("s3cret"), "{e}");
     }
 }
