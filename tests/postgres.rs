@@ -483,3 +483,118 @@ async fn a_query_cut_off_at_the_timeout_is_cancelled_on_the_server() {
         "the server saw the cancel: {log}"
     );
 }
+
+/// Makes `replica` (a stopped server) a streaming standby of `primary`: its data dir is
+/// replaced by a `pg_basebackup -R` of the primary, taken over the primary's Unix socket.
+fn make_standby(primary: &PgServer, replica: &mut PgServer) {
+    use std::os::unix::fs::MetadataExt;
+    let data = replica.data_dir();
+    let parent = replica.socket_dir().to_path_buf();
+    let meta = std::fs::metadata(&parent).expect("replica dir");
+    std::fs::remove_dir_all(&data).expect("remove the replica's data dir");
+    let mut cmd = std::process::Command::new("setpriv");
+    cmd.arg(format!("--reuid={}", meta.uid()))
+        .arg(format!("--regid={}", meta.gid()))
+        .args(["--clear-groups", "--"])
+        .arg(support::pg_bin_dir().join("pg_basebackup"))
+        .arg("-h")
+        .arg(primary.socket_dir())
+        .args([
+            "-p",
+            &primary.port().to_string(),
+            "-U",
+            "postgres",
+            "-R",
+            "-X",
+            "stream",
+            "-D",
+        ])
+        .arg(&data)
+        .current_dir(&parent)
+        .env("LC_ALL", "C");
+    let out = support::run_with_timeout(&mut cmd, Duration::from_secs(60)).expect("pg_basebackup");
+    assert!(
+        out.status.success(),
+        "pg_basebackup: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // The copied postgresql.conf names the primary's socket directory; use our own.
+    let mut conf = std::fs::OpenOptions::new()
+        .append(true)
+        .open(data.join("postgresql.conf"))
+        .expect("open postgresql.conf");
+    std::io::Write::write_all(
+        &mut conf,
+        format!("\nunix_socket_directories = '{}'\n", parent.display()).as_bytes(),
+    )
+    .expect("append to postgresql.conf");
+    replica.start_again();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_real_replica_its_role_and_its_replication_lag() {
+    let primary = block_in_place(PgServer::start);
+    let secret = unique_secret("pgapp");
+    block_in_place(|| {
+        primary.create_role("app", &secret);
+        primary.psql("CREATE TABLE beat (at timestamptz)");
+        primary.psql("INSERT INTO beat VALUES (now())");
+    });
+    let mut replica = block_in_place(PgServer::start);
+    block_in_place(|| {
+        replica.stop();
+        make_standby(&primary, &mut replica);
+        assert_eq!(replica.psql("SELECT pg_is_in_recovery()"), "t", "a standby");
+        // A transaction replayed by the running standby, so it has a replay timestamp.
+        primary.psql("INSERT INTO beat VALUES (now())");
+        support::eventually("the insert replayed", SLACK, || {
+            replica.psql("SELECT count(*) FROM beat") == "2"
+        });
+    });
+    let dir = ConfigDir::new("");
+    let pw = dir.secret_file("pg-password", &secret);
+    let mut config =
+        "[defaults]\ninterval = \"300ms\"\ntimeout = \"250ms\"\nfailure_threshold = 1\n\n"
+            .to_string();
+    config += &pg_check(
+        "replica",
+        &replica,
+        &pw,
+        "expect_role = \"replica\"\nmax_replication_lag = \"1s\"",
+    );
+    config += &pg_check("not-primary", &replica, &pw, "expect_role = \"primary\"");
+    dir.set_config(&config);
+    let d = InProcess::start(dir).await;
+
+    let c = d
+        .wait_check("replica", "healthy", SLACK, |c| is(c, "healthy"))
+        .await;
+    assert_eq!(c["details"]["role"], "replica", "{c:#}");
+    assert!(c["details"]["replication_lag_s"].is_number(), "{c:#}");
+    let c = d
+        .wait_check("not-primary", "unhealthy", SLACK, |c| is(c, "unhealthy"))
+        .await;
+    assert_eq!(reason(&c), "role", "{c:#}");
+
+    // Replay paused while the primary writes: received but not replayed, and the last
+    // replayed transaction grows old → lag above 1 s → degraded.
+    block_in_place(|| {
+        replica.psql("SELECT pg_wal_replay_pause()");
+        primary.psql("INSERT INTO beat VALUES (now())");
+    });
+    let c = d
+        .wait_check("replica", "degraded (lagging)", SLACK, |c| {
+            is(c, "degraded")
+        })
+        .await;
+    assert_eq!(reason(&c), "threshold", "{c:#}");
+    assert!(
+        c["details"]["replication_lag_s"].as_f64().unwrap_or(0.0) > 1.0,
+        "{c:#}"
+    );
+    block_in_place(|| replica.psql("SELECT pg_wal_replay_resume()"));
+    d.wait_check("replica", "healthy (caught up)", SLACK, |c| {
+        is(c, "healthy")
+    })
+    .await;
+}
