@@ -6,22 +6,23 @@
 //! `ca_file`, then it verifies the chain as libpq does with a root certificate), `verify-ca`
 //! verifies the chain but not the host name, `verify-full` verifies both.
 
-use std::fmt::Write as _;
 use std::path::PathBuf;
 use std::str::FromStr;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
-use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
-use rustls::{CertificateError, DigitallySignedStruct, SignatureScheme};
 use serde::Deserialize;
 use tokio::task::JoinHandle;
 use tokio_postgres::SimpleQueryMessage;
 use tokio_postgres_rustls::MakeRustlsConnect;
 
+use dsn::split_tls_params;
+use tls::tls_connector;
+
 use super::session::{PasswordKeys, Reconnect, scrub, warn_inline_password};
 use super::{Outcome, Reason, one_line};
+
+mod dsn;
+mod tls;
 
 /// How long a dropped connection may take to say goodbye to the server before it is cut.
 const CLOSE_GRACE: Duration = Duration::from_secs(1);
@@ -276,108 +277,6 @@ impl PostgresConfig {
                 "applies to replicas only, but expect_role is primary".into(),
             ));
         }
-    }
-}
-
-/// Take `sslmode` and `sslrootcert` out of a URL or key/value DSN (tokio-postgres knows
-/// only disable/prefer/require); returns the rest and the taken pairs.
-fn split_tls_params(dsn: &str) -> Result<(String, Vec<(String, String)>), String> {
-    const TAKEN: [&str; 2] = ["sslmode", "sslrootcert"];
-    let mut taken = Vec::new();
-    let trimmed = dsn.trim();
-    if trimmed.starts_with("postgres://") || trimmed.starts_with("postgresql://") {
-        let Some((base, query)) = trimmed.split_once('?') else {
-            return Ok((trimmed.to_string(), taken));
-        };
-        let mut kept = form_urlencoded::Serializer::new(String::new());
-        let mut any = false;
-        for (k, v) in form_urlencoded::parse(query.as_bytes()) {
-            if TAKEN.contains(&k.as_ref()) {
-                taken.push((k.into_owned(), v.into_owned()));
-            } else {
-                kept.append_pair(&k, &v);
-                any = true;
-            }
-        }
-        let rest = if any {
-            format!("{base}?{}", kept.finish())
-        } else {
-            base.to_string()
-        };
-        return Ok((rest, taken));
-    }
-    let mut rest = String::new();
-    for (k, v) in parse_key_values(trimmed)? {
-        if TAKEN.contains(&k.as_str()) {
-            taken.push((k, v));
-        } else {
-            let quoted = v.replace('\\', "\\\\").replace('\'', "\\'");
-            let _ = write!(rest, "{k}='{quoted}' ");
-        }
-    }
-    Ok((rest.trim_end().to_string(), taken))
-}
-
-/// Parse libpq's `key=value key='quoted value'` form. Errors never echo a value.
-fn parse_key_values(text: &str) -> Result<Vec<(String, String)>, String> {
-    let mut out = Vec::new();
-    let mut chars = text.chars().peekable();
-    loop {
-        while chars.peek().is_some_and(|c| c.is_whitespace()) {
-            chars.next();
-        }
-        if chars.peek().is_none() {
-            return Ok(out);
-        }
-        let mut key = String::new();
-        while let Some(&c) = chars.peek() {
-            if c == '=' || c.is_whitespace() {
-                break;
-            }
-            key.push(c);
-            chars.next();
-        }
-        while chars.peek().is_some_and(|c| c.is_whitespace()) {
-            chars.next();
-        }
-        if chars.next() != Some('=') {
-            // The stray word could be a password: never echo it.
-            return Err("bad url: expected key=value pairs (a word without \"=\")".into());
-        }
-        while chars.peek().is_some_and(|c| c.is_whitespace()) {
-            chars.next();
-        }
-        let mut value = String::new();
-        if chars.peek() == Some(&'\'') {
-            chars.next();
-            loop {
-                match chars.next() {
-                    Some('\\') => match chars.next() {
-                        Some(c) => value.push(c),
-                        None => return Err(format!("bad url: unterminated quoted value of {key}")),
-                    },
-                    Some('\'') => break,
-                    Some(c) => value.push(c),
-                    None => return Err(format!("bad url: unterminated quoted value of {key}")),
-                }
-            }
-        } else {
-            while let Some(&c) = chars.peek() {
-                if c.is_whitespace() {
-                    break;
-                }
-                if c == '\\' {
-                    chars.next();
-                    if let Some(e) = chars.next() {
-                        value.push(e);
-                    }
-                    continue;
-                }
-                value.push(c);
-                chars.next();
-            }
-        }
-        out.push((key, value));
     }
 }
 
@@ -819,157 +718,9 @@ fn error_chain(e: &dyn std::error::Error) -> String {
     chain.join(": ")
 }
 
-/// The rustls client config for an sslmode (the crypto provider is chosen here, so this
-/// works whether or not a process default was installed).
-fn tls_connector(mode: SslMode, ca_file: Option<&PathBuf>) -> Result<MakeRustlsConnect, String> {
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
-        .with_safe_default_protocol_versions()
-        .map_err(|e| format!("TLS setup: {e}"))?;
-    let verify_chain = match mode {
-        SslMode::Disable | SslMode::Prefer => false,
-        SslMode::Require => ca_file.is_some(),
-        SslMode::VerifyCa | SslMode::VerifyFull => true,
-    };
-    let config = if !verify_chain {
-        builder
-            .dangerous()
-            .with_custom_certificate_verifier(Arc::new(AcceptAnyCert(provider)))
-            .with_no_client_auth()
-    } else {
-        let mut roots = rustls::RootCertStore::empty();
-        let native = rustls_native_certs::load_native_certs();
-        roots.add_parsable_certificates(native.certs);
-        if let Some(path) = ca_file {
-            let pem =
-                std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-            let mut added = 0;
-            for cert in rustls_pemfile::certs(&mut pem.as_slice()) {
-                let cert = cert.map_err(|e| format!("bad CA file {}: {e}", path.display()))?;
-                roots
-                    .add(cert)
-                    .map_err(|e| format!("bad CA file {}: {e}", path.display()))?;
-                added += 1;
-            }
-            if added == 0 {
-                return Err(format!("bad CA file {}: no certificates", path.display()));
-            }
-        }
-        let webpki =
-            rustls::client::WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider)
-                .build()
-                .map_err(|e| format!("TLS setup: {e}"))?;
-        if mode == SslMode::VerifyFull {
-            builder.with_webpki_verifier(webpki).with_no_client_auth()
-        } else {
-            builder
-                .dangerous()
-                .with_custom_certificate_verifier(Arc::new(ChainOnly(webpki)))
-                .with_no_client_auth()
-        }
-    };
-    Ok(MakeRustlsConnect::new(config))
-}
-
-/// `prefer` / `require` without a CA: encrypt, check the handshake signatures, trust any
-/// certificate (what libpq does in these modes).
-#[derive(Debug)]
-struct AcceptAnyCert(Arc<rustls::crypto::CryptoProvider>);
-
-impl ServerCertVerifier for AcceptAnyCert {
-    fn verify_server_cert(
-        &self,
-        _end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp_response: &[u8],
-        _now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        Ok(ServerCertVerified::assertion())
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(
-            message,
-            cert,
-            dss,
-            &self.0.signature_verification_algorithms,
-        )
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(
-            message,
-            cert,
-            dss,
-            &self.0.signature_verification_algorithms,
-        )
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.0.signature_verification_algorithms.supported_schemes()
-    }
-}
-
-/// `verify-ca`: the chain must lead to a trusted root; the name in it is not checked.
-#[derive(Debug)]
-struct ChainOnly(Arc<rustls::client::WebPkiServerVerifier>);
-
-impl ServerCertVerifier for ChainOnly {
-    fn verify_server_cert(
-        &self,
-        end_entity: &CertificateDer<'_>,
-        intermediates: &[CertificateDer<'_>],
-        server_name: &ServerName<'_>,
-        ocsp_response: &[u8],
-        now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        match self
-            .0
-            .verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now)
-        {
-            Err(rustls::Error::InvalidCertificate(
-                CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. },
-            )) => Ok(ServerCertVerified::assertion()),
-            other => other,
-        }
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.0.verify_tls12_signature(message, cert, dss)
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.0.verify_tls13_signature(message, cert, dss)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.0.supported_verify_schemes()
-    }
-}
-
 #[cfg(test)]
 mod tests {
+    use super::dsn::parse_key_values;
     use super::*;
 
     fn cfg(toml_text: &str) -> PostgresConfig {
