@@ -293,6 +293,7 @@ async fn role_and_value_expectations_and_failure_reasons() {
         "query = \"SELECT 'blue'\"\nexpect_value = \"green\"",
     );
     config += &pg_check("bad-sql", &pg, &pw, "query = \"SELEKT 1\"");
+    config += &pg_check("aborted-tx", &pg, &pw, "query = \"BEGIN; SELECT 1/0\"");
     config += &format!(
         "[[checks]]\nname = \"refused\"\nkind = \"postgres\"\nhost = \"127.0.0.1\"\nport = {refused}\n\
          user = \"app\"\npassword_file = {}\n",
@@ -336,6 +337,19 @@ async fn role_and_value_expectations_and_failure_reasons() {
         .await;
     assert_eq!(reason(&c), "protocol", "{c:#}");
     assert_eq!(c["details"]["sqlstate"], "42601", "{c:#}");
+    // Every run reports the query's own error (division by zero), not the aborted
+    // transaction it would leave behind on a kept connection.
+    let c = d
+        .wait_check("aborted-tx", "failed three times", SLACK, |c| {
+            c["consecutive_failures"].as_u64().unwrap_or(0) >= 3
+        })
+        .await;
+    assert_eq!(c["details"]["sqlstate"], "22012", "{c:#}");
+    for _ in 0..8 {
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        let c = d.check("aborted-tx").await;
+        assert_eq!(c["details"]["sqlstate"], "22012", "{c:#}");
+    }
     let c = d
         .wait_check("refused", "unhealthy", SLACK, |c| is(c, "unhealthy"))
         .await;
@@ -345,7 +359,14 @@ async fn role_and_value_expectations_and_failure_reasons() {
         .await;
     assert_eq!(reason(&c), "dns", "{c:#}");
     // A failing query does not cost a connection: each check still holds exactly one.
-    for name in ["primary", "replica", "value-ok", "value-bad", "bad-sql"] {
+    for name in [
+        "primary",
+        "replica",
+        "value-ok",
+        "value-bad",
+        "bad-sql",
+        "aborted-tx",
+    ] {
         let app = format!("healthd-{name}");
         block_in_place(|| {
             support::eventually(&format!("one connection for {name}"), SLACK, || {

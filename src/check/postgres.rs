@@ -507,7 +507,14 @@ impl PostgresProbe {
         let started = Instant::now();
         let messages = match client.simple_query(&self.query).await {
             Ok(m) => m,
-            Err(e) => return self.error_outcome("query", &e),
+            Err(e) => {
+                // A query that opened a transaction and failed inside it would leave the
+                // kept connection unusable ("current transaction is aborted").
+                if e.as_db_error().is_some() {
+                    let _ = client.simple_query("ROLLBACK").await;
+                }
+                return self.error_outcome("query", &e);
+            }
         };
         let query_elapsed = started.elapsed();
         let first = messages.iter().find_map(|m| match m {
