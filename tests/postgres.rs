@@ -44,9 +44,9 @@ async fn healthy_with_one_kept_connection_and_back_after_a_restart() {
     let dir = ConfigDir::new("");
     let pw = dir.secret_file("pg-password", &secret);
     let (interval, timeout, threshold) =
-        (Duration::from_millis(150), Duration::from_millis(140), 2);
+        (Duration::from_millis(200), Duration::from_millis(190), 2);
     dir.set_config(&format!(
-        "[server]\nshutdown_delay = \"100ms\"\n\n[defaults]\ninterval = \"150ms\"\ntimeout = \"140ms\"\nfailure_threshold = {threshold}\n\n{}",
+        "[server]\nshutdown_delay = \"100ms\"\n\n[defaults]\ninterval = \"200ms\"\ntimeout = \"190ms\"\nfailure_threshold = {threshold}\n\n{}",
         pg_check("pg", &pg, &pw, "")
     ));
     let d = InProcess::start(dir).await;
@@ -63,16 +63,19 @@ async fn healthy_with_one_kept_connection_and_back_after_a_restart() {
     );
     assert!(c["details"]["latency_ms"].is_number(), "{c:#}");
 
-    // About 25 runs over 4 s: always the same single backend.
+    // About 25 runs over 5 s: always the same single backend.
     let first = block_in_place(|| backend_pids(&pg, "healthd-pg"));
     assert_eq!(first.len(), 1, "one connection: {first:?}");
     let runs_before = d.check("pg").await["consecutive_successes"]
         .as_u64()
         .unwrap_or(0);
-    let until = Instant::now() + Duration::from_secs(4);
+    let until = Instant::now() + Duration::from_secs(5);
     while Instant::now() < until {
         let now = block_in_place(|| backend_pids(&pg, "healthd-pg"));
-        assert_eq!(now, first, "the check kept its one connection");
+        if now != first {
+            let c = d.check("pg").await;
+            panic!("the check did not keep its one connection: {first:?} -> {now:?}; {c:#}");
+        }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     let c = d.check("pg").await;
