@@ -86,6 +86,18 @@ async fn healthy_with_one_kept_connection_and_back_after_a_restart() {
     );
     assert_eq!(block_in_place(|| pg.connections_from("healthd-pg")), 1);
 
+    // A connection the server terminates is replaced at once, without a failed run.
+    assert_eq!(block_in_place(|| pg.terminate_connections("healthd-pg")), 1);
+    block_in_place(|| {
+        support::eventually("a new connection", SLACK, || {
+            let now = backend_pids(&pg, "healthd-pg");
+            now.len() == 1 && now != first
+        })
+    });
+    tokio::time::sleep(interval * 2).await;
+    let c = d.check("pg").await;
+    assert!(c["last_failure"].is_null(), "no failed run: {c:#}");
+
     // Stopped: unhealthy within (interval + timeout) × failure_threshold, plus slack.
     block_in_place(|| pg.stop());
     let stopped = Instant::now();

@@ -436,28 +436,23 @@ impl PostgresProbe {
         {
             self.session = None;
         }
+        let reused = self.session.is_some();
         let mut connect_ms = None;
-        if self.session.is_none() {
-            let started = Instant::now();
-            match self.connect().await {
-                Ok(s) => {
-                    self.session = Some(s);
-                    connect_ms = Some(started.elapsed().as_secs_f64() * 1000.0);
-                }
-                Err(out) => {
-                    self.reconnect.failed(out.clone());
-                    return out;
-                }
-            }
+        if !reused && let Err(out) = self.open(&mut connect_ms).await {
+            return out;
         }
-        let out = self.query().await;
-        if out.level == super::Level::Failed
-            && self
-                .session
-                .as_ref()
-                .and_then(|s| s.client.as_ref())
-                .is_none_or(|c| c.is_closed())
-        {
+        let mut out = self.query().await;
+        // Closed under us between the check above and the query (a restart, a terminated
+        // backend): the same as closed while idle, so once more on a new connection.
+        if reused && out.level == super::Level::Failed && self.session_closed() {
+            tracing::debug!(target = %self.shown, "Kept connection was closed; reconnecting.");
+            self.session = None;
+            if let Err(out) = self.open(&mut connect_ms).await {
+                return out;
+            }
+            out = self.query().await;
+        }
+        if out.level == super::Level::Failed && self.session_closed() {
             self.session = None;
             self.reconnect.failed(out.clone());
         } else {
@@ -467,6 +462,30 @@ impl PostgresProbe {
             Some(ms) => out.with_detail("connect_ms", round_ms(ms)),
             None => out,
         }
+    }
+
+    /// Connect and keep the session; on failure, count it and return what to report.
+    async fn open(&mut self, connect_ms: &mut Option<f64>) -> Result<(), Outcome> {
+        let started = Instant::now();
+        match self.connect().await {
+            Ok(s) => {
+                self.session = Some(s);
+                *connect_ms = Some(started.elapsed().as_secs_f64() * 1000.0);
+                Ok(())
+            }
+            Err(out) => {
+                self.reconnect.failed(out.clone());
+                Err(out)
+            }
+        }
+    }
+
+    /// No session, or its connection has ended.
+    fn session_closed(&self) -> bool {
+        self.session
+            .as_ref()
+            .and_then(|s| s.client.as_ref())
+            .is_none_or(|c| c.is_closed())
     }
 
     async fn connect(&mut self) -> Result<Session, Outcome> {
