@@ -11,10 +11,15 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 pub mod http;
+pub mod postgres;
+pub mod redis;
+mod session;
 pub mod system;
 pub mod tcp;
 
 pub use http::{HttpConfig, HttpProbe};
+pub use postgres::{PostgresConfig, PostgresProbe};
+pub use redis::{RedisConfig, RedisProbe};
 pub use system::{CpuConfig, DiskConfig, MemoryConfig, Sample};
 pub use tcp::{TcpConfig, TcpProbe};
 
@@ -27,6 +32,8 @@ pub enum ProbeConfig {
     Cpu(CpuConfig),
     Memory(MemoryConfig),
     Disk(DiskConfig),
+    Postgres(PostgresConfig),
+    Redis(RedisConfig),
 }
 
 impl ProbeConfig {
@@ -37,6 +44,8 @@ impl ProbeConfig {
             ProbeConfig::Cpu(_) => "cpu",
             ProbeConfig::Memory(_) => "memory",
             ProbeConfig::Disk(_) => "disk",
+            ProbeConfig::Postgres(_) => "postgres",
+            ProbeConfig::Redis(_) => "redis",
         }
     }
 
@@ -50,6 +59,8 @@ impl ProbeConfig {
             ProbeConfig::Cpu(c) => c.thresholds().validate(&mut problems),
             ProbeConfig::Memory(c) => c.thresholds().validate(&mut problems),
             ProbeConfig::Disk(c) => c.validate(&mut problems),
+            ProbeConfig::Postgres(c) => c.validate(timeout, &mut problems),
+            ProbeConfig::Redis(c) => c.validate(timeout, &mut problems),
         }
         problems
     }
@@ -170,6 +181,8 @@ pub enum Probe {
     Cpu(system::CpuProbe),
     Memory(system::MemoryProbe),
     Disk(system::DiskProbe),
+    Postgres(PostgresProbe),
+    Redis(RedisProbe),
 }
 
 impl Probe {
@@ -182,6 +195,8 @@ impl Probe {
             ProbeConfig::Cpu(c) => Probe::Cpu(system::CpuProbe::new(c)?),
             ProbeConfig::Memory(c) => Probe::Memory(system::MemoryProbe::new(c)?),
             ProbeConfig::Disk(c) => Probe::Disk(system::DiskProbe::new(c)?),
+            ProbeConfig::Postgres(c) => Probe::Postgres(PostgresProbe::new(c, timeout)?),
+            ProbeConfig::Redis(c) => Probe::Redis(RedisProbe::new(c, timeout)?),
         })
     }
 
@@ -193,6 +208,8 @@ impl Probe {
             Probe::Cpu(p) => p.run().await,
             Probe::Memory(p) => p.run(),
             Probe::Disk(p) => p.run(),
+            Probe::Postgres(p) => p.run().await,
+            Probe::Redis(p) => p.run().await,
         }
     }
 }

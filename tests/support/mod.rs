@@ -348,7 +348,19 @@ fn pg_template() -> PathBuf {
                 effective_uid()
             ));
             if cached.join("PG_VERSION").is_file() {
-                return cached;
+                // A cache copied without its ownership (e.g. `cp -r target/`) is unusable
+                // by the server user: rebuild it rather than fail every start.
+                let owner_ok = match pg_run_as() {
+                    Some(RunAs { uid, .. }) => {
+                        use std::os::unix::fs::MetadataExt;
+                        fs::metadata(cached.join("postgresql.conf")).is_ok_and(|m| m.uid() == uid)
+                    }
+                    None => true,
+                };
+                if owner_ok {
+                    return cached;
+                }
+                let _ = fs::remove_dir_all(&cached);
             }
             // initdb where the server user can reach it (the cache may sit
             // below a directory it cannot enter), then publish with an atomic
