@@ -63,6 +63,9 @@ impl PasswordKeys<'_> {
         {
             problems.push(("password_file".into(), "must not be empty".into()));
         }
+        if let Some(path) = self.file {
+            crate::redact::warn_if_world_readable(path, "password_file");
+        }
     }
 
     /// Read the password now (files and variables are read on every connect, so a rotated
