@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Deserializer};
 
-use super::{Matcher, Outcome, Reason, one_line, validate_regex};
+use super::{Matcher, Outcome, Reason, one_line, validate_degraded_after, validate_regex};
 
 /// Most bytes of a body read while matching it.
 const MAX_BODY: usize = 1024 * 1024;
@@ -130,18 +130,7 @@ impl HttpConfig {
             ));
         }
         validate_regex("body_regex", &self.body_regex, problems);
-        if let Some(d) = self.degraded_after
-            && d >= timeout
-        {
-            problems.push((
-                "degraded_after".into(),
-                format!(
-                    "must be below the timeout ({} is not below {})",
-                    humantime::format_duration(d),
-                    humantime::format_duration(timeout)
-                ),
-            ));
-        }
+        validate_degraded_after(self.degraded_after, timeout, problems);
         // Read and parse it now: a file that holds no certificate would otherwise only show
         // up as a failing check after start.
         if let Some(path) = &self.ca_file {

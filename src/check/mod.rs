@@ -291,3 +291,23 @@ pub(crate) fn validate_regex(
         problems.push((key.into(), format!("invalid regex \"{r}\": {what}")));
     }
 }
+
+/// `degraded_after` must leave room below the timeout, or the check could never be degraded.
+pub(crate) fn validate_degraded_after(
+    degraded_after: Option<Duration>,
+    timeout: Duration,
+    problems: &mut Vec<(String, String)>,
+) {
+    if let Some(d) = degraded_after
+        && d >= timeout
+    {
+        problems.push((
+            "degraded_after".into(),
+            format!(
+                "must be below the timeout ({} is not below {})",
+                humantime::format_duration(d),
+                humantime::format_duration(timeout)
+            ),
+        ));
+    }
+}

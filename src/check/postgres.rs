@@ -19,7 +19,7 @@ use dsn::split_tls_params;
 use tls::tls_connector;
 
 use super::session::{PasswordKeys, Reconnect, scrub, warn_inline_password};
-use super::{Outcome, Reason, one_line};
+use super::{Outcome, Reason, one_line, validate_degraded_after};
 
 mod dsn;
 mod tls;
@@ -40,7 +40,7 @@ pub struct PostgresConfig {
     /// `localhost`.
     pub host: Option<String>,
     /// Server port. Default 5432.
-    #[serde(default, deserialize_with = "de_opt_port")]
+    #[serde(default, deserialize_with = "super::tcp::de_opt_port")]
     pub port: Option<u16>,
     /// Role to log in as (required without `url`).
     pub user: Option<String>,
@@ -78,10 +78,6 @@ pub struct PostgresConfig {
 
 fn default_query() -> String {
     "SELECT 1".into()
-}
-
-fn de_opt_port<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<u16>, D::Error> {
-    super::tcp::de_port(d).map(Some)
 }
 
 /// libpq's `sslmode` values.
@@ -259,18 +255,7 @@ impl PostgresConfig {
         if self.query.trim().is_empty() {
             problems.push(("query".into(), "must not be empty".into()));
         }
-        if let Some(d) = self.degraded_after
-            && d >= timeout
-        {
-            problems.push((
-                "degraded_after".into(),
-                format!(
-                    "must be below the timeout ({} is not below {})",
-                    humantime::format_duration(d),
-                    humantime::format_duration(timeout)
-                ),
-            ));
-        }
+        validate_degraded_after(self.degraded_after, timeout, problems);
         if self.max_replication_lag.is_some() && self.expect_role == Some(PgRole::Primary) {
             problems.push((
                 "max_replication_lag".into(),

@@ -9,7 +9,7 @@ use redis::{AsyncConnectionConfig, ConnectionAddr, ConnectionInfo, ErrorKind, In
 use serde::Deserialize;
 
 use super::session::{PasswordKeys, Reconnect, scrub, warn_inline_password};
-use super::{Outcome, Reason, one_line};
+use super::{Outcome, Reason, one_line, validate_degraded_after};
 
 /// Settings of a Redis check.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -21,7 +21,7 @@ pub struct RedisConfig {
     /// Server host name or IP address (required without `url`).
     pub host: Option<String>,
     /// Server port. Default 6379.
-    #[serde(default, deserialize_with = "de_opt_port")]
+    #[serde(default, deserialize_with = "super::tcp::de_opt_port")]
     pub port: Option<u16>,
     /// Database index selected after connecting. Default 0.
     pub db: Option<i64>,
@@ -58,10 +58,6 @@ pub struct RedisConfig {
 
 fn default_client_name() -> String {
     "healthd".into()
-}
-
-fn de_opt_port<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<u16>, D::Error> {
-    super::tcp::de_port(d).map(Some)
 }
 
 /// The role a Redis server is expected to have.
@@ -201,18 +197,7 @@ impl RedisConfig {
                 "must be non-empty and contain no spaces".into(),
             ));
         }
-        if let Some(d) = self.degraded_after
-            && d >= timeout
-        {
-            problems.push((
-                "degraded_after".into(),
-                format!(
-                    "must be below the timeout ({} is not below {})",
-                    humantime::format_duration(d),
-                    humantime::format_duration(timeout)
-                ),
-            ));
-        }
+        validate_degraded_after(self.degraded_after, timeout, problems);
     }
 }
 

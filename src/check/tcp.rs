@@ -55,6 +55,11 @@ pub fn de_port<'de, D: Deserializer<'de>>(d: D) -> Result<u16, D::Error> {
     }
 }
 
+/// Deserialize an optional port number (see [`de_port`]).
+pub fn de_opt_port<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u16>, D::Error> {
+    de_port(d).map(Some)
+}
+
 pub struct TcpProbe {
     host: String,
     port: u16,
