@@ -157,9 +157,6 @@ async fn postgres_killed_with_sigkill_and_restarted() {
     // The kept connection dies with the server; the reconnect is refused.
     let (d, reason) = detect(&h, "pg", &["connect"]).await;
     eprintln!("postgres killed: reason {reason}");
-    // Still down a while later: backing off, same verdict, nothing else touched.
-    let v = h.view("pg").await;
-    assert_eq!(v["status"], "unhealthy", "{v:#}");
 
     block_in_place(|| pg.start_again());
     let r = recover(&h, "pg").await;
