@@ -450,6 +450,8 @@ pub struct PgOptions {
     /// Extra `postgresql.conf` settings, e.g. `("log_connections", "on")`.
     /// Values are written verbatim, so quote strings: `("ssl_cert_file", "'/x.pem'")`.
     pub settings: Vec<(String, String)>,
+    /// Listen on this port instead of a free one (no retry if it is taken).
+    pub port: Option<u16>,
 }
 
 impl Default for PgOptions {
@@ -458,6 +460,7 @@ impl Default for PgOptions {
             max_connections: 50,
             superuser_password: None,
             settings: Vec::new(),
+            port: None,
         }
     }
 }
@@ -511,7 +514,7 @@ impl PgServer {
         // server binds it: retry with a new port when that happens.
         let mut last_err = String::new();
         for _ in 0..3 {
-            pg.port = free_port();
+            pg.port = opts.port.unwrap_or_else(free_port);
             match pg.spawn_postmaster() {
                 Ok(()) => {
                     pg.psql(&format!(
@@ -521,7 +524,9 @@ impl PgServer {
                     ));
                     return pg;
                 }
-                Err(e) if pg.log_contents().contains("could not bind") => last_err = e,
+                Err(e) if opts.port.is_none() && pg.log_contents().contains("could not bind") => {
+                    last_err = e
+                }
                 Err(e) => pg.fail(&format!("PostgreSQL failed to start: {e}")),
             }
         }
@@ -914,15 +919,20 @@ impl RedisServer {
 
     /// A server without authentication.
     pub fn start() -> RedisServer {
-        RedisServer::start_inner(None)
+        RedisServer::start_inner(None, None)
+    }
+
+    /// A server without authentication on `port` (no retry if it is taken).
+    pub fn start_on(port: u16) -> RedisServer {
+        RedisServer::start_inner(None, Some(port))
     }
 
     /// A server with `requirepass PASSWORD` and ACL user `app` / PASSWORD.
     pub fn start_with_password(password: &str) -> RedisServer {
-        RedisServer::start_inner(Some(password.to_string()))
+        RedisServer::start_inner(Some(password.to_string()), None)
     }
 
-    fn start_inner(password: Option<String>) -> RedisServer {
+    fn start_inner(password: Option<String>, port: Option<u16>) -> RedisServer {
         let dir = tempfile::Builder::new()
             .prefix("healthd-redis-")
             .tempdir()
@@ -937,13 +947,14 @@ impl RedisServer {
         };
         let mut last_err = String::new();
         for _ in 0..3 {
-            redis.port = free_port();
+            redis.port = port.unwrap_or_else(free_port);
             match redis.spawn() {
                 Ok(()) => return redis,
                 Err(e)
-                    if fs::read_to_string(&redis.log)
-                        .unwrap_or_default()
-                        .contains("Address already in use") =>
+                    if port.is_none()
+                        && fs::read_to_string(&redis.log)
+                            .unwrap_or_default()
+                            .contains("Address already in use") =>
                 {
                     last_err = e;
                 }
