@@ -128,7 +128,7 @@ impl Collector for SnapshotCollector {
                 })
             }),
         )?;
-        // Resilience state (see docs/failure-behaviour.md): one family each, 0 or 1.
+        // Resilience state (see README.md, "Failure behaviour"): one family each, 0 or 1.
         for (name, help, value) in [
             (
                 "healthd_check_breaker_open",
