@@ -183,7 +183,10 @@ pub async fn run_once(probe: &mut Option<Probe>, config: &CheckConfig) -> Outcom
             Err(e) => return Outcome::failed(Reason::Config, e),
         },
     };
-    match tokio::time::timeout(config.timeout, AssertUnwindSafe(p.run()).catch_unwind()).await {
+    // Boxed, so the state of a run lives only while it runs: otherwise every check task
+    // carries the largest probe kind's future (several KiB) between runs.
+    let run = Box::pin(p.run());
+    match tokio::time::timeout(config.timeout, AssertUnwindSafe(run).catch_unwind()).await {
         Err(_) => Outcome::failed(
             Reason::Timeout,
             format!(
