@@ -851,7 +851,7 @@ def fig_scale(R, D, node_idle):
     add("10,000 checks: /readyz p50 meanwhile", "ms", p50, None, fmt="{:.2f}")
     add("10,000 checks: /readyz p99 meanwhile", "ms", p99, None, "< 2 ms",
         lambda f: f.med(f.h) < 2.0, fmt="{:.2f}",
-        note="client-side (Python http.client, keep-alive), 20 requests/s")
+        note="client-side (a raw-socket keep-alive client in Python), 20 requests/s")
     fmt_le = lambda x: "≤ " + (f"{x * 1e3:g} ms" if x < 1 else f"{x:g} s") if x != float("inf") else "> 10 s"
     add("10,000 checks: runs late > 1 s (10% of interval)", "", late_over, None, "0",
         lambda f: max(f.h) == 0, fmt="{:.0f}",
