@@ -202,7 +202,9 @@ pub async fn run_once(probe: &mut Option<Probe>, config: &CheckConfig) -> Outcom
             Err(e) => return crate::redact::outcome(Outcome::failed(Reason::Config, e)),
         },
     };
-    let (outcome, panicked) = guarded(&config.name, config.timeout, p.run()).await;
+    // Boxed, so the state of a run lives only while it runs: otherwise every check task
+    // carries the largest probe kind's future (several KiB) between runs.
+    let (outcome, panicked) = guarded(&config.name, config.timeout, Box::pin(p.run())).await;
     if panicked {
         *probe = None;
     }

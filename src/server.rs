@@ -214,6 +214,7 @@ fn verdict<'a>(
     exclude: &[String],
     options: &ServerOptions,
     draining: bool,
+    with_members: bool,
 ) -> Verdict<'a> {
     let fail_on_degraded = options
         .groups
@@ -221,9 +222,17 @@ fn verdict<'a>(
         .map(|g| g.fail_on_degraded)
         .unwrap_or(false);
     let stale = snap.age() > options.stall_after;
-    let mut members: Vec<(Arc<CheckView>, bool)> = match only {
-        Some(c) => vec![(c.clone(), false)],
-        None => snap
+    // The plain answer for a whole group needs only its status, which the snapshot already
+    // holds: that spares touching every member's reference count on each request.
+    let summary = if only.is_none() && exclude.is_empty() && !stale && !with_members {
+        snap.groups.get(&group)
+    } else {
+        None
+    };
+    let mut members: Vec<(Arc<CheckView>, bool)> = match (only, summary) {
+        (_, Some(_)) => Vec::new(),
+        (Some(c), None) => vec![(c.clone(), false)],
+        (None, None) => snap
             .members(group)
             .map(|c| (c.clone(), exclude.iter().any(|e| e == &c.name)))
             .collect(),
@@ -243,10 +252,13 @@ fn verdict<'a>(
             *c = Arc::new(v);
         }
     }
-    let status = members
-        .iter()
-        .filter(|(_, excluded)| !excluded)
-        .fold(Status::Healthy, |s, (c, _)| s.worst(c.status));
+    let status = match summary {
+        Some(g) => g.status,
+        None => members
+            .iter()
+            .filter(|(_, excluded)| !excluded)
+            .fold(Status::Healthy, |s, (c, _)| s.worst(c.status)),
+    };
     let (status, word) = match group {
         Group::Readiness if draining => (Status::Unhealthy, "shutting down"),
         Group::Readiness if !snap.started && only.is_none() => (Status::Unknown, "starting"),
@@ -319,7 +331,15 @@ async fn probe(
         None => None,
     };
     let draining = state.draining.load(Ordering::Relaxed);
-    let v = verdict(&snap, group, only.as_ref(), &q.exclude, &options, draining);
+    let v = verdict(
+        &snap,
+        group,
+        only.as_ref(),
+        &q.exclude,
+        &options,
+        draining,
+        q.json || q.verbose,
+    );
     let code = if v.pass {
         StatusCode::OK
     } else {
@@ -409,7 +429,7 @@ async fn health(
     let groups: BTreeMap<&str, serde_json::Value> = Group::ALL
         .iter()
         .map(|g| {
-            let v = verdict(&snap, *g, None, &[], &options, draining);
+            let v = verdict(&snap, *g, None, &[], &options, draining, true);
             let summary = GroupSummary::of(v.members.iter().map(|(c, _)| c.as_ref()));
             (
                 g.as_str(),
