@@ -286,7 +286,7 @@ pub fn group_verdict(state: &AppState, group: Group) -> (bool, &'static str) {
     let snap = state.snapshot.load_full();
     let options = state.options.load();
     let draining = state.draining.load(Ordering::Relaxed);
-    let v = verdict(&snap, group, None, &[], &options, draining);
+    let v = verdict(&snap, group, None, &[], &options, draining, false);
     (v.pass, v.word)
 }
 
