@@ -155,8 +155,67 @@ impl HttpConfig {
     }
 }
 
+/// What makes two HTTP checks need different clients. Checks that agree share one client:
+/// building one loads and parses the system's root certificates (~130 KiB and ~5 ms each),
+/// and a shared client keeps one connection pool per target host for all of them.
+#[derive(Clone, PartialEq, Eq, Hash)]
+struct ClientKey {
+    follow_redirects: bool,
+    insecure_skip_verify: bool,
+    /// The CA file's contents, so a file changed before a reload gets a new client.
+    ca_pem: Option<Vec<u8>>,
+}
+
+/// Most distinct clients kept for reuse; past it the cache starts over (probes keep theirs).
+const MAX_SHARED_CLIENTS: usize = 64;
+/// Idle keep-alive connections a shared client keeps per target host.
+const IDLE_PER_HOST: usize = 32;
+
+fn shared_client(key: ClientKey) -> Result<reqwest::Client, String> {
+    static CLIENTS: std::sync::OnceLock<
+        std::sync::Mutex<std::collections::HashMap<ClientKey, reqwest::Client>>,
+    > = std::sync::OnceLock::new();
+    let cache = CLIENTS.get_or_init(Default::default);
+    // A poisoned lock only means another thread panicked while holding it; the map is
+    // still a valid cache.
+    let mut clients = cache.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(c) = clients.get(&key) {
+        return Ok(c.clone());
+    }
+    let mut builder = reqwest::Client::builder()
+        .no_proxy()
+        .pool_max_idle_per_host(IDLE_PER_HOST)
+        .user_agent(concat!("healthd/", env!("CARGO_PKG_VERSION")))
+        .redirect(if key.follow_redirects {
+            reqwest::redirect::Policy::limited(10)
+        } else {
+            reqwest::redirect::Policy::none()
+        });
+    if let Some(pem) = &key.ca_pem {
+        let certs =
+            reqwest::Certificate::from_pem_bundle(pem).map_err(|e| format!("bad CA file: {e}"))?;
+        if certs.is_empty() {
+            return Err("bad CA file: no certificates".into());
+        }
+        builder = builder.tls_certs_merge(certs);
+    }
+    if key.insecure_skip_verify {
+        builder = builder.tls_danger_accept_invalid_certs(true);
+    }
+    let client = builder
+        .build()
+        .map_err(|e| format!("cannot build HTTP client: {e}"))?;
+    if clients.len() >= MAX_SHARED_CLIENTS {
+        clients.clear();
+    }
+    clients.insert(key, client.clone());
+    Ok(client)
+}
+
 pub struct HttpProbe {
     client: reqwest::Client,
+    /// Bound on each request (the client is shared by checks with other timeouts).
+    timeout: Duration,
     method: reqwest::Method,
     url: reqwest::Url,
     /// The URL without credentials, for messages.
@@ -176,33 +235,21 @@ impl HttpProbe {
         // reqwest is built without a default TLS provider and panics without one; the binary
         // installs ring at start, and this makes the library safe to use on its own.
         let _ = rustls::crypto::ring::default_provider().install_default();
-        let mut builder = reqwest::Client::builder()
-            .timeout(timeout)
-            .connect_timeout(timeout)
-            .no_proxy()
-            .pool_max_idle_per_host(1)
-            .user_agent(concat!("healthd/", env!("CARGO_PKG_VERSION")))
-            .redirect(if c.follow_redirects {
-                reqwest::redirect::Policy::limited(10)
-            } else {
-                reqwest::redirect::Policy::none()
-            });
-        if let Some(path) = &c.ca_file {
-            let pem =
-                std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-            let certs = reqwest::Certificate::from_pem_bundle(&pem)
-                .map_err(|e| format!("bad CA file {}: {e}", path.display()))?;
-            if certs.is_empty() {
-                return Err(format!("bad CA file {}: no certificates", path.display()));
-            }
-            builder = builder.tls_certs_merge(certs);
-        }
-        if c.insecure_skip_verify {
-            builder = builder.tls_danger_accept_invalid_certs(true);
-        }
-        let client = builder
-            .build()
-            .map_err(|e| format!("cannot build HTTP client: {e}"))?;
+        let ca_pem = match &c.ca_file {
+            Some(path) => Some(
+                std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?,
+            ),
+            None => None,
+        };
+        let client = shared_client(ClientKey {
+            follow_redirects: c.follow_redirects,
+            insecure_skip_verify: c.insecure_skip_verify,
+            ca_pem,
+        })
+        .map_err(|e| match &c.ca_file {
+            Some(path) => format!("{e} ({})", path.display()),
+            None => e,
+        })?;
         let mut headers = reqwest::header::HeaderMap::new();
         for (k, v) in &c.headers {
             let name = reqwest::header::HeaderName::from_bytes(k.as_bytes())
@@ -214,6 +261,7 @@ impl HttpProbe {
         }
         Ok(HttpProbe {
             client,
+            timeout,
             method: reqwest::Method::from_bytes(c.method.as_bytes()).map_err(|e| e.to_string())?,
             url,
             shown: shown.to_string(),
@@ -229,6 +277,7 @@ impl HttpProbe {
         let request = self
             .client
             .request(self.method.clone(), self.url.clone())
+            .timeout(self.timeout)
             .headers(self.headers.clone());
         let mut response = match request.send().await {
             Ok(r) => r,
