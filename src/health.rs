@@ -386,12 +386,13 @@ pub enum Event {
 /// The mutable state behind one [`CheckView`].
 struct CheckState {
     meta: CheckMeta,
-    view: CheckView,
+    /// Copy-on-write: the published snapshot shares this `Arc`; the first change after a
+    /// publish copies the view (`Arc::make_mut`), so a check costs one view plus a copy
+    /// only while it changed since the last snapshot, and an unchanged check costs one
+    /// reference count per snapshot.
+    view: Arc<CheckView>,
     /// True while the status comes from failures (leaving it takes `success_threshold`).
     failing: bool,
-    /// The view as last published; `None` once it changed, so unchanged checks cost one
-    /// reference count per snapshot.
-    published: Option<Arc<CheckView>>,
     /// The state machine's own status, before flap holding and staleness.
     machine: Status,
     flap: FlapDetector,
@@ -430,9 +431,8 @@ impl CheckState {
         let flap = FlapDetector::new(meta.resilience.flap_window, meta.resilience.flap_threshold);
         CheckState {
             meta,
-            view,
+            view: Arc::new(view),
             failing: false,
-            published: None,
             machine: Status::Unknown,
             flap,
             fresh_until: None,
@@ -445,30 +445,30 @@ impl CheckState {
     fn apply(&mut self, obs: Observation) -> Option<Status> {
         let shown = self.view.status;
         // The thresholds run on the machine's own status, not on a held or stale one.
-        self.view.status = self.machine;
+        Arc::make_mut(&mut self.view).status = self.machine;
         let level = obs.outcome.level;
         let at = obs.at;
         let delay = obs.next_delay;
-        self.view.breaker = obs.breaker;
-        self.view.next_run = at.checked_add(delay);
+        Arc::make_mut(&mut self.view).breaker = obs.breaker;
+        Arc::make_mut(&mut self.view).next_run = at.checked_add(delay);
         let stale_after =
             self.meta
                 .resilience
                 .stale_after(delay, self.meta.interval, self.meta.timeout);
         // An absurd bound (beyond the clock's range) means never stale.
         self.fresh_until = Instant::now().checked_add(stale_after);
-        self.view.stale = false;
+        Arc::make_mut(&mut self.view).stale = false;
         let prev_reason = self.view.reason;
         self.step(obs);
         self.machine = self.view.status;
-        self.view.status = self.flap.record(level, self.machine);
-        self.view.flapping = self.flap.flapping();
+        Arc::make_mut(&mut self.view).status = self.flap.record(level, self.machine);
+        Arc::make_mut(&mut self.view).flapping = self.flap.flapping();
         // Held at a worse state than the latest result: keep saying why.
         if self.view.status != self.machine && self.view.reason.is_none() {
-            self.view.reason = prev_reason;
+            Arc::make_mut(&mut self.view).reason = prev_reason;
         }
         if self.view.status != shown {
-            self.view.since = Some(at);
+            Arc::make_mut(&mut self.view).since = Some(at);
             Some(shown)
         } else {
             None
@@ -477,8 +477,7 @@ impl CheckState {
 
     /// The kubelet-style state machine proper.
     fn step(&mut self, obs: Observation) {
-        self.published = None;
-        let v = &mut self.view;
+        let v = Arc::make_mut(&mut self.view);
         let old = v.status;
         let failed = obs.outcome.level == Level::Failed;
         v.reported = true;
@@ -550,23 +549,22 @@ impl CheckState {
         if self.view.stale || now <= deadline {
             return None;
         }
-        self.published = None;
         let old = self.view.status;
         let age = self
             .view
             .last_run
             .and_then(|t| at.duration_since(t).ok())
             .unwrap_or_default();
-        self.view.stale = true;
-        self.view.status = Status::Unknown;
-        self.view.reason = None;
-        self.view.message = format!(
+        Arc::make_mut(&mut self.view).stale = true;
+        Arc::make_mut(&mut self.view).status = Status::Unknown;
+        Arc::make_mut(&mut self.view).reason = None;
+        Arc::make_mut(&mut self.view).message = format!(
             "stale: no result for {} (the latest: {})",
             fmt_latency(age),
             self.view.message
         );
         (old != Status::Unknown).then(|| {
-            self.view.since = Some(at);
+            Arc::make_mut(&mut self.view).since = Some(at);
             old
         })
     }
@@ -743,8 +741,8 @@ impl HealthLoop {
                             ..Resilience::default()
                         },
                     });
-                    s.view.builtin = true;
-                    s.view
+                    Arc::make_mut(&mut s.view).builtin = true;
+                    Arc::unwrap_or_clone(s.view)
                 });
                 if view.status != status {
                     view.since = Some(now);
@@ -784,7 +782,7 @@ impl HealthLoop {
             .builtins
             .entry(HEARTBEAT.to_string())
             .or_insert_with(|| {
-                let mut s = CheckState::new(CheckMeta {
+                let s = CheckState::new(CheckMeta {
                     name: HEARTBEAT.to_string(),
                     kind: "self",
                     critical: true,
@@ -799,10 +797,11 @@ impl HealthLoop {
                         ..Resilience::default()
                     },
                 });
-                s.view.builtin = true;
-                s.view.status = Status::Healthy;
-                s.view.since = Some(now);
-                s.view
+                let mut view = Arc::unwrap_or_clone(s.view);
+                view.builtin = true;
+                view.status = Status::Healthy;
+                view.since = Some(now);
+                view
             });
         heartbeat.last_run = Some(now);
         heartbeat.reported = true;
@@ -826,11 +825,7 @@ impl HealthLoop {
         let checks: Vec<Arc<CheckView>> = self
             .states
             .iter_mut()
-            .map(|s| {
-                s.published
-                    .get_or_insert_with(|| Arc::new(s.view.clone()))
-                    .clone()
-            })
+            .map(|s| s.view.clone())
             .chain(self.builtins.values().map(|v| Arc::new(v.clone())))
             .collect();
         let groups = Group::ALL
@@ -958,13 +953,13 @@ mod tests {
         let mut b = CheckState::new(meta(false, 1, 1));
         a.apply(obs(O));
         b.apply(obs(F));
-        let g = GroupSummary::of([&a.view, &b.view].into_iter());
+        let g = GroupSummary::of([&*a.view, &*b.view].into_iter());
         assert_eq!((g.status, g.healthy, g.degraded), (SD, 1, 1));
         let c = CheckState::new(meta(true, 1, 1));
-        let g = GroupSummary::of([&a.view, &b.view, &c.view].into_iter());
+        let g = GroupSummary::of([&*a.view, &*b.view, &*c.view].into_iter());
         assert_eq!(g.status, Status::Unknown);
         a.apply(obs(F));
-        let g = GroupSummary::of([&a.view, &b.view, &c.view].into_iter());
+        let g = GroupSummary::of([&*a.view, &*b.view, &*c.view].into_iter());
         assert_eq!(g.status, SU);
     }
 
