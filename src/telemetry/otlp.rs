@@ -345,66 +345,48 @@ fn http_client(s: &ExportSettings) -> Result<Option<reqwest::blocking::Client>, 
     .map(Some)
 }
 
+/// Build an OTLP exporter of one signal: the metrics and logs builders are distinct types
+/// with the same methods, so one macro keeps their settings from drifting apart.
+macro_rules! build_exporter {
+    ($exporter:ty, $s:expr, $endpoint:expr) => {{
+        let s: &ExportSettings = $s;
+        match s.protocol {
+            Protocol::Grpc => {
+                let mut b = <$exporter>::builder()
+                    .with_tonic()
+                    .with_endpoint($endpoint)
+                    .with_timeout(s.timeout)
+                    .with_metadata(metadata(s)?)
+                    .with_retry_policy(RetryPolicy::disabled());
+                if let Some(tls) = tonic_tls(s)? {
+                    b = b.with_tls_config(tls);
+                }
+                b.build()
+            }
+            Protocol::HttpProtobuf => {
+                let mut b = <$exporter>::builder()
+                    .with_http()
+                    .with_protocol(opentelemetry_otlp::Protocol::HttpBinary)
+                    .with_endpoint($endpoint)
+                    .with_timeout(s.timeout)
+                    .with_headers(s.headers.clone().into_iter().collect())
+                    .with_retry_policy(RetryPolicy::disabled());
+                if let Some(client) = http_client(s)? {
+                    b = b.with_http_client(client);
+                }
+                b.build()
+            }
+        }
+    }};
+}
+
 fn metric_exporter(s: &ExportSettings) -> Result<MetricExporter, String> {
-    let built = match s.protocol {
-        Protocol::Grpc => {
-            let mut b = MetricExporter::builder()
-                .with_tonic()
-                .with_endpoint(&s.metrics_endpoint)
-                .with_timeout(s.timeout)
-                .with_metadata(metadata(s)?)
-                .with_retry_policy(RetryPolicy::disabled());
-            if let Some(tls) = tonic_tls(s)? {
-                b = b.with_tls_config(tls);
-            }
-            b.build()
-        }
-        Protocol::HttpProtobuf => {
-            let mut b = MetricExporter::builder()
-                .with_http()
-                .with_protocol(opentelemetry_otlp::Protocol::HttpBinary)
-                .with_endpoint(&s.metrics_endpoint)
-                .with_timeout(s.timeout)
-                .with_headers(s.headers.clone().into_iter().collect())
-                .with_retry_policy(RetryPolicy::disabled());
-            if let Some(client) = http_client(s)? {
-                b = b.with_http_client(client);
-            }
-            b.build()
-        }
-    };
-    built.map_err(|e| format!("metrics exporter: {e}"))
+    build_exporter!(MetricExporter, s, &s.metrics_endpoint)
+        .map_err(|e| format!("metrics exporter: {e}"))
 }
 
 fn log_exporter(s: &ExportSettings) -> Result<LogExporter, String> {
-    let built = match s.protocol {
-        Protocol::Grpc => {
-            let mut b = LogExporter::builder()
-                .with_tonic()
-                .with_endpoint(&s.logs_endpoint)
-                .with_timeout(s.timeout)
-                .with_metadata(metadata(s)?)
-                .with_retry_policy(RetryPolicy::disabled());
-            if let Some(tls) = tonic_tls(s)? {
-                b = b.with_tls_config(tls);
-            }
-            b.build()
-        }
-        Protocol::HttpProtobuf => {
-            let mut b = LogExporter::builder()
-                .with_http()
-                .with_protocol(opentelemetry_otlp::Protocol::HttpBinary)
-                .with_endpoint(&s.logs_endpoint)
-                .with_timeout(s.timeout)
-                .with_headers(s.headers.clone().into_iter().collect())
-                .with_retry_policy(RetryPolicy::disabled());
-            if let Some(client) = http_client(s)? {
-                b = b.with_http_client(client);
-            }
-            b.build()
-        }
-    };
-    built.map_err(|e| format!("logs exporter: {e}"))
+    build_exporter!(LogExporter, s, &s.logs_endpoint).map_err(|e| format!("logs exporter: {e}"))
 }
 
 fn status_attrs(name: &str, kind: &'static str) -> [KeyValue; 2] {
