@@ -150,6 +150,39 @@ pub async fn get(http: &reqwest::Client, base: &str, path: &str) -> (u16, String
     (code, r.text().await.unwrap_or_default())
 }
 
+/// Every rendering of the snapshot a client can ask for (including `failing`'s own verbose
+/// path and `/metrics`), concatenated, for leak checks. Each must answer something.
+pub async fn every_surface(http: &reqwest::Client, base: &str, failing: &str) -> String {
+    let single = format!("/readyz/{failing}?verbose");
+    let mut seen = String::new();
+    for path in [
+        "/health",
+        "/readyz?verbose",
+        "/readyz?verbose&format=json",
+        "/livez?verbose",
+        "/startupz?verbose",
+        single.as_str(),
+        "/metrics",
+    ] {
+        let (_, body) = get(http, base, path).await;
+        assert!(!body.is_empty(), "{path} answered");
+        seen.push_str(&format!("--- {path}\n{body}\n"));
+    }
+    seen
+}
+
+/// Fail if any of `secrets` appears in any of the named texts.
+pub fn assert_no_secret(texts: &[(&str, &str)], secrets: &[&str]) {
+    for (what, text) in texts {
+        for s in secrets {
+            assert!(
+                !text.contains(s),
+                "a password leaked into the {what}:\n{text}"
+            );
+        }
+    }
+}
+
 pub async fn check_of(http: &reqwest::Client, base: &str, name: &str) -> Value {
     let (_, body) = get(http, base, "/health").await;
     let v: Value = serde_json::from_str(&body).unwrap_or_else(|e| panic!("/health: {e}: {body}"));
