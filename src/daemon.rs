@@ -10,8 +10,9 @@ use tokio::signal::unix::{SignalKind, signal};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{self, Config, ConfigError, Sources};
-use crate::health::{Event, HealthHandle, HealthLoop, ReloadInfo, Status};
-use crate::scheduler::{DEFAULT_MAX_IN_FLIGHT, Scheduler};
+use crate::health::{Event, HealthHandle, HealthLoop, ReloadInfo};
+use crate::model::{Reason, Status};
+use crate::scheduler::Scheduler;
 use crate::server::{self, AppState, ServerOptions};
 
 /// Bound on waiting for check tasks and open requests at shutdown.
@@ -102,17 +103,7 @@ impl Daemon {
             &health,
         )
         .await;
-        // Present from the start, so a later rejected reload shows as a change of this check.
-        let _ = health
-            .events
-            .send(Event::SelfCheck {
-                name: CONFIG_CHECK.into(),
-                groups: vec![],
-                status: Status::Healthy,
-                reason: None,
-                message: "configuration loaded".into(),
-            })
-            .await;
+        let _ = health.events.send(config_loaded()).await;
         Ok(Daemon {
             state,
             health,
@@ -142,7 +133,7 @@ impl Daemon {
                     tracing::warn!(old = %self.config.server.listen, new = %new.server.listen, "server.listen changed; restart healthd to apply it.");
                 }
                 self.scheduler.apply(&new.checks).await;
-                self.state.options.store(Arc::new(ServerOptions::of(&new)));
+                self.state.reconfigure(ServerOptions::of(&new));
                 let wanted = crate::telemetry::otlp::settings_of(&new, &env_of(&self.sources));
                 self.telemetry =
                     crate::telemetry::otlp::apply(self.telemetry.take(), wanted, &self.health)
@@ -150,14 +141,7 @@ impl Daemon {
                 tracing::info!(checks = new.checks.len(), "Configuration reloaded.");
                 self.config = new;
                 // The self-check first: a snapshot that shows this reload shows its verdict.
-                self.send(Event::SelfCheck {
-                    name: CONFIG_CHECK.into(),
-                    groups: vec![],
-                    status: Status::Healthy,
-                    reason: None,
-                    message: "configuration loaded".into(),
-                })
-                .await;
+                self.send(config_loaded()).await;
                 self.send(Event::Reloaded(ReloadInfo {
                     at,
                     ok: true,
@@ -180,7 +164,7 @@ impl Daemon {
                     name: CONFIG_CHECK.into(),
                     groups: vec![],
                     status: Status::Degraded,
-                    reason: Some(crate::check::Reason::Config),
+                    reason: Some(Reason::Config),
                     message: format!(
                         "last reload rejected: {} problem(s); running the previous configuration",
                         errors.len()
@@ -209,7 +193,7 @@ impl Daemon {
     /// Report not ready, keep serving for `shutdown_delay`, then stop checks and the server.
     /// `interrupt` (a second signal) exits the process at once, at any point of the drain.
     pub async fn drain(self, interrupt: impl std::future::Future<Output = ()>) {
-        self.state.draining.store(true, Ordering::Relaxed);
+        self.state.verdicts.draining.store(true, Ordering::Relaxed);
         let delay = self.config.server.shutdown_delay;
         tracing::info!(delay = %humantime::format_duration(delay), "Shutting down: readiness now fails; still serving.");
         let stop = async move {
@@ -235,6 +219,18 @@ impl Daemon {
     }
 }
 
+/// The `config` self-check after a config was loaded; present from the start, so a later
+/// rejected reload shows as a change of this check.
+fn config_loaded() -> Event {
+    Event::SelfCheck {
+        name: CONFIG_CHECK.into(),
+        groups: vec![],
+        status: Status::Healthy,
+        reason: None,
+        message: "configuration loaded".into(),
+    }
+}
+
 /// The environment the config was resolved against (tests pass their own map).
 fn env_of(sources: &Sources) -> std::collections::HashMap<String, String> {
     match &sources.env {
@@ -249,7 +245,7 @@ pub async fn run(sources: Sources, listen_override: Option<SocketAddr>) -> Resul
     let mut term = signal(SignalKind::terminate()).map_err(RunError::Signals)?;
     let mut int = signal(SignalKind::interrupt()).map_err(RunError::Signals)?;
     let mut daemon = Daemon::start(sources, listen_override).await?;
-    let notifier = crate::systemd::Notifier::ready(daemon.state.clone()).await;
+    let notifier = crate::systemd::Notifier::ready(daemon.state.verdicts.clone()).await;
     loop {
         tokio::select! {
             _ = hup.recv() => {
@@ -273,6 +269,3 @@ pub async fn run(sources: Sources, listen_override: Option<SocketAddr>) -> Resul
     drop(notifier);
     Ok(())
 }
-
-/// Default `max_in_flight` for callers outside the daemon.
-pub const MAX_IN_FLIGHT: usize = DEFAULT_MAX_IN_FLIGHT;

@@ -8,6 +8,7 @@ pub mod check;
 pub mod config;
 pub mod daemon;
 pub mod health;
+pub mod model;
 pub mod redact;
 pub mod resilience;
 pub mod scheduler;

@@ -8,7 +8,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
 use healthd::config::{self, ConfigError, Sources};
-use healthd::health::{Status, fmt_latency};
+use healthd::model::{Status, fmt_latency};
 use healthd::scheduler::{run_all_once, status_of};
 
 /// Exit code of `run` on a config error (EX_CONFIG from sysexits.h), so systemd can be told

@@ -10,7 +10,7 @@ use std::sync::LazyLock;
 
 use regex::Regex;
 
-use crate::check::Outcome;
+use crate::model::Outcome;
 
 /// What replaces a secret.
 pub const MASK: &str = "***";
@@ -115,7 +115,7 @@ mod tests {
     #[test]
     fn outcomes_are_scrubbed_in_message_and_details() {
         let o = Outcome::failed(
-            crate::check::Reason::Auth,
+            crate::model::Reason::Auth,
             "postgres://u:p@h/d: auth failed",
         )
         .with_detail("dsn", "password=p host=h")

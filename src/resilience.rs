@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use crate::check::Level;
-use crate::health::Status;
+use crate::model::Level;
+use crate::model::Status;
 
 /// Results kept for flap detection by default.
 pub const DEFAULT_FLAP_WINDOW: u32 = 20;

@@ -1,5 +1,10 @@
 //! Runs checks: one task per check, each on its own interval with jitter, bounded by its
 //! timeout, isolated from panics, and limited by a global bulkhead on in-flight probes.
+//!
+//! The scheduler is the caller that judges, once for every kind (as blackbox_exporter's
+//! prober handler does): the deadline (a run cut off is `timeout`), a panic (`internal`,
+//! the probe is rebuilt), an answer slower than `degraded_after` (degraded, `threshold`),
+//! and redaction of every result before it leaves.
 
 use std::collections::HashMap;
 use std::panic::AssertUnwindSafe;
@@ -11,13 +16,11 @@ use tokio::sync::{Semaphore, mpsc};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use crate::check::{Level, Outcome, Probe, Reason};
+use crate::check::Probe;
 use crate::config::CheckConfig;
-use crate::health::{CheckMeta, Event, Observation, Status};
+use crate::health::{CheckMeta, Event, Observation};
+use crate::model::{Level, Outcome, Reason, Status, fmt_latency, one_line};
 use crate::resilience::{Breaker, NextRun};
-
-/// Default bound on probes running at once, across all checks.
-pub const DEFAULT_MAX_IN_FLIGHT: usize = 512;
 /// The first run of every check happens within this much of start-up (or its interval, if
 /// shorter), so startup completes quickly.
 const FIRST_RUN_SPREAD: Duration = Duration::from_secs(1);
@@ -204,11 +207,35 @@ pub async fn run_once(probe: &mut Option<Probe>, config: &CheckConfig) -> Outcom
     };
     // Boxed, so the state of a run lives only while it runs: otherwise every check task
     // carries the largest probe kind's future (several KiB) between runs.
+    let started = Instant::now();
     let (outcome, panicked) = guarded(&config.name, config.timeout, Box::pin(p.run())).await;
     if panicked {
         *probe = None;
     }
+    let outcome = judge_latency(outcome, started.elapsed(), config.degraded_after);
     crate::redact::outcome(outcome)
+}
+
+/// `degraded_after`, the same for every kind: an answer that came, but slower than the
+/// limit, is degraded with reason `threshold` (a measured value above its threshold, not a
+/// timeout). The kind's own answer time is used where it measured one apart from the run
+/// (a kept connection leaves out connecting); otherwise the whole run's.
+pub fn judge_latency(outcome: Outcome, run: Duration, limit: Option<Duration>) -> Outcome {
+    let took = outcome.answered_in.unwrap_or(run);
+    match limit {
+        Some(limit) if outcome.level == Level::Ok && took > limit => Outcome {
+            level: Level::Degraded,
+            reason: Some(Reason::Threshold),
+            message: format!(
+                "{} in {} (slower than {})",
+                outcome.message,
+                fmt_latency(took),
+                humantime::format_duration(limit)
+            ),
+            ..outcome
+        },
+        _ => outcome,
+    }
 }
 
 /// Await one run under `timeout`, turning a panic into a failed result with reason
@@ -236,7 +263,7 @@ where
             (
                 Outcome::failed(
                     Reason::Internal,
-                    format!("probe panicked: {}", crate::check::one_line(&text)),
+                    format!("probe panicked: {}", one_line(&text)),
                 ),
                 true,
             )
@@ -324,6 +351,28 @@ mod tests {
             outcome.message
         );
         assert!(!outcome.message.contains("hunter2"), "{}", outcome.message);
+    }
+
+    #[test]
+    fn a_slow_answer_is_degraded_with_reason_threshold() {
+        let ok = Outcome::ok("db answered");
+        let limit = Some(Duration::from_millis(100));
+        let slow = judge_latency(ok.clone(), Duration::from_millis(250), limit);
+        assert_eq!(slow.level, Level::Degraded);
+        assert_eq!(slow.reason, Some(Reason::Threshold));
+        assert_eq!(slow.message, "db answered in 250.0ms (slower than 100ms)");
+        // The kind's own answer time wins over the run's (connecting is left out).
+        let answered = ok.clone().answered_in(Duration::from_millis(20));
+        let fast = judge_latency(answered, Duration::from_millis(250), limit);
+        assert_eq!(fast.level, Level::Ok);
+        // A failure stays a failure; no limit, no judgement.
+        let failed = Outcome::failed(Reason::Connect, "refused");
+        let failed = judge_latency(failed, Duration::from_secs(1), limit);
+        assert_eq!(failed.reason, Some(Reason::Connect));
+        assert_eq!(
+            judge_latency(ok, Duration::from_secs(9), None).level,
+            Level::Ok
+        );
     }
 
     #[tokio::test]

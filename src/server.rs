@@ -8,8 +8,6 @@ pub mod tls;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use axum::Router;
@@ -20,29 +18,26 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use serde::Serialize;
 
-use crate::config::{Config, Group, GroupOptions};
-use crate::health::{CheckView, GroupSummary, HEARTBEAT, SharedSnapshot, Snapshot, Status};
+use crate::config::Config;
+use crate::config::server::LimitsConfig;
+use crate::health::{CheckView, Policy, SharedSnapshot, Verdicts, verdict};
+use crate::model::{Group, GroupSummary, Status};
 
 /// Options the endpoints read on every request; swapped on reload.
 #[derive(Debug, Clone, Default)]
 pub struct ServerOptions {
-    /// The snapshot is stale (liveness fails) when older than this.
-    pub stall_after: Duration,
-    pub groups: BTreeMap<Group, GroupOptions>,
+    /// How verdicts are judged (stall bound, per-group options).
+    pub policy: Policy,
     /// Who may see details (`[server.auth]`); open when not configured.
     pub auth: Arc<auth::Authorizer>,
     /// Request limits; read when the router is built.
-    pub limits: limits::LimitsConfig,
+    pub limits: LimitsConfig,
 }
 
 impl ServerOptions {
     pub fn of(config: &Config) -> ServerOptions {
         ServerOptions {
-            stall_after: config.server.stall_after,
-            groups: Group::ALL
-                .iter()
-                .map(|g| (*g, config.group_options(*g)))
-                .collect(),
+            policy: Policy::of(config),
             auth: Arc::new(auth::Authorizer::of(&config.server.auth)),
             limits: config.server.limits.clone(),
         }
@@ -52,42 +47,24 @@ impl ServerOptions {
 /// Everything a handler needs; cheap to clone.
 #[derive(Clone)]
 pub struct AppState {
-    pub snapshot: SharedSnapshot,
-    /// Set on SIGTERM: readiness answers 503 from then on.
-    pub draining: Arc<AtomicBool>,
+    /// The snapshot, the drain flag and the verdict policy, shared with the other renderers.
+    pub verdicts: Verdicts,
     pub options: Arc<ArcSwap<ServerOptions>>,
 }
 
 impl AppState {
     pub fn new(snapshot: SharedSnapshot, options: ServerOptions) -> AppState {
         AppState {
-            snapshot,
-            draining: Arc::new(AtomicBool::new(false)),
+            verdicts: Verdicts::new(snapshot, options.policy.clone()),
             options: Arc::new(ArcSwap::from_pointee(options)),
         }
     }
-}
 
-/// Semantic problems of `[server]` as (key, reason), for config validation.
-pub fn validate(server: &crate::config::ServerConfig) -> Vec<(String, String)> {
-    let mut problems = Vec::new();
-    if server.max_in_flight == 0 {
-        problems.push(("server.max_in_flight".into(), "must be at least 1".into()));
+    /// Take new options (on reload); the verdict policy goes to the shared [`Verdicts`].
+    pub fn reconfigure(&self, options: ServerOptions) {
+        self.verdicts.policy.store(Arc::new(options.policy.clone()));
+        self.options.store(Arc::new(options));
     }
-    if let Some(a) = &server.auth {
-        for (k, r) in a.validate() {
-            problems.push((format!("server.auth.{k}"), r));
-        }
-    }
-    if let Some(t) = &server.tls {
-        for (k, r) in t.validate() {
-            problems.push((format!("server.tls.{k}"), r));
-        }
-    }
-    for (k, r) in server.limits.validate() {
-        problems.push((format!("server.limits.{k}"), r));
-    }
-    problems
 }
 
 /// Whether the caller may see details (check names' reasons, messages, JSON, metrics).
@@ -197,108 +174,6 @@ struct Member<'a> {
     excluded: bool,
 }
 
-/// The verdict of a group (or one check) at request time.
-struct Verdict<'a> {
-    status: Status,
-    pass: bool,
-    /// Short word for the plain body.
-    word: &'static str,
-    members: Vec<(Arc<CheckView>, bool)>,
-    snapshot: &'a Snapshot,
-}
-
-fn verdict<'a>(
-    snap: &'a Snapshot,
-    group: Group,
-    only: Option<&Arc<CheckView>>,
-    exclude: &[String],
-    options: &ServerOptions,
-    draining: bool,
-    with_members: bool,
-) -> Verdict<'a> {
-    let fail_on_degraded = options
-        .groups
-        .get(&group)
-        .map(|g| g.fail_on_degraded)
-        .unwrap_or(false);
-    let stale = snap.age() > options.stall_after;
-    // The plain answer for a whole group needs only its status, which the snapshot already
-    // holds: that spares touching every member's reference count on each request.
-    let summary = if only.is_none() && exclude.is_empty() && !stale && !with_members {
-        snap.groups.get(&group)
-    } else {
-        None
-    };
-    let mut members: Vec<(Arc<CheckView>, bool)> = match (only, summary) {
-        (_, Some(_)) => Vec::new(),
-        (Some(c), None) => vec![(c.clone(), false)],
-        (None, None) => snap
-            .members(group)
-            .map(|c| (c.clone(), exclude.iter().any(|e| e == &c.name)))
-            .collect(),
-    };
-    // A stalled snapshot loop must not keep reporting the heartbeat as alive.
-    if stale {
-        for (c, _) in members
-            .iter_mut()
-            .filter(|(c, _)| c.builtin && c.name == HEARTBEAT)
-        {
-            let mut v = CheckView::clone(c);
-            v.status = Status::Unhealthy;
-            v.message = format!(
-                "snapshot loop stalled: last snapshot {:.1}s ago",
-                snap.age().as_secs_f64()
-            );
-            *c = Arc::new(v);
-        }
-    }
-    let status = match summary {
-        Some(g) => g.status,
-        None => members
-            .iter()
-            .filter(|(_, excluded)| !excluded)
-            .fold(Status::Healthy, |s, (c, _)| s.worst(c.status)),
-    };
-    let (status, word) = match group {
-        Group::Readiness if draining => (Status::Unhealthy, "shutting down"),
-        Group::Readiness if !snap.started && only.is_none() => (Status::Unknown, "starting"),
-        Group::Startup if only.is_none() => {
-            if snap.started {
-                (Status::Healthy, "ok")
-            } else {
-                (Status::Unknown, "starting")
-            }
-        }
-        _ => (status, word_of(status)),
-    };
-    Verdict {
-        status,
-        pass: status.passes(fail_on_degraded),
-        word,
-        members,
-        snapshot: snap,
-    }
-}
-
-/// What `/{group}` answers now, as `(passes, word)`, for renderers outside HTTP (the systemd
-/// `STATUS=` line).
-pub fn group_verdict(state: &AppState, group: Group) -> (bool, &'static str) {
-    let snap = state.snapshot.load_full();
-    let options = state.options.load();
-    let draining = state.draining.load(Ordering::Relaxed);
-    let v = verdict(&snap, group, None, &[], &options, draining, false);
-    (v.pass, v.word)
-}
-
-fn word_of(status: Status) -> &'static str {
-    match status {
-        Status::Healthy => "ok",
-        Status::Degraded => "degraded",
-        Status::Unhealthy => "unhealthy",
-        Status::Unknown => "unknown",
-    }
-}
-
 async fn probe(
     State(state): State<AppState>,
     Extension(Access(allowed)): Extension<Access>,
@@ -307,8 +182,8 @@ async fn probe(
     group: Group,
     check: Option<String>,
 ) -> Response {
-    let snap = state.snapshot.load_full();
-    let options = state.options.load();
+    let snap = state.verdicts.snapshot.load_full();
+    let policy = state.verdicts.policy.load();
     let q = ProbeQuery::parse(raw.as_deref(), &headers);
     // Single-check paths reveal names and JSON carries messages: both need authorisation.
     if !allowed && (check.is_some() || q.json) {
@@ -330,13 +205,13 @@ async fn probe(
         },
         None => None,
     };
-    let draining = state.draining.load(Ordering::Relaxed);
+    let draining = state.verdicts.draining();
     let v = verdict(
         &snap,
         group,
         only.as_ref(),
         &q.exclude,
-        &options,
+        &policy,
         draining,
         q.json || q.verbose,
     );
@@ -370,7 +245,7 @@ async fn probe(
     let mut body = String::new();
     for (c, excluded) in &v.members {
         let line = if *excluded {
-            format!("[+]{} excluded: {}\n", c.name, word_of(c.status))
+            format!("[+]{} excluded: {}\n", c.name, c.status.word())
         } else if !allowed {
             match c.status {
                 Status::Healthy => format!("[+]{} ok\n", c.name),
@@ -423,14 +298,14 @@ async fn health(
     if !allowed {
         return unauthorized();
     }
-    let snap = state.snapshot.load_full();
-    let options = state.options.load();
-    let draining = state.draining.load(Ordering::Relaxed);
+    let snap = state.verdicts.snapshot.load_full();
+    let policy = state.verdicts.policy.load();
+    let draining = state.verdicts.draining();
     let groups: BTreeMap<&str, serde_json::Value> = Group::ALL
         .iter()
         .map(|g| {
-            let v = verdict(&snap, *g, None, &[], &options, draining, true);
-            let summary = GroupSummary::of(v.members.iter().map(|(c, _)| c.as_ref()));
+            let v = verdict(&snap, *g, None, &[], &policy, draining, true);
+            let summary = GroupSummary::of(v.members.iter().map(|(c, _)| c.status));
             (
                 g.as_str(),
                 serde_json::json!({
@@ -467,7 +342,7 @@ async fn metrics(
     if !allowed {
         return unauthorized();
     }
-    let snap = state.snapshot.load_full();
+    let snap = state.verdicts.snapshot.load_full();
     // OpenMetrics when the scraper asks for it (Prometheus does), else the classic text format.
     let accept = headers
         .get(header::ACCEPT)

@@ -14,9 +14,9 @@ use sd_notify::NotifyState;
 use tokio::time::MissedTickBehavior;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::{ConfigError, Group};
-use crate::health::Status;
-use crate::server::{self, AppState};
+use crate::config::ConfigError;
+use crate::health::Verdicts;
+use crate::model::{Group, Status};
 
 /// How often the `STATUS=` line is recomputed; it is sent only when it changed.
 const STATUS_POLL: Duration = Duration::from_secs(1);
@@ -26,7 +26,7 @@ const READY_PUBLISH_WAIT: Duration = Duration::from_secs(2);
 
 /// Tells systemd what the daemon is doing. Created once the daemon serves.
 pub struct Notifier {
-    state: AppState,
+    state: Verdicts,
     /// The last `STATUS=` text sent, so the poller sends only changes.
     last_status: Arc<Mutex<String>>,
     cancel: CancellationToken,
@@ -37,7 +37,7 @@ impl Notifier {
     /// asked for it (`WATCHDOG_USEC`), ping the watchdog while the snapshot loop is alive.
     ///
     /// Call once the config is loaded, the listener bound and the checks scheduled.
-    pub async fn ready(state: AppState) -> Notifier {
+    pub async fn ready(state: Verdicts) -> Notifier {
         // The checks were handed to the health loop just before; let it publish them (bounded)
         // so the first STATUS= counts them.
         let seq = state.snapshot.load().seq;
@@ -126,9 +126,9 @@ impl Drop for Notifier {
 
 /// The one-line summary systemd shows in `systemctl status`, e.g.
 /// `readiness: ok; 7 checks: 6 healthy, 1 degraded`.
-pub fn status_line(state: &AppState) -> String {
+pub fn status_line(state: &Verdicts) -> String {
     let snap = state.snapshot.load();
-    let (_, word) = server::group_verdict(state, Group::Readiness);
+    let (_, word) = state.group(Group::Readiness);
     let probes: Vec<Status> = snap
         .checks
         .iter()
@@ -156,13 +156,13 @@ pub fn status_line(state: &AppState) -> String {
             reload.errors.len()
         ));
     }
-    if snap.age() > state.options.load().stall_after {
+    if snap.age() > state.policy.load().stall_after {
         line.push_str("; snapshot loop stalled");
     }
     line
 }
 
-async fn keep_status_current(state: AppState, last: Arc<Mutex<String>>, cancel: CancellationToken) {
+async fn keep_status_current(state: Verdicts, last: Arc<Mutex<String>>, cancel: CancellationToken) {
     let mut ticks = tokio::time::interval(STATUS_POLL);
     ticks.set_missed_tick_behavior(MissedTickBehavior::Skip);
     loop {
@@ -189,7 +189,7 @@ async fn keep_status_current(state: AppState, last: Arc<Mutex<String>>, cancel: 
 /// Ping at half the watchdog timeout, but only while the snapshot is fresher than
 /// `server.stall_after`: a stalled snapshot loop (or a wedged runtime, which stops this task
 /// too) stops the pings, and systemd restarts healthd one timeout later.
-async fn watchdog(state: AppState, timeout: Duration, cancel: CancellationToken) {
+async fn watchdog(state: Verdicts, timeout: Duration, cancel: CancellationToken) {
     let mut ticks = tokio::time::interval((timeout / 2).max(Duration::from_millis(1)));
     ticks.set_missed_tick_behavior(MissedTickBehavior::Skip);
     let mut stalled = false;
@@ -199,7 +199,7 @@ async fn watchdog(state: AppState, timeout: Duration, cancel: CancellationToken)
             _ = ticks.tick() => {}
         }
         let age = state.snapshot.load().age();
-        let bound = state.options.load().stall_after;
+        let bound = state.policy.load().stall_after;
         if age <= bound {
             if stalled {
                 stalled = false;
@@ -297,10 +297,8 @@ mod tests {
     use tokio_util::sync::CancellationToken;
 
     use super::status_line;
-    use crate::check::{Outcome, Reason};
-    use crate::config::Group;
-    use crate::health::{CheckMeta, Event, HealthLoop, Observation, ReloadInfo};
-    use crate::server::{AppState, ServerOptions};
+    use crate::health::{CheckMeta, Event, HealthLoop, Observation, Policy, ReloadInfo, Verdicts};
+    use crate::model::{Group, Outcome, Reason};
 
     fn meta(name: &str, critical: bool) -> CheckMeta {
         CheckMeta {
@@ -330,7 +328,7 @@ mod tests {
         })
     }
 
-    async fn settle(state: &AppState, want: &str) {
+    async fn settle(state: &Verdicts, want: &str) {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
         while status_line(state) != want {
             assert!(
@@ -347,11 +345,11 @@ mod tests {
         let (health_loop, health) = HealthLoop::new(64);
         let cancel = CancellationToken::new();
         tokio::spawn(health_loop.run(cancel.clone()));
-        let options = ServerOptions {
+        let policy = Policy {
             stall_after: Duration::from_secs(30),
-            ..ServerOptions::default()
+            ..Policy::default()
         };
-        let state = AppState::new(health.snapshot.clone(), options);
+        let state = Verdicts::new(health.snapshot.clone(), policy);
         let send = |ev| health.events.send(ev);
         send(Event::Reconfigure(vec![meta("a", true), meta("b", false)]))
             .await

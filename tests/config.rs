@@ -14,7 +14,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use healthd::check::ProbeConfig;
-use healthd::config::{self, EMBEDDED_DEFAULT, Group, Sources};
+use healthd::config::{self, EMBEDDED_DEFAULT, Sources};
+use healthd::model::Group;
 use loopback::{ConfigDir, repo_path};
 
 /// One invalid fixture: its config path, environment and expected output.

@@ -433,7 +433,7 @@ async fn probes_leave_no_time_wait_pile_up_on_the_target() {
     let mut probe = None;
     for _ in 0..RUNS {
         let o = healthd::scheduler::run_once(&mut probe, check).await;
-        assert_eq!(o.level, healthd::check::Level::Ok, "{}", o.message);
+        assert_eq!(o.level, healthd::model::Level::Ok, "{}", o.message);
     }
     // The peer closes once it has read our FIN; give it a moment to get there.
     edge_eventually(|| peer.open.load(Ordering::SeqCst) == 0).await;
@@ -460,7 +460,7 @@ async fn probes_leave_no_time_wait_pile_up_on_the_target() {
     let mut probe = None;
     for _ in 0..RUNS {
         let o = healthd::scheduler::run_once(&mut probe, &config.checks[0]).await;
-        assert_eq!(o.level, healthd::check::Level::Ok, "{}", o.message);
+        assert_eq!(o.level, healthd::model::Level::Ok, "{}", o.message);
         // Runs are an interval apart in the daemon; back to back, the finished connection
         // may not be back in the pool yet when the next request starts.
         tokio::time::sleep(Duration::from_millis(5)).await;

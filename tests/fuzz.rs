@@ -172,7 +172,7 @@ fn app(locked: bool) -> axum::Router {
     if locked {
         // Auth configured with no token and no trusted network: details for nobody.
         options.auth = Arc::new(healthd::server::auth::Authorizer::of(&Some(
-            healthd::server::auth::AuthConfig {
+            healthd::config::server::AuthConfig {
                 token_file: None,
                 trusted_networks: vec![],
             },

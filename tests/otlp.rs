@@ -1215,7 +1215,7 @@ fn otlp_example_config_is_valid() {
         env: Some(HashMap::new()),
     };
     let cfg = healthd::config::load(&sources).expect("examples/healthd-otlp.toml is valid");
-    let s = healthd::telemetry::config::resolve(&cfg.telemetry, &HashMap::new())
+    let s = healthd::config::telemetry::resolve(&cfg.telemetry, &HashMap::new())
         .unwrap()
         .expect("export on");
     assert_eq!(s.metrics_endpoint, "http://127.0.0.1:4317");

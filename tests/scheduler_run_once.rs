@@ -4,9 +4,11 @@
 use std::net::TcpListener;
 use std::time::{Duration, Instant};
 
+use healthd::check::ProbeConfig;
 use healthd::check::tcp::TcpConfig;
-use healthd::check::{Level, ProbeConfig, Reason};
-use healthd::config::{CheckConfig, Group};
+use healthd::config::CheckConfig;
+use healthd::model::Group;
+use healthd::model::{Level, Reason};
 use healthd::scheduler::run_once;
 
 fn tcp_check(port: u16, expect: Option<&str>, timeout: Duration) -> CheckConfig {
@@ -18,6 +20,7 @@ fn tcp_check(port: u16, expect: Option<&str>, timeout: Duration) -> CheckConfig 
         groups: vec![Group::Readiness],
         failure_threshold: 1,
         success_threshold: 1,
+        degraded_after: None,
         probe: ProbeConfig::Tcp(TcpConfig {
             host: "127.0.0.1".into(),
             port,

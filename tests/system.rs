@@ -3,10 +3,11 @@
 
 mod loopback;
 
-use healthd::check::{Level, Probe, Reason};
+use healthd::check::Probe;
+use healthd::model::{Level, Reason};
 use loopback::one_check;
 
-async fn run(toml: &str) -> healthd::check::Outcome {
+async fn run(toml: &str) -> healthd::model::Outcome {
     let c = one_check(toml);
     let mut p = Probe::build(&c.probe, c.timeout).expect("build");
     p.run().await
@@ -74,7 +75,7 @@ async fn a_symlink_is_measured_where_it_points() {
     assert_eq!(o.details["mounts"][0]["mountpoint"], "/dev/shm", "{o:?}");
     assert_eq!(o.details["mounts"][0]["path"], link.display().to_string());
     match &o.sample {
-        Some(healthd::check::Sample::Disk(d)) => assert_eq!(d[0].fs_type, "tmpfs", "{d:?}"),
+        Some(healthd::model::Sample::Disk(d)) => assert_eq!(d[0].fs_type, "tmpfs", "{d:?}"),
         other => panic!("no disk sample: {other:?}"),
     }
 }

@@ -7,7 +7,8 @@ mod loopback;
 
 use std::time::{Duration, Instant};
 
-use healthd::check::{Level, Outcome, Probe, Reason};
+use healthd::check::Probe;
+use healthd::model::{Level, Outcome, Reason};
 use healthd::scheduler::run_once;
 use loopback::{RefusingPort, SilentPeer, TestDaemon, client, one_check, wait_for};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};

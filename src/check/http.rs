@@ -2,11 +2,13 @@
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde::{Deserialize, Deserializer};
 
-use super::{Matcher, Outcome, Reason, one_line, validate_degraded_after, validate_regex};
+use super::matcher::{Matcher, validate_regex};
+use super::{Kind, Run};
+use crate::model::{Outcome, Reason, classify, error_chain, one_line};
 
 /// Most bytes of a body read while matching it.
 const MAX_BODY: usize = 1024 * 1024;
@@ -30,9 +32,6 @@ pub struct HttpConfig {
     pub body_contains: Option<String>,
     /// Regular expression the body must match.
     pub body_regex: Option<String>,
-    /// Answering slower than this makes the check degraded.
-    #[serde(default, deserialize_with = "crate::config::de_opt_duration")]
-    pub degraded_after: Option<Duration>,
     /// Follow redirects (up to 10). Default false: a 3xx is judged as it is.
     #[serde(default)]
     pub follow_redirects: bool,
@@ -91,8 +90,14 @@ impl<'de> Deserialize<'de> for StatusRange {
     }
 }
 
-impl HttpConfig {
-    pub(crate) fn validate(&self, timeout: Duration, problems: &mut Vec<(String, String)>) {
+impl Kind for HttpConfig {
+    type Probe = HttpProbe;
+
+    fn build(&self, timeout: Duration) -> Result<HttpProbe, String> {
+        HttpProbe::new(self, timeout)
+    }
+
+    fn validate(&self, _timeout: Duration, problems: &mut Vec<(String, String)>) {
         match reqwest::Url::parse(&self.url) {
             Ok(u) if matches!(u.scheme(), "http" | "https") && u.host_str().is_some() => {}
             Ok(u) if u.host_str().is_none() => {
@@ -130,7 +135,6 @@ impl HttpConfig {
             ));
         }
         validate_regex("body_regex", &self.body_regex, problems);
-        validate_degraded_after(self.degraded_after, timeout, problems);
         // Read and parse it now: a file that holds no certificate would otherwise only show
         // up as a failing check after start.
         if let Some(path) = &self.ca_file {
@@ -223,11 +227,10 @@ pub struct HttpProbe {
     headers: reqwest::header::HeaderMap,
     expect_status: Vec<StatusRange>,
     body: Option<Matcher>,
-    degraded_after: Option<Duration>,
 }
 
 impl HttpProbe {
-    pub fn new(c: &HttpConfig, timeout: Duration) -> Result<Self, String> {
+    fn new(c: &HttpConfig, timeout: Duration) -> Result<Self, String> {
         let url = reqwest::Url::parse(&c.url).map_err(|e| format!("bad URL: {e}"))?;
         let mut shown = url.clone();
         let _ = shown.set_password(None);
@@ -268,12 +271,21 @@ impl HttpProbe {
             headers,
             expect_status: c.expect_status.clone(),
             body: Matcher::new(&c.body_contains, &c.body_regex)?,
-            degraded_after: c.degraded_after,
         })
     }
 
-    pub async fn run(&mut self) -> Outcome {
-        let started = Instant::now();
+    fn error_outcome(&self, e: reqwest::Error) -> Outcome {
+        let reason = classify_reqwest(&e);
+        let e = e.without_url();
+        Outcome::failed(
+            reason,
+            format!("{}: {}", self.shown, one_line(&error_chain(&e))),
+        )
+    }
+}
+
+impl Run for HttpProbe {
+    async fn run(&mut self) -> Outcome {
         let request = self
             .client
             .request(self.method.clone(), self.url.clone())
@@ -319,39 +331,7 @@ impl HttpProbe {
         if self.body.is_none() {
             drain(&mut response).await;
         }
-        let elapsed = started.elapsed();
-        let outcome = match self.degraded_after {
-            // It did answer: slowness is a measured value above its threshold, not a timeout.
-            Some(limit) if elapsed > limit => Outcome::degraded(
-                Reason::Threshold,
-                format!(
-                    "{} answered {code} in {} (slower than {})",
-                    self.shown,
-                    crate::health::fmt_latency(elapsed),
-                    humantime::format_duration(limit)
-                ),
-            ),
-            _ => Outcome::ok(format!("{} answered {code}", self.shown)),
-        };
-        outcome.with_detail("status_code", code)
-    }
-
-    fn error_outcome(&self, e: reqwest::Error) -> Outcome {
-        let reason = classify(&e);
-        let e = e.without_url();
-        let mut chain = Vec::new();
-        let mut source: Option<&dyn std::error::Error> = Some(&e);
-        while let Some(s) = source {
-            let text = s.to_string();
-            if !chain.iter().any(|c: &String| c.contains(&text)) {
-                chain.push(text);
-            }
-            source = s.source();
-        }
-        Outcome::failed(
-            reason,
-            format!("{}: {}", self.shown, one_line(&chain.join(": "))),
-        )
+        Outcome::ok(format!("{} answered {code}", self.shown)).with_detail("status_code", code)
     }
 }
 
@@ -374,57 +354,15 @@ async fn drain(response: &mut reqwest::Response) {
 /// How long [`drain`] waits for the rest of a body.
 const DRAIN_FOR: Duration = Duration::from_millis(50);
 
-/// Map a reqwest error to a reason by its kind and the text of its causes.
-fn classify(e: &reqwest::Error) -> Reason {
+/// Map a reqwest error to a reason: reqwest's own timeout flag, then the common classifier,
+/// then reqwest's connect flag; an answer that is not HTTP is `protocol`.
+fn classify_reqwest(e: &reqwest::Error) -> Reason {
     if e.is_timeout() {
         return Reason::Timeout;
     }
-    let mut text = String::new();
-    let mut rustls_error = false;
-    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
-    while let Some(s) = source {
-        text.push_str(&s.to_string().to_lowercase());
-        text.push(' ');
-        rustls_error |= is_rustls_error(s);
-        source = s.source();
-    }
-    // A handshake that fails on the wire ("received corrupt message", e.g. https to a
-    // plain-HTTP port) carries no telling words, but its cause is a rustls error.
-    if rustls_error {
-        return Reason::Tls;
-    }
-    if text.contains("dns error")
-        || text.contains("failed to lookup")
-        || text.contains("name or service not known")
-    {
-        Reason::Dns
-    } else if text.contains("certificate") || text.contains("tls") || text.contains("handshake") {
-        Reason::Tls
-    } else if e.is_connect()
-        || text.contains("connection closed before message completed")
-        || text.contains("connection reset")
-        || text.contains("broken pipe")
-    {
-        // Closed or reset without an answer: the peer never spoke HTTP to us at all.
+    classify(e).unwrap_or(if e.is_connect() {
         Reason::Connect
-    } else if text.contains("timed out") {
-        Reason::Timeout
     } else {
         Reason::Protocol
-    }
-}
-
-/// A rustls error, directly or inside the `io::Error` that tokio-rustls wraps it in
-/// (`io::Error::source` skips the wrapped error itself, so look inside).
-fn is_rustls_error(e: &(dyn std::error::Error + 'static)) -> bool {
-    if e.downcast_ref::<rustls::Error>().is_some() {
-        return true;
-    }
-    match e
-        .downcast_ref::<std::io::Error>()
-        .and_then(|io| io.get_ref())
-    {
-        Some(inner) => is_rustls_error(inner),
-        None => false,
-    }
+    })
 }

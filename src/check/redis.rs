@@ -8,8 +8,9 @@ use redis::aio::MultiplexedConnection;
 use redis::{AsyncConnectionConfig, ConnectionAddr, ConnectionInfo, ErrorKind, IntoConnectionInfo};
 use serde::Deserialize;
 
-use super::session::{PasswordKeys, Reconnect, scrub, warn_inline_password};
-use super::{Outcome, Reason, one_line, validate_degraded_after};
+use super::Kind;
+use super::session::{Connector, Passwords, Session, warn_inline_password};
+use crate::model::{Outcome, Reason, classify, one_line, round_ms};
 
 /// Settings of a Redis check.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -21,7 +22,7 @@ pub struct RedisConfig {
     /// Server host name or IP address (required without `url`).
     pub host: Option<String>,
     /// Server port. Default 6379.
-    #[serde(default, deserialize_with = "super::tcp::de_opt_port")]
+    #[serde(default, deserialize_with = "crate::model::de_opt_port")]
     pub port: Option<u16>,
     /// Database index selected after connecting. Default 0.
     pub db: Option<i64>,
@@ -51,9 +52,6 @@ pub struct RedisConfig {
     pub memory_degraded_above: Option<f64>,
     /// `used_memory` above this percentage of `maxmemory` fails the check.
     pub memory_unhealthy_above: Option<f64>,
-    /// Answering slower than this makes the check degraded.
-    #[serde(default, deserialize_with = "crate::config::de_opt_duration")]
-    pub degraded_after: Option<Duration>,
 }
 
 fn default_client_name() -> String {
@@ -118,15 +116,42 @@ impl RedisConfig {
         Ok(info.set_redis_settings(settings))
     }
 
-    fn passwords(&self) -> PasswordKeys<'_> {
-        PasswordKeys {
-            inline: &self.password,
-            file: &self.password_file,
-            env: &self.password_env,
+    fn passwords(&self) -> Passwords {
+        Passwords {
+            inline: self.password.clone(),
+            file: self.password_file.clone(),
+            env: self.password_env.clone(),
         }
     }
+}
 
-    pub(crate) fn validate(&self, timeout: Duration, problems: &mut Vec<(String, String)>) {
+impl Kind for RedisConfig {
+    type Probe = Session<Redis>;
+
+    fn build(&self, timeout: Duration) -> Result<Session<Redis>, String> {
+        let info = self.connection_info()?;
+        let ca_pem = match &self.ca_file {
+            Some(path) => Some(
+                std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?,
+            ),
+            None => None,
+        };
+        let url_password = info.redis_settings().password().map(str::to_string);
+        let redis = Redis {
+            shown: describe(&info),
+            info,
+            ca_pem,
+            client_name: self.client_name.clone(),
+            expect_role: self.expect_role,
+            expect_replica_link_up: self.expect_replica_link_up,
+            memory_degraded_above: self.memory_degraded_above,
+            memory_unhealthy_above: self.memory_unhealthy_above,
+            timeout,
+        };
+        Ok(Session::new(redis, self.passwords(), url_password, timeout))
+    }
+
+    fn validate(&self, _timeout: Duration, problems: &mut Vec<(String, String)>) {
         if self.url.is_some() {
             for (key, set) in [
                 ("host", self.host.is_some()),
@@ -197,7 +222,6 @@ impl RedisConfig {
                 "must be non-empty and contain no spaces".into(),
             ));
         }
-        validate_degraded_after(self.degraded_after, timeout, problems);
     }
 }
 
@@ -225,151 +249,33 @@ fn describe(info: &ConnectionInfo) -> String {
     )
 }
 
-pub struct RedisProbe {
+/// The Redis half of a kept connection: how to open one and what to ask on it.
+pub struct Redis {
     info: ConnectionInfo,
     ca_pem: Option<Vec<u8>>,
-    passwords: (Option<String>, Option<PathBuf>, Option<String>),
-    url_password: Option<String>,
     shown: String,
     client_name: String,
     expect_role: Option<RedisRole>,
     expect_replica_link_up: bool,
     memory_degraded_above: Option<f64>,
     memory_unhealthy_above: Option<f64>,
-    degraded_after: Option<Duration>,
     timeout: Duration,
-    /// The one connection; dropping it ends its driver task and closes the socket.
-    conn: Option<MultiplexedConnection>,
-    reconnect: Reconnect,
-    last_password: Option<String>,
 }
 
-impl RedisProbe {
-    pub fn new(c: &RedisConfig, timeout: Duration) -> Result<Self, String> {
-        let info = c.connection_info()?;
-        let ca_pem = match &c.ca_file {
-            Some(path) => Some(
-                std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?,
-            ),
-            None => None,
-        };
-        Ok(RedisProbe {
-            shown: describe(&info),
-            url_password: info.redis_settings().password().map(str::to_string),
-            info,
-            ca_pem,
-            passwords: (
-                c.password.clone(),
-                c.password_file.clone(),
-                c.password_env.clone(),
-            ),
-            client_name: c.client_name.clone(),
-            expect_role: c.expect_role,
-            expect_replica_link_up: c.expect_replica_link_up,
-            memory_degraded_above: c.memory_degraded_above,
-            memory_unhealthy_above: c.memory_unhealthy_above,
-            degraded_after: c.degraded_after,
-            timeout,
-            conn: None,
-            reconnect: Reconnect::default(),
-            last_password: None,
-        })
+impl Connector for Redis {
+    type Conn = MultiplexedConnection;
+
+    fn target(&self) -> &str {
+        &self.shown
     }
 
-    pub async fn run(&mut self) -> Outcome {
-        let outcome = self.run_inner().await;
-        self.reconnect.finish();
-        let secrets: Vec<&str> = [&self.passwords.0, &self.url_password, &self.last_password]
-            .into_iter()
-            .flatten()
-            .map(String::as_str)
-            .collect();
-        Outcome {
-            message: scrub(&outcome.message, &secrets),
-            ..outcome
-        }
-    }
-
-    async fn run_inner(&mut self) -> Outcome {
-        let start = self.reconnect.start(self.timeout);
-        if start.cancelled {
-            tracing::debug!(target = %self.shown, "Previous run was cut off at the timeout; closing its connection.");
-            self.conn = None;
-        }
-        if let Some(out) = start.backoff {
-            return out;
-        }
-        let reused = self.conn.is_some();
-        let mut connect_ms = None;
-        if self.conn.is_none() {
-            let started = Instant::now();
-            match self.connect().await {
-                Ok(c) => {
-                    self.conn = Some(c);
-                    connect_ms = Some(started.elapsed().as_secs_f64() * 1000.0);
-                }
-                Err(out) => {
-                    self.reconnect.failed(out.clone());
-                    return out;
-                }
-            }
-        }
-        let mut result = self.probe().await;
-        // A kept connection that broke while idle (server restart, CLIENT KILL) is replaced
-        // once, at once: that is not a failure of the server as it is now.
-        if reused && matches!(&result, Err(e) if connection_broken(e)) {
-            tracing::debug!(target = %self.shown, "Kept connection was broken; reconnecting.");
-            self.conn = None;
-            let started = Instant::now();
-            match self.connect().await {
-                Ok(c) => {
-                    self.conn = Some(c);
-                    connect_ms = Some(started.elapsed().as_secs_f64() * 1000.0);
-                    result = self.probe().await;
-                }
-                Err(out) => {
-                    self.reconnect.failed(out.clone());
-                    return out;
-                }
-            }
-        }
-        let out = match result {
-            Ok(out) => {
-                self.reconnect.succeeded();
-                out
-            }
-            Err(e) => {
-                let out = self.error_outcome("PING", &e);
-                if connection_broken(&e) {
-                    self.conn = None;
-                    self.reconnect.failed(out.clone());
-                } else {
-                    self.reconnect.succeeded();
-                }
-                out
-            }
-        };
-        match connect_ms {
-            Some(ms) => out.with_detail("connect_ms", round_ms(ms)),
-            None => out,
-        }
-    }
-
-    async fn connect(&mut self) -> Result<MultiplexedConnection, Outcome> {
-        let keys = PasswordKeys {
-            inline: &self.passwords.0,
-            file: &self.passwords.1,
-            env: &self.passwords.2,
-        };
-        let password = keys
-            .resolve()
-            .map_err(|e| Outcome::failed(Reason::Config, e))?;
+    async fn open(&mut self, password: Option<&str>) -> Result<MultiplexedConnection, Outcome> {
         let mut info = self.info.clone();
-        if let Some(pw) = &password {
+        if let Some(pw) = password {
             let settings = info.redis_settings().clone().set_password(pw);
             info = info.set_redis_settings(settings);
         }
-        self.last_password = password.or_else(|| self.url_password.clone());
+
         let client = match &self.ca_pem {
             Some(pem) => redis::Client::build_with_tls(
                 info,
@@ -408,11 +314,20 @@ impl RedisProbe {
         Ok(conn)
     }
 
+    async fn probe(&mut self, conn: &mut MultiplexedConnection) -> (Outcome, bool) {
+        match self.ping_info(conn).await {
+            Ok(out) => (out, false),
+            Err(e) => (self.error_outcome("PING", &e), connection_broken(&e)),
+        }
+    }
+}
+
+impl Redis {
     /// PING, then INFO; `Err` only for errors from the connection or the server.
-    async fn probe(&mut self) -> Result<Outcome, redis::RedisError> {
-        let Some(conn) = self.conn.as_mut() else {
-            return Ok(Outcome::failed(Reason::Internal, "no connection"));
-        };
+    async fn ping_info(
+        &self,
+        conn: &mut MultiplexedConnection,
+    ) -> Result<Outcome, redis::RedisError> {
         let started = Instant::now();
         let pong: redis::Value = redis::cmd("PING").query_async(conn).await?;
         let ping_elapsed = started.elapsed();
@@ -458,8 +373,9 @@ impl RedisProbe {
 
         let details = |o: Outcome| {
             let mut o = o
-                .with_detail("ping_ms", round_ms(ping_elapsed.as_secs_f64() * 1000.0))
-                .with_detail("latency_ms", round_ms(elapsed.as_secs_f64() * 1000.0));
+                .with_detail("ping_ms", round_ms(ping_elapsed))
+                .with_detail("latency_ms", round_ms(elapsed))
+                .answered_in(elapsed);
             if let Some(v) = &version {
                 o = o.with_detail("server_version", v.as_str());
             }
@@ -526,19 +442,6 @@ impl RedisProbe {
                 return Ok(details(Outcome::degraded(Reason::Threshold, text(limit))));
             }
         }
-        if let Some(limit) = self.degraded_after
-            && elapsed > limit
-        {
-            return Ok(details(Outcome::degraded(
-                Reason::Timeout,
-                format!(
-                    "{} answered in {} (slower than {})",
-                    self.shown,
-                    crate::health::fmt_latency(elapsed),
-                    humantime::format_duration(limit)
-                ),
-            )));
-        }
         let role = role
             .map(RedisRole::as_str)
             .or(role_text.as_deref())
@@ -558,24 +461,18 @@ impl RedisProbe {
     fn error_outcome(&self, doing: &str, e: &redis::RedisError) -> Outcome {
         let code = e.code().unwrap_or("");
         let text = e.to_string();
-        let lower = text.to_lowercase();
         let reason = if e.kind() == ErrorKind::AuthenticationFailed
             || matches!(code, "WRONGPASS" | "NOAUTH")
             || text.contains("WRONGPASS")
             || text.contains("NOAUTH")
         {
             Reason::Auth
-        } else if e.is_timeout() || lower.contains("timed out") {
+        } else if e.is_timeout() {
             Reason::Timeout
         } else if e.is_connection_refusal() {
             Reason::Connect
-        } else if lower.contains("failed to lookup address")
-            || lower.contains("name or service not known")
-            || lower.contains("temporary failure in name resolution")
-        {
-            Reason::Dns
-        } else if lower.contains("tls") || lower.contains("certificate") {
-            Reason::Tls
+        } else if let Some(reason) = classify(e) {
+            reason
         } else if e.kind() == ErrorKind::Io || e.is_connection_dropped() {
             Reason::Connect
         } else {
@@ -615,10 +512,6 @@ fn info_field(info: &str, name: &str) -> Option<String> {
         let (k, v) = l.trim().split_once(':')?;
         (k == name).then(|| v.to_string())
     })
-}
-
-fn round_ms(ms: f64) -> f64 {
-    (ms * 1000.0).round() / 1000.0
 }
 
 #[cfg(test)]

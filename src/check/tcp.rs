@@ -3,11 +3,13 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use serde::{Deserialize, Deserializer};
+use serde::Deserialize;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use super::{Matcher, Outcome, Reason, connect_reason, one_line, validate_regex};
+use super::matcher::{Matcher, validate_regex};
+use super::{Kind, Run};
+use crate::model::{Outcome, Reason, classify, one_line};
 
 /// Most bytes read while looking for `expect`.
 const MAX_READ: usize = 64 * 1024;
@@ -19,7 +21,7 @@ pub struct TcpConfig {
     /// Host name or IP address (IPv4 or IPv6); names are resolved on every run.
     pub host: String,
     /// Port, 1 to 65535.
-    #[serde(deserialize_with = "de_port")]
+    #[serde(deserialize_with = "crate::model::de_port")]
     pub port: u16,
     /// Bytes to send once connected (TOML escapes such as `\r\n` work).
     pub send: Option<String>,
@@ -29,8 +31,20 @@ pub struct TcpConfig {
     pub expect_regex: Option<String>,
 }
 
-impl TcpConfig {
-    pub(crate) fn validate(&self, problems: &mut Vec<(String, String)>) {
+impl Kind for TcpConfig {
+    type Probe = TcpProbe;
+
+    fn build(&self, timeout: Duration) -> Result<TcpProbe, String> {
+        Ok(TcpProbe {
+            host: self.host.clone(),
+            port: self.port,
+            send: self.send.as_ref().map(|s| s.as_bytes().to_vec()),
+            expect: Matcher::new(&self.expect, &self.expect_regex)?,
+            read_window: timeout.saturating_sub((timeout / 10).min(Duration::from_millis(250))),
+        })
+    }
+
+    fn validate(&self, _timeout: Duration, problems: &mut Vec<(String, String)>) {
         if self.host.trim().is_empty() {
             problems.push(("host".into(), "must not be empty".into()));
         }
@@ -44,22 +58,6 @@ impl TcpConfig {
     }
 }
 
-/// Deserialize a port number with a clear out-of-range message.
-pub fn de_port<'de, D: Deserializer<'de>>(d: D) -> Result<u16, D::Error> {
-    let n = i64::deserialize(d)?;
-    match u16::try_from(n) {
-        Ok(p) if p > 0 => Ok(p),
-        _ => Err(serde::de::Error::custom(format!(
-            "out of range: {n} (must be 1 to 65535)"
-        ))),
-    }
-}
-
-/// Deserialize an optional port number (see [`de_port`]).
-pub fn de_opt_port<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u16>, D::Error> {
-    de_port(d).map(Some)
-}
-
 pub struct TcpProbe {
     host: String,
     port: u16,
@@ -71,18 +69,8 @@ pub struct TcpProbe {
     read_window: Duration,
 }
 
-impl TcpProbe {
-    pub fn new(c: &TcpConfig, timeout: Duration) -> Result<Self, String> {
-        Ok(TcpProbe {
-            host: c.host.clone(),
-            port: c.port,
-            send: c.send.as_ref().map(|s| s.as_bytes().to_vec()),
-            expect: Matcher::new(&c.expect, &c.expect_regex)?,
-            read_window: timeout.saturating_sub((timeout / 10).min(Duration::from_millis(250))),
-        })
-    }
-
-    pub async fn run(&mut self) -> Outcome {
+impl Run for TcpProbe {
+    async fn run(&mut self) -> Outcome {
         let read_until = tokio::time::Instant::now() + self.read_window;
         let (mut stream, addr) = match connect(&self.host, self.port).await {
             Ok(v) => v,
@@ -185,7 +173,7 @@ pub(crate) async fn connect(host: &str, port: u16) -> Result<(TcpStream, SocketA
     }
     let (addr, e) = last.expect("at least one address was tried");
     Err(Outcome::failed(
-        connect_reason(&e),
+        classify(&e).unwrap_or(Reason::Connect),
         format!("connect to {addr}: {e}"),
     ))
 }

@@ -2,65 +2,12 @@
 //! trusted source networks. Bare verdicts stay public either way (see `server::router`).
 
 use std::net::IpAddr;
-use std::path::PathBuf;
 
 use axum::http::{HeaderMap, header};
 use ipnet::IpNet;
-use serde::Deserialize;
 use subtle::ConstantTimeEq;
 
-/// `[server.auth]`.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct AuthConfig {
-    /// File holding the bearer token (surrounding whitespace is ignored). Callers send
-    /// `Authorization: Bearer <token>`.
-    pub token_file: Option<PathBuf>,
-    /// Source networks that are authorised without a token. Default: loopback
-    /// (`127.0.0.0/8`, `::1/128`); `[]` requires the token from everyone.
-    #[serde(default = "loopback")]
-    pub trusted_networks: Vec<String>,
-}
-
-fn loopback() -> Vec<String> {
-    vec!["127.0.0.0/8".into(), "::1/128".into()]
-}
-
-impl AuthConfig {
-    /// Problems as (key under `server.auth`, reason).
-    pub fn validate(&self) -> Vec<(String, String)> {
-        let mut problems = Vec::new();
-        for (i, n) in self.trusted_networks.iter().enumerate() {
-            if let Err(e) = parse_net(n) {
-                problems.push((format!("trusted_networks[{i}]"), e));
-            }
-        }
-        if let Some(path) = &self.token_file {
-            match read_token(path) {
-                Ok(_) => crate::redact::warn_if_world_readable(path, "server.auth.token_file"),
-                Err(e) => problems.push(("token_file".into(), e)),
-            }
-        }
-        problems
-    }
-}
-
-fn parse_net(text: &str) -> Result<IpNet, String> {
-    let t = text.trim();
-    t.parse::<IpNet>()
-        .or_else(|_| t.parse::<IpAddr>().map(IpNet::from))
-        .map_err(|_| format!("invalid network \"{t}\" (use CIDR such as 10.0.0.0/8 or an address)"))
-}
-
-fn read_token(path: &std::path::Path) -> Result<Vec<u8>, String> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-    let token = text.trim();
-    if token.is_empty() {
-        return Err(format!("{} is empty", path.display()));
-    }
-    Ok(token.as_bytes().to_vec())
-}
+use crate::config::server::{AuthConfig, parse_net, read_token};
 
 /// The runtime form of `[server.auth]`.
 #[derive(Clone, Default)]

@@ -15,7 +15,6 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use serde::Deserialize;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
@@ -23,66 +22,7 @@ use tokio_util::sync::CancellationToken;
 use tower::ServiceBuilder;
 
 use super::tls::TlsReloader;
-
-/// `[server.limits]`. Read when the listener starts; changing them needs a restart.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct LimitsConfig {
-    /// Bound on handling one request. Default `5s`.
-    #[serde(deserialize_with = "crate::config::de_duration")]
-    pub request_timeout: Duration,
-    /// A client must send its request head within this. Default `5s`.
-    #[serde(deserialize_with = "crate::config::de_duration")]
-    pub header_read_timeout: Duration,
-    /// Open connections at most; further ones are closed at once. Default 1024.
-    pub max_connections: usize,
-    /// Requests to `/livez`, `/readyz`, `/startupz` handled at once; more get 503 at once.
-    /// Default 256.
-    pub probe_concurrency: usize,
-    /// Requests to `/health` and `/metrics` handled at once (a separate budget, so a flood
-    /// there cannot starve the probe endpoints); more get 503 at once. Default 16.
-    pub detail_concurrency: usize,
-    /// Total size of the request headers. Default 8192 bytes.
-    pub max_header_bytes: usize,
-    /// Length of the request target (path and query). Default 2048 bytes.
-    pub max_uri_bytes: usize,
-}
-
-impl Default for LimitsConfig {
-    fn default() -> Self {
-        LimitsConfig {
-            request_timeout: Duration::from_secs(5),
-            header_read_timeout: Duration::from_secs(5),
-            max_connections: 1024,
-            probe_concurrency: 256,
-            detail_concurrency: 16,
-            max_header_bytes: 8192,
-            max_uri_bytes: 2048,
-        }
-    }
-}
-
-impl LimitsConfig {
-    pub fn validate(&self) -> Vec<(String, String)> {
-        let mut problems = Vec::new();
-        for (key, v) in [
-            ("max_connections", self.max_connections),
-            ("probe_concurrency", self.probe_concurrency),
-            ("detail_concurrency", self.detail_concurrency),
-        ] {
-            if v == 0 {
-                problems.push((key.to_string(), "must be at least 1".to_string()));
-            }
-        }
-        if self.max_header_bytes < 1024 {
-            problems.push(("max_header_bytes".into(), "must be at least 1024".into()));
-        }
-        if self.max_uri_bytes < 64 {
-            problems.push(("max_uri_bytes".into(), "must be at least 64".into()));
-        }
-        problems
-    }
-}
+use crate::config::server::LimitsConfig;
 
 /// Put the limits around the two halves of the router: `probes` (the Kubernetes probe
 /// endpoints) and `details` (`/health`, `/metrics`) get separate concurrency budgets with

@@ -1,9 +1,8 @@
 //! Host metrics from the resource checks' samples, shared by the Prometheus and OTLP
 //! renderers so both show the same series under the same (translated) names.
 
-use crate::check::Sample;
-use crate::check::system::{CpuSample, DiskSample, MemorySample};
 use crate::health::Snapshot;
+use crate::model::{CpuSample, DiskSample, MemorySample, Sample, used_percent};
 
 /// A metric's names and unit in both worlds.
 #[derive(Debug, Clone, Copy)]
@@ -189,7 +188,7 @@ pub fn filesystem_states(d: &DiskSample) -> Vec<(&'static str, u64)> {
 
 /// Used share of the space usable by ordinary users, as `df` and the disk check count it.
 pub fn filesystem_utilization(d: &DiskSample) -> f64 {
-    crate::check::system::used_percent(d.used, d.available) / 100.0
+    used_percent(d.used, d.available) / 100.0
 }
 
 /// A state's share of total memory.

@@ -1,6 +1,5 @@
 //! Renderers that export the snapshot: Prometheus text for `/metrics`, OTLP to collectors.
 
-pub mod config;
 pub mod host;
 pub mod otlp;
 pub mod prometheus;

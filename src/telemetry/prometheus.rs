@@ -10,8 +10,8 @@ use prometheus_client::metrics::MetricType;
 use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::registry::{Registry, Unit};
 
-use crate::check::system::DiskSample;
-use crate::health::{RunStats, Snapshot, Status};
+use crate::health::{RunStats, Snapshot};
+use crate::model::{DiskSample, Status};
 use crate::telemetry::host::{self, Host, MetricName};
 
 /// The content type of [`render`].

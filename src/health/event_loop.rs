@@ -1,0 +1,342 @@
+//! The health loop: the single writer of the snapshot. It takes events (observations from
+//! the scheduler, reconfiguration, self-check results, reload results), feeds them to the
+//! per-check state machines, and publishes a new snapshot after every batch.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use arc_swap::ArcSwap;
+use tokio::sync::{broadcast, mpsc};
+use tokio_util::sync::CancellationToken;
+
+use super::snapshot::{CheckView, HEARTBEAT, ReloadInfo, SharedSnapshot, Snapshot};
+use super::state::{CheckMeta, CheckState, Observation};
+use super::stats::RunStats;
+use crate::model::{Group, GroupSummary, Level, Reason, Status};
+use crate::resilience::Resilience;
+
+/// A check's status changed (for logs and the optional OTLP log record).
+#[derive(Debug, Clone)]
+pub struct StatusChange {
+    pub check: String,
+    pub kind: &'static str,
+    pub from: Status,
+    pub to: Status,
+    pub reason: Option<Reason>,
+    pub message: String,
+    pub at: SystemTime,
+}
+
+/// One finished run of a probe check, as the health loop accepted it (for the OTLP duration
+/// histogram and run counter, which record each run as it happens).
+#[derive(Debug, Clone)]
+pub struct RunRecord {
+    pub check: String,
+    pub kind: &'static str,
+    pub latency: Duration,
+    /// `None` on success, the failure reason otherwise (as counted in [`RunStats::runs`]).
+    pub failure: Option<Reason>,
+}
+
+/// What the health loop is told.
+#[derive(Debug)]
+pub enum Event {
+    Observation(Observation),
+    /// The set of probe checks changed (start or reload). Checks whose name and generation
+    /// are unchanged keep their state.
+    Reconfigure(Vec<CheckMeta>),
+    /// A healthd self-check (not a probe) has a new status.
+    SelfCheck {
+        name: String,
+        groups: Vec<Group>,
+        status: Status,
+        reason: Option<Reason>,
+        message: String,
+    },
+    /// A config reload finished.
+    Reloaded(ReloadInfo),
+}
+
+/// Least time between two published snapshots; results arriving meanwhile are batched.
+const MIN_PUBLISH_GAP: Duration = Duration::from_millis(10);
+/// The loop publishes at least this often, which is what the heartbeat measures.
+const TICK: Duration = Duration::from_millis(500);
+
+/// The single writer of the snapshot.
+pub struct HealthLoop {
+    rx: mpsc::Receiver<Event>,
+    states: Vec<CheckState>,
+    index: HashMap<String, usize>,
+    builtins: BTreeMap<String, CheckView>,
+    /// The scheduler has told the loop which checks exist (startup cannot complete before).
+    configured: bool,
+    started: bool,
+    reload: Option<ReloadInfo>,
+    lateness: RunStats,
+    seq: u64,
+    out: SharedSnapshot,
+    changes: broadcast::Sender<StatusChange>,
+    runs: broadcast::Sender<RunRecord>,
+}
+
+/// Handles to a running health loop.
+#[derive(Clone)]
+pub struct HealthHandle {
+    pub events: mpsc::Sender<Event>,
+    pub snapshot: SharedSnapshot,
+    pub changes: broadcast::Sender<StatusChange>,
+    /// Every accepted probe run (nobody listens unless OTLP export is on).
+    pub runs: broadcast::Sender<RunRecord>,
+}
+
+impl HealthLoop {
+    pub fn new(capacity: usize) -> (HealthLoop, HealthHandle) {
+        let (tx, rx) = mpsc::channel(capacity);
+        let out: SharedSnapshot = Arc::new(ArcSwap::from_pointee(Snapshot::empty()));
+        let (changes, _) = broadcast::channel(1024);
+        let (runs, _) = broadcast::channel(4096);
+        let hl = HealthLoop {
+            rx,
+            states: Vec::new(),
+            index: HashMap::new(),
+            builtins: BTreeMap::new(),
+            configured: false,
+            started: false,
+            reload: None,
+            lateness: RunStats::default(),
+            seq: 0,
+            out: out.clone(),
+            changes: changes.clone(),
+            runs: runs.clone(),
+        };
+        (
+            hl,
+            HealthHandle {
+                events: tx,
+                snapshot: out,
+                changes,
+                runs,
+            },
+        )
+    }
+
+    /// Run until cancelled, publishing after every batch of events and at least every tick.
+    pub async fn run(mut self, cancel: CancellationToken) {
+        let mut last_publish = Instant::now() - MIN_PUBLISH_GAP;
+        self.publish();
+        loop {
+            tokio::select! {
+                _ = cancel.cancelled() => break,
+                ev = self.rx.recv() => match ev {
+                    Some(ev) => self.handle(ev),
+                    None => break,
+                },
+                _ = tokio::time::sleep(TICK) => {}
+            }
+            let since = last_publish.elapsed();
+            if since < MIN_PUBLISH_GAP {
+                tokio::time::sleep(MIN_PUBLISH_GAP - since).await;
+            }
+            while let Ok(ev) = self.rx.try_recv() {
+                self.handle(ev);
+            }
+            self.publish();
+            last_publish = Instant::now();
+        }
+    }
+
+    fn handle(&mut self, ev: Event) {
+        match ev {
+            Event::Observation(obs) => {
+                let Some(&i) = self.index.get(&obs.check) else {
+                    return;
+                };
+                self.lateness.record(None, obs.lateness);
+                let state = &mut self.states[i];
+                if state.meta.generation != obs.generation {
+                    return;
+                }
+                let at = obs.at;
+                if self.runs.receiver_count() > 0 {
+                    let failed = obs.outcome.level == Level::Failed;
+                    let _ = self.runs.send(RunRecord {
+                        check: obs.check.clone(),
+                        kind: state.meta.kind,
+                        latency: obs.latency,
+                        failure: failed.then(|| obs.outcome.reason.unwrap_or(Reason::Internal)),
+                    });
+                }
+                if let Some(from) = state.apply(obs) {
+                    let v = &state.view;
+                    let change = StatusChange {
+                        check: v.name.clone(),
+                        kind: v.kind,
+                        from,
+                        to: v.status,
+                        reason: v.reason,
+                        message: v.message.clone(),
+                        at,
+                    };
+                    log_change(&change);
+                    let _ = self.changes.send(change);
+                }
+            }
+            Event::Reconfigure(metas) => {
+                self.configured = true;
+                let mut old: HashMap<String, CheckState> = std::mem::take(&mut self.states)
+                    .into_iter()
+                    .map(|s| (s.meta.name.clone(), s))
+                    .collect();
+                self.states = metas
+                    .into_iter()
+                    .map(|m| match old.remove(&m.name) {
+                        Some(s) if s.meta == m => s,
+                        _ => CheckState::new(m),
+                    })
+                    .collect();
+                self.index = self
+                    .states
+                    .iter()
+                    .enumerate()
+                    .map(|(i, s)| (s.meta.name.clone(), i))
+                    .collect();
+            }
+            Event::SelfCheck {
+                name,
+                groups,
+                status,
+                reason,
+                message,
+            } => {
+                let now = SystemTime::now();
+                let view = self
+                    .builtins
+                    .entry(name.clone())
+                    .or_insert_with(|| self_check_view(name, groups.clone(), false));
+                if view.status != status {
+                    view.since = Some(now);
+                }
+                view.groups = groups;
+                view.status = status;
+                view.reason = reason;
+                view.message = message;
+                view.last_run = Some(now);
+                view.reported = true;
+            }
+            Event::Reloaded(info) => self.reload = Some(info),
+        }
+    }
+
+    fn publish(&mut self) {
+        self.seq += 1;
+        let now = SystemTime::now();
+        let mono = Instant::now();
+        for state in &mut self.states {
+            if let Some(from) = state.expire(mono, now) {
+                let v = &state.view;
+                tracing::warn!(check = %v.name, from = from.as_str(), detail = %v.message, "Check result is stale; status now unknown.");
+                let _ = self.changes.send(StatusChange {
+                    check: v.name.clone(),
+                    kind: v.kind,
+                    from,
+                    to: v.status,
+                    reason: None,
+                    message: v.message.clone(),
+                    at: now,
+                });
+            }
+        }
+        let probes = self.states.len();
+        let heartbeat = self
+            .builtins
+            .entry(HEARTBEAT.to_string())
+            .or_insert_with(|| {
+                let mut view = self_check_view(HEARTBEAT.to_string(), vec![Group::Liveness], true);
+                view.status = Status::Healthy;
+                view.since = Some(now);
+                view
+            });
+        heartbeat.last_run = Some(now);
+        heartbeat.reported = true;
+        heartbeat.passed_once = true;
+        heartbeat.message = format!("snapshot loop alive, {probes} checks scheduled");
+
+        if !self.started && self.configured {
+            self.started = self.states.iter().all(|s| s.view.reported)
+                && self
+                    .states
+                    .iter()
+                    .filter(|s| s.meta.groups.contains(&Group::Startup))
+                    .all(|s| s.view.passed_once);
+            if self.started {
+                tracing::info!(
+                    checks = probes,
+                    "Startup complete: every check has reported."
+                );
+            }
+        }
+        let checks: Vec<Arc<CheckView>> = self
+            .states
+            .iter_mut()
+            .map(|s| s.view.clone())
+            .chain(self.builtins.values().map(|v| Arc::new(v.clone())))
+            .collect();
+        let groups = Group::ALL
+            .iter()
+            .map(|g| {
+                let members = checks
+                    .iter()
+                    .filter(|c| c.groups.contains(g))
+                    .map(|c| c.status);
+                (*g, GroupSummary::of(members))
+            })
+            .collect();
+        self.out.store(Arc::new(Snapshot {
+            seq: self.seq,
+            generated_at: now,
+            generated_mono: Instant::now(),
+            started: self.started,
+            checks,
+            groups,
+            reload: self.reload.clone(),
+            lateness: self.lateness.clone(),
+        }));
+    }
+}
+
+/// The view of a healthd self-check (not a probe) before its first report.
+fn self_check_view(name: String, groups: Vec<Group>, critical: bool) -> CheckView {
+    let s = CheckState::new(CheckMeta {
+        name,
+        kind: "self",
+        critical,
+        groups,
+        failure_threshold: 1,
+        success_threshold: 1,
+        generation: 0,
+        interval: Duration::ZERO,
+        timeout: Duration::ZERO,
+        resilience: Resilience {
+            flap_window: 0,
+            ..Resilience::default()
+        },
+    });
+    let mut view = Arc::unwrap_or_clone(s.view);
+    view.builtin = true;
+    view
+}
+
+fn log_change(c: &StatusChange) {
+    let reason = c.reason.map(Reason::as_str).unwrap_or("");
+    match c.to {
+        Status::Healthy => tracing::info!(
+            check = %c.check, kind = c.kind, from = c.from.as_str(), to = c.to.as_str(), detail = %c.message,
+            "Check status changed."
+        ),
+        _ => tracing::warn!(
+            check = %c.check, kind = c.kind, from = c.from.as_str(), to = c.to.as_str(), reason, detail = %c.message,
+            "Check status changed."
+        ),
+    }
+}

@@ -1,0 +1,20 @@
+//! The health model: per-check state machines fed by observations, rolled up into groups,
+//! published as one immutable [`Snapshot`] that every renderer reads, and judged into
+//! verdicts in one place.
+//!
+//! - [`state`]: the pure per-check state machine (thresholds, flapping, staleness);
+//! - [`event_loop`]: the single writer that applies events and publishes snapshots;
+//! - [`snapshot`]: what is published; [`stats`]: run counters and latency histograms;
+//! - [`verdict`]: a group's verdict for the HTTP, gRPC and systemd renderers.
+
+pub mod event_loop;
+pub mod snapshot;
+pub mod state;
+pub mod stats;
+pub mod verdict;
+
+pub use event_loop::{Event, HealthHandle, HealthLoop, RunRecord, StatusChange};
+pub use snapshot::{CheckView, HEARTBEAT, ReloadInfo, SharedSnapshot, Snapshot};
+pub use state::{CheckMeta, Observation};
+pub use stats::{LATENCY_BUCKETS, RunStats};
+pub use verdict::{Policy, Verdict, Verdicts, verdict};

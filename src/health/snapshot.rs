@@ -1,0 +1,150 @@
+//! The snapshot: one immutable picture of everything healthd knows, published atomically
+//! by the health loop and read by every renderer.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use arc_swap::ArcSwap;
+use serde::Serialize;
+
+use super::stats::RunStats;
+use crate::model::{Group, GroupSummary, Reason, Sample, Status};
+use crate::resilience::BreakerState;
+
+/// The name of the heartbeat self-check in the liveness group.
+pub const HEARTBEAT: &str = "healthd";
+
+/// What the rest of healthd knows about one check: the state machine's public face.
+#[derive(Debug, Clone, Serialize)]
+pub struct CheckView {
+    pub name: String,
+    pub kind: &'static str,
+    pub status: Status,
+    pub critical: bool,
+    pub groups: Vec<Group>,
+    /// Reason of the latest run that was not ok.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<Reason>,
+    /// The latest run's message.
+    pub message: String,
+    /// The latest run's latency, in milliseconds.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub latency_ms: Option<f64>,
+    #[serde(serialize_with = "ser_time")]
+    pub last_run: Option<SystemTime>,
+    #[serde(serialize_with = "ser_time")]
+    pub last_success: Option<SystemTime>,
+    #[serde(serialize_with = "ser_time")]
+    pub last_failure: Option<SystemTime>,
+    /// When the status last changed.
+    #[serde(serialize_with = "ser_time")]
+    pub since: Option<SystemTime>,
+    pub consecutive_failures: u32,
+    pub consecutive_successes: u32,
+    /// `open` while the check is unhealthy and probed with backoff.
+    pub breaker: BreakerState,
+    /// When the next probe is due.
+    #[serde(serialize_with = "ser_time")]
+    pub next_run: Option<SystemTime>,
+    /// Changing state too often; the status is held at the worst seen until it settles.
+    pub flapping: bool,
+    /// The latest result is older than the check's `max_staleness`; the status is `unknown`.
+    pub stale: bool,
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub details: BTreeMap<String, serde_json::Value>,
+    #[serde(skip)]
+    pub sample: Option<Sample>,
+    #[serde(skip)]
+    pub stats: RunStats,
+    /// Has produced at least one result.
+    #[serde(skip)]
+    pub reported: bool,
+    /// Has passed at least once (for startup gating).
+    #[serde(skip)]
+    pub passed_once: bool,
+    /// A healthd self-check (the heartbeat, config reload, telemetry) rather than a probe.
+    #[serde(skip)]
+    pub builtin: bool,
+}
+
+pub(crate) fn ser_time<S: serde::Serializer>(
+    t: &Option<SystemTime>,
+    s: S,
+) -> Result<S::Ok, S::Error> {
+    match t {
+        Some(t) => s.serialize_str(&humantime::format_rfc3339_millis(*t).to_string()),
+        None => s.serialize_none(),
+    }
+}
+
+/// The outcome of the latest config reload.
+#[derive(Debug, Clone, Serialize)]
+pub struct ReloadInfo {
+    #[serde(serialize_with = "ser_time")]
+    pub at: Option<SystemTime>,
+    pub ok: bool,
+    /// Every problem, as `file: key: reason`.
+    pub errors: Vec<String>,
+}
+
+/// One immutable picture of everything healthd knows, swapped in atomically.
+#[derive(Debug, Clone)]
+pub struct Snapshot {
+    pub seq: u64,
+    pub generated_at: SystemTime,
+    pub generated_mono: Instant,
+    /// The startup latch: every check reported and every startup check passed once.
+    pub started: bool,
+    /// Probe checks in config order, then self-checks.
+    pub checks: Vec<Arc<CheckView>>,
+    pub groups: BTreeMap<Group, GroupSummary>,
+    pub reload: Option<ReloadInfo>,
+    /// How late runs started against their schedule, over all checks (a histogram).
+    pub lateness: RunStats,
+}
+
+impl Snapshot {
+    /// The snapshot before the loop has published anything.
+    pub fn empty() -> Snapshot {
+        Snapshot {
+            seq: 0,
+            generated_at: SystemTime::now(),
+            generated_mono: Instant::now(),
+            started: false,
+            checks: Vec::new(),
+            groups: Group::ALL
+                .iter()
+                .map(|g| (*g, GroupSummary::of(std::iter::empty())))
+                .collect(),
+            reload: None,
+            lateness: RunStats::default(),
+        }
+    }
+
+    pub fn check(&self, name: &str) -> Option<&Arc<CheckView>> {
+        self.checks.iter().find(|c| c.name == name)
+    }
+
+    pub fn members(&self, group: Group) -> impl Iterator<Item = &Arc<CheckView>> {
+        self.checks
+            .iter()
+            .filter(move |c| c.groups.contains(&group))
+    }
+
+    /// How old this snapshot is; a stalled loop shows up as a growing age.
+    pub fn age(&self) -> Duration {
+        self.generated_mono.elapsed()
+    }
+
+    /// The worst status over probe checks.
+    pub fn overall(&self) -> Status {
+        self.checks
+            .iter()
+            .filter(|c| !c.builtin)
+            .fold(Status::Healthy, |s, c| s.worst(c.status))
+    }
+}
+
+/// The snapshot shared between the loop (writer) and the renderers (readers).
+pub type SharedSnapshot = Arc<ArcSwap<Snapshot>>;

@@ -1,0 +1,349 @@
+//! The per-check state machine: kubelet-style failure/success thresholds, flap holding and
+//! staleness, turning observations into the check's [`CheckView`]. Pure: no I/O, no clock
+//! but the times it is given.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use super::snapshot::CheckView;
+use super::stats::RunStats;
+use crate::config::CheckConfig;
+use crate::model::{Group, Level, Outcome, Reason, Status, fmt_latency};
+use crate::resilience::{BreakerState, FlapDetector, Resilience};
+
+/// The static facts about a check that the state machine needs.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CheckMeta {
+    pub name: String,
+    pub kind: &'static str,
+    pub critical: bool,
+    pub groups: Vec<Group>,
+    pub failure_threshold: u32,
+    pub success_threshold: u32,
+    /// Which scheduled definition this is; observations of an older one are dropped.
+    pub generation: u64,
+    pub interval: Duration,
+    pub timeout: Duration,
+    pub resilience: Resilience,
+}
+
+impl CheckMeta {
+    pub fn of(c: &CheckConfig, generation: u64) -> CheckMeta {
+        CheckMeta {
+            name: c.name.clone(),
+            kind: c.kind(),
+            critical: c.critical,
+            groups: c.groups.clone(),
+            failure_threshold: c.failure_threshold,
+            success_threshold: c.success_threshold,
+            generation,
+            interval: c.interval,
+            timeout: c.timeout,
+            resilience: c.resilience.clone(),
+        }
+    }
+}
+
+/// One run's result, as the scheduler reports it.
+#[derive(Debug, Clone)]
+pub struct Observation {
+    pub check: String,
+    pub generation: u64,
+    pub outcome: Outcome,
+    pub latency: Duration,
+    /// How long after its scheduled time the run started.
+    pub lateness: Duration,
+    pub at: SystemTime,
+    /// The scheduler's circuit breaker after this run.
+    pub breaker: BreakerState,
+    /// Time from this result to the next run.
+    pub next_delay: Duration,
+}
+
+/// The mutable state behind one [`CheckView`].
+pub(crate) struct CheckState {
+    pub(crate) meta: CheckMeta,
+    /// Copy-on-write: the published snapshot shares this `Arc`; the first change after a
+    /// publish copies the view (`Arc::make_mut`), so a check costs one view plus a copy
+    /// only while it changed since the last snapshot, and an unchanged check costs one
+    /// reference count per snapshot.
+    pub(crate) view: Arc<CheckView>,
+    /// True while the status comes from failures (leaving it takes `success_threshold`).
+    failing: bool,
+    /// The state machine's own status, before flap holding and staleness.
+    machine: Status,
+    flap: FlapDetector,
+    /// When the latest result arrived, and how long it stays trustworthy.
+    fresh_until: Option<Instant>,
+}
+
+impl CheckState {
+    pub(crate) fn new(meta: CheckMeta) -> CheckState {
+        let view = CheckView {
+            name: meta.name.clone(),
+            kind: meta.kind,
+            status: Status::Unknown,
+            critical: meta.critical,
+            groups: meta.groups.clone(),
+            reason: None,
+            message: "no result yet".into(),
+            latency_ms: None,
+            last_run: None,
+            last_success: None,
+            last_failure: None,
+            since: None,
+            consecutive_failures: 0,
+            consecutive_successes: 0,
+            breaker: BreakerState::Closed,
+            next_run: None,
+            flapping: false,
+            stale: false,
+            details: BTreeMap::new(),
+            sample: None,
+            stats: RunStats::default(),
+            reported: false,
+            passed_once: false,
+            builtin: false,
+        };
+        let flap = FlapDetector::new(meta.resilience.flap_window, meta.resilience.flap_threshold);
+        CheckState {
+            meta,
+            view: Arc::new(view),
+            failing: false,
+            machine: Status::Unknown,
+            flap,
+            fresh_until: None,
+        }
+    }
+
+    /// Apply one observation (kubelet-style thresholds); returns the old status if it changed.
+    ///
+    /// From `unknown` the first result decides at once: there is no good state to protect.
+    pub(crate) fn apply(&mut self, obs: Observation) -> Option<Status> {
+        let shown = self.view.status;
+        // The thresholds run on the machine's own status, not on a held or stale one.
+        Arc::make_mut(&mut self.view).status = self.machine;
+        let level = obs.outcome.level;
+        let at = obs.at;
+        let delay = obs.next_delay;
+        Arc::make_mut(&mut self.view).breaker = obs.breaker;
+        Arc::make_mut(&mut self.view).next_run = at.checked_add(delay);
+        let stale_after =
+            self.meta
+                .resilience
+                .stale_after(delay, self.meta.interval, self.meta.timeout);
+        // An absurd bound (beyond the clock's range) means never stale.
+        self.fresh_until = Instant::now().checked_add(stale_after);
+        Arc::make_mut(&mut self.view).stale = false;
+        let prev_reason = self.view.reason;
+        self.step(obs);
+        self.machine = self.view.status;
+        Arc::make_mut(&mut self.view).status = self.flap.record(level, self.machine);
+        Arc::make_mut(&mut self.view).flapping = self.flap.flapping();
+        // Held at a worse state than the latest result: keep saying why.
+        if self.view.status != self.machine && self.view.reason.is_none() {
+            Arc::make_mut(&mut self.view).reason = prev_reason;
+        }
+        if self.view.status != shown {
+            Arc::make_mut(&mut self.view).since = Some(at);
+            Some(shown)
+        } else {
+            None
+        }
+    }
+
+    /// The kubelet-style state machine proper.
+    fn step(&mut self, obs: Observation) {
+        let v = Arc::make_mut(&mut self.view);
+        let old = v.status;
+        let failed = obs.outcome.level == Level::Failed;
+        v.reported = true;
+        v.stats.record(
+            if failed {
+                obs.outcome.reason.or(Some(Reason::Internal))
+            } else {
+                None
+            },
+            obs.latency,
+        );
+        v.last_run = Some(obs.at);
+        // Microsecond precision: float noise like 168.27848600000002 helps nobody.
+        v.latency_ms = Some((obs.latency.as_secs_f64() * 1e6).round() / 1000.0);
+        let reason = obs.outcome.reason;
+        v.message = obs.outcome.message;
+        v.details = obs.outcome.details;
+        if obs.outcome.sample.is_some() {
+            v.sample = obs.outcome.sample;
+        }
+        if failed {
+            v.consecutive_failures += 1;
+            v.consecutive_successes = 0;
+            v.last_failure = Some(obs.at);
+            if !self.failing
+                && (old == Status::Unknown || v.consecutive_failures >= self.meta.failure_threshold)
+            {
+                self.failing = true;
+            }
+            if self.failing {
+                v.status = if self.meta.critical {
+                    Status::Unhealthy
+                } else {
+                    Status::Degraded
+                };
+            }
+        } else {
+            v.consecutive_successes += 1;
+            v.consecutive_failures = 0;
+            v.last_success = Some(obs.at);
+            v.passed_once = true;
+            if self.failing
+                && (old == Status::Unknown
+                    || v.consecutive_successes >= self.meta.success_threshold)
+            {
+                self.failing = false;
+            }
+            if !self.failing {
+                v.status = if obs.outcome.level == Level::Ok {
+                    Status::Healthy
+                } else {
+                    Status::Degraded
+                };
+            }
+        }
+        // While the status is still bad (recovering below success_threshold), keep saying
+        // why; a healthy check has no reason.
+        match reason {
+            Some(r) => v.reason = Some(r),
+            None if v.status == Status::Healthy => v.reason = None,
+            None => {}
+        }
+    }
+
+    /// Turn the check `unknown` if its latest result is too old; returns the old status
+    /// when that happened just now.
+    pub(crate) fn expire(&mut self, now: Instant, at: SystemTime) -> Option<Status> {
+        let deadline = self.fresh_until?;
+        if self.view.stale || now <= deadline {
+            return None;
+        }
+        let old = self.view.status;
+        let age = self
+            .view
+            .last_run
+            .and_then(|t| at.duration_since(t).ok())
+            .unwrap_or_default();
+        Arc::make_mut(&mut self.view).stale = true;
+        Arc::make_mut(&mut self.view).status = Status::Unknown;
+        Arc::make_mut(&mut self.view).reason = None;
+        Arc::make_mut(&mut self.view).message = format!(
+            "stale: no result for {} (the latest: {})",
+            fmt_latency(age),
+            self.view.message
+        );
+        (old != Status::Unknown).then(|| {
+            Arc::make_mut(&mut self.view).since = Some(at);
+            old
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::GroupSummary;
+
+    fn meta(critical: bool, failure_threshold: u32, success_threshold: u32) -> CheckMeta {
+        CheckMeta {
+            name: "c".into(),
+            kind: "tcp",
+            critical,
+            groups: vec![Group::Readiness],
+            failure_threshold,
+            success_threshold,
+            generation: 1,
+            interval: Duration::from_secs(10),
+            timeout: Duration::from_secs(1),
+            resilience: Resilience::default(),
+        }
+    }
+
+    fn obs(level: Level) -> Observation {
+        let outcome = match level {
+            Level::Ok => Outcome::ok("fine"),
+            Level::Degraded => Outcome::degraded(Reason::Timeout, "slow"),
+            Level::Failed => Outcome::failed(Reason::Connect, "refused"),
+        };
+        Observation {
+            check: "c".into(),
+            generation: 1,
+            outcome,
+            latency: Duration::from_millis(3),
+            lateness: Duration::ZERO,
+            at: SystemTime::now(),
+            breaker: BreakerState::Closed,
+            next_delay: Duration::from_secs(10),
+        }
+    }
+
+    fn run(s: &mut CheckState, levels: &[Level]) -> Vec<Status> {
+        levels
+            .iter()
+            .map(|l| {
+                s.apply(obs(*l));
+                s.view.status
+            })
+            .collect()
+    }
+
+    use Level::{Degraded as D, Failed as F, Ok as O};
+    use Status::{Degraded as SD, Healthy as SH, Unhealthy as SU};
+
+    #[test]
+    fn failure_threshold_damps_and_success_threshold_recovers() {
+        let mut s = CheckState::new(meta(true, 3, 2));
+        assert_eq!(
+            run(&mut s, &[O, F, F, F, O, O, F]),
+            vec![SH, SH, SH, SU, SU, SH, SH]
+        );
+        assert_eq!(s.view.consecutive_failures, 1);
+    }
+
+    #[test]
+    fn first_result_decides_from_unknown() {
+        let mut s = CheckState::new(meta(true, 3, 3));
+        assert_eq!(run(&mut s, &[F]), vec![SU]);
+        let mut s = CheckState::new(meta(true, 3, 3));
+        assert_eq!(run(&mut s, &[O]), vec![SH]);
+    }
+
+    #[test]
+    fn non_critical_failures_only_degrade() {
+        let mut s = CheckState::new(meta(false, 1, 1));
+        assert_eq!(run(&mut s, &[O, F, O]), vec![SH, SD, SH]);
+    }
+
+    #[test]
+    fn degraded_results_are_not_failures() {
+        let mut s = CheckState::new(meta(true, 2, 1));
+        assert_eq!(run(&mut s, &[O, D, O, F, D]), vec![SH, SD, SH, SH, SD]);
+        assert_eq!(s.view.stats.runs.get(&None), Some(&4));
+        assert_eq!(s.view.stats.runs.get(&Some(Reason::Connect)), Some(&1));
+    }
+
+    #[test]
+    fn group_is_worst_of_members() {
+        let mut a = CheckState::new(meta(true, 1, 1));
+        let mut b = CheckState::new(meta(false, 1, 1));
+        a.apply(obs(O));
+        b.apply(obs(F));
+        let g = GroupSummary::of([a.view.status, b.view.status].into_iter());
+        assert_eq!((g.status, g.healthy, g.degraded), (SD, 1, 1));
+        let c = CheckState::new(meta(true, 1, 1));
+        let g = GroupSummary::of([a.view.status, b.view.status, c.view.status].into_iter());
+        assert_eq!(g.status, Status::Unknown);
+        a.apply(obs(F));
+        let g = GroupSummary::of([a.view.status, b.view.status, c.view.status].into_iter());
+        assert_eq!(g.status, SU);
+    }
+}

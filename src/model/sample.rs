@@ -1,0 +1,67 @@
+//! Typed measurements of the host's resources, kept in the snapshot for the metric
+//! renderers. The resource kinds produce them; the renderers only read them.
+
+use serde::Serialize;
+
+/// One resource check's measurement.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "kind", rename_all = "lowercase")]
+pub enum Sample {
+    Cpu(CpuSample),
+    Memory(MemorySample),
+    Disk(Vec<DiskSample>),
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct CpuSample {
+    /// Busy share of all cores since the previous run, 0 to 1.
+    pub utilization: f64,
+    pub logical_cpus: usize,
+    /// 1, 5 and 15 minute load averages, where the OS has them.
+    pub load_average: Option<[f64; 3]>,
+    /// Seconds since boot.
+    pub uptime_seconds: Option<u64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct MemorySample {
+    /// Bytes; the cgroup limit when one applies.
+    pub total: u64,
+    pub used: u64,
+    pub free: u64,
+    pub available: u64,
+    /// Kernel buffers and page cache (Linux `/proc/meminfo`), host-wide.
+    pub buffers: Option<u64>,
+    pub cached: Option<u64>,
+    /// `host` or `cgroup`.
+    pub source: &'static str,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct DiskSample {
+    /// The path configured.
+    pub path: String,
+    /// The mount point holding it.
+    pub mountpoint: String,
+    pub device: String,
+    pub fs_type: String,
+    pub total: u64,
+    pub available: u64,
+    pub used: u64,
+}
+
+/// Percent used as `df` shows it: used / (used + available), so space reserved for root
+/// does not count as used.
+pub fn used_percent(used: u64, available: u64) -> f64 {
+    let usable = used.saturating_add(available);
+    if usable == 0 {
+        0.0
+    } else {
+        used as f64 * 100.0 / usable as f64
+    }
+}
+
+/// A percentage rounded to one decimal, for details fields.
+pub fn round1(v: f64) -> f64 {
+    (v * 10.0).round() / 10.0
+}

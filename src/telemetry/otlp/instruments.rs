@@ -1,0 +1,298 @@
+//! The instruments: observable gauges and counters that read the latest snapshot at each
+//! collection, the duration histogram fed by accepted runs, and the status-change log
+//! records.
+
+use opentelemetry::KeyValue;
+use opentelemetry::logs::{AnyValue, LogRecord, Logger, LoggerProvider, Severity};
+use opentelemetry::metrics::MeterProvider;
+use opentelemetry_sdk::logs::SdkLoggerProvider;
+use opentelemetry_sdk::metrics::SdkMeterProvider;
+use tokio::sync::broadcast;
+use tokio_util::sync::CancellationToken;
+
+use crate::health::{LATENCY_BUCKETS, SharedSnapshot, StatusChange};
+use crate::model::Status;
+use crate::telemetry::host::{self, Host};
+
+fn status_attrs(name: &str, kind: &'static str) -> [KeyValue; 2] {
+    [
+        KeyValue::new("healthd.check.name", name.to_string()),
+        KeyValue::new("healthd.check.kind", kind),
+    ]
+}
+
+/// Observable instruments over the snapshot; the callbacks run on the reader's thread at
+/// each collection and only load the latest published snapshot.
+pub(super) fn register_instruments(provider: &SdkMeterProvider, snapshot: SharedSnapshot) {
+    let meter = provider.meter("healthd");
+
+    let snap = snapshot.clone();
+    let _ = meter
+        .i64_observable_gauge(host::CHECK_STATUS.otlp)
+        .with_unit(host::CHECK_STATUS.unit)
+        .with_description(host::CHECK_STATUS.help)
+        .with_callback(move |o| {
+            let s = snap.load();
+            for c in &s.checks {
+                for st in Status::ALL {
+                    let [n, k] = status_attrs(&c.name, c.kind);
+                    o.observe(
+                        i64::from(c.status == st),
+                        &[n, k, KeyValue::new("healthd.check.status", st.as_str())],
+                    );
+                }
+            }
+        })
+        .build();
+
+    let snap = snapshot.clone();
+    let _ = meter
+        .i64_observable_gauge(host::GROUP_STATUS.otlp)
+        .with_unit(host::GROUP_STATUS.unit)
+        .with_description(host::GROUP_STATUS.help)
+        .with_callback(move |o| {
+            let s = snap.load();
+            for (g, summary) in &s.groups {
+                for st in Status::ALL {
+                    o.observe(
+                        i64::from(summary.status == st),
+                        &[
+                            KeyValue::new("healthd.group.name", g.as_str()),
+                            KeyValue::new("healthd.group.status", st.as_str()),
+                        ],
+                    );
+                }
+            }
+        })
+        .build();
+
+    let snap = snapshot.clone();
+    let _ = meter
+        .u64_observable_counter(host::CHECK_RUNS.otlp)
+        .with_unit(host::CHECK_RUNS.unit)
+        .with_description(host::CHECK_RUNS.help)
+        .with_callback(move |o| {
+            let s = snap.load();
+            for c in s.checks.iter().filter(|c| !c.builtin) {
+                for (reason, n) in &c.stats.runs {
+                    let [name, kind] = status_attrs(&c.name, c.kind);
+                    match reason {
+                        None => o.observe(
+                            *n,
+                            &[name, kind, KeyValue::new("healthd.check.result", "success")],
+                        ),
+                        Some(r) => o.observe(
+                            *n,
+                            &[
+                                name,
+                                kind,
+                                KeyValue::new("healthd.check.result", "failure"),
+                                KeyValue::new("error.type", r.as_str()),
+                            ],
+                        ),
+                    }
+                }
+            }
+        })
+        .build();
+
+    let snap = snapshot.clone();
+    let _ = meter
+        .f64_observable_gauge(host::CPU_UTILIZATION.otlp)
+        .with_unit(host::CPU_UTILIZATION.unit)
+        .with_description(host::CPU_UTILIZATION.help)
+        .with_callback(move |o| {
+            let s = snap.load();
+            if let Some(c) = Host::of(&s).cpu {
+                o.observe(c.utilization, &[]);
+            }
+        })
+        .build();
+
+    for (i, name) in [host::LOAD_1M, host::LOAD_5M, host::LOAD_15M]
+        .into_iter()
+        .enumerate()
+    {
+        let snap = snapshot.clone();
+        let _ = meter
+            .f64_observable_gauge(name.otlp)
+            .with_unit(name.unit)
+            .with_description(name.help)
+            .with_callback(move |o| {
+                let s = snap.load();
+                if let Some(loads) = Host::of(&s).load_average() {
+                    o.observe(loads[i].1, &[]);
+                }
+            })
+            .build();
+    }
+
+    let snap = snapshot.clone();
+    let _ = meter
+        .f64_observable_gauge(host::UPTIME.otlp)
+        .with_unit(host::UPTIME.unit)
+        .with_description(host::UPTIME.help)
+        .with_callback(move |o| {
+            let s = snap.load();
+            if let Some(up) = Host::of(&s).cpu.and_then(|c| c.uptime_seconds) {
+                o.observe(up as f64, &[]);
+            }
+        })
+        .build();
+
+    let snap = snapshot.clone();
+    let _ = meter
+        .i64_observable_up_down_counter(host::MEMORY_USAGE.otlp)
+        .with_unit(host::MEMORY_USAGE.unit)
+        .with_description(host::MEMORY_USAGE.help)
+        .with_callback(move |o| {
+            let s = snap.load();
+            if let Some((states, _)) = Host::of(&s).memory_states() {
+                for (state, v) in states {
+                    o.observe(
+                        i64::try_from(v).unwrap_or(i64::MAX),
+                        &[KeyValue::new("system.memory.state", state)],
+                    );
+                }
+            }
+        })
+        .build();
+
+    let snap = snapshot.clone();
+    let _ = meter
+        .f64_observable_gauge(host::MEMORY_UTILIZATION.otlp)
+        .with_unit(host::MEMORY_UTILIZATION.unit)
+        .with_description(host::MEMORY_UTILIZATION.help)
+        .with_callback(move |o| {
+            let s = snap.load();
+            if let Some((states, total)) = Host::of(&s).memory_states() {
+                for (state, v) in states {
+                    o.observe(
+                        host::ratio(v, total),
+                        &[KeyValue::new("system.memory.state", state)],
+                    );
+                }
+            }
+        })
+        .build();
+
+    fn fs_attrs(d: &crate::model::DiskSample) -> Vec<KeyValue> {
+        vec![
+            KeyValue::new("system.device", d.device.clone()),
+            KeyValue::new("system.filesystem.mountpoint", d.mountpoint.clone()),
+            KeyValue::new("system.filesystem.type", d.fs_type.clone()),
+        ]
+    }
+    let snap = snapshot.clone();
+    let _ = meter
+        .i64_observable_up_down_counter(host::FS_USAGE.otlp)
+        .with_unit(host::FS_USAGE.unit)
+        .with_description(host::FS_USAGE.help)
+        .with_callback(move |o| {
+            let s = snap.load();
+            for d in Host::of(&s).filesystems {
+                for (state, v) in host::filesystem_states(d) {
+                    let mut attrs = fs_attrs(d);
+                    attrs.push(KeyValue::new("system.filesystem.state", state));
+                    o.observe(i64::try_from(v).unwrap_or(i64::MAX), &attrs);
+                }
+            }
+        })
+        .build();
+
+    let snap = snapshot;
+    let _ = meter
+        .f64_observable_gauge(host::FS_UTILIZATION.otlp)
+        .with_unit(host::FS_UTILIZATION.unit)
+        .with_description(host::FS_UTILIZATION.help)
+        .with_callback(move |o| {
+            let s = snap.load();
+            for d in Host::of(&s).filesystems {
+                o.observe(host::filesystem_utilization(d), &fs_attrs(d));
+            }
+        })
+        .build();
+}
+
+/// Record each accepted run's latency into the duration histogram as it happens.
+pub(super) fn spawn_duration_recorder(
+    provider: &SdkMeterProvider,
+    mut runs: broadcast::Receiver<crate::health::RunRecord>,
+    cancel: CancellationToken,
+) {
+    let histogram = provider
+        .meter("healthd")
+        .f64_histogram(host::CHECK_DURATION.otlp)
+        .with_unit(host::CHECK_DURATION.unit)
+        .with_description(host::CHECK_DURATION.help)
+        .with_boundaries(LATENCY_BUCKETS.to_vec())
+        .build();
+    tokio::spawn(async move {
+        loop {
+            let run = tokio::select! {
+                _ = cancel.cancelled() => break,
+                r = runs.recv() => r,
+            };
+            match run {
+                Ok(r) => histogram.record(r.latency.as_secs_f64(), &status_attrs(&r.check, r.kind)),
+                Err(broadcast::error::RecvError::Lagged(n)) => {
+                    tracing::debug!(
+                        missed = n,
+                        "Duration recorder fell behind; runs not recorded."
+                    );
+                }
+                Err(broadcast::error::RecvError::Closed) => break,
+            }
+        }
+    });
+}
+
+/// Emit one OTLP log record per check status change.
+pub(super) fn spawn_change_logger(
+    provider: &SdkLoggerProvider,
+    mut changes: broadcast::Receiver<StatusChange>,
+    cancel: CancellationToken,
+) {
+    let logger = provider.logger("healthd");
+    tokio::spawn(async move {
+        loop {
+            let change = tokio::select! {
+                _ = cancel.cancelled() => break,
+                c = changes.recv() => c,
+            };
+            let c = match change {
+                Ok(c) => c,
+                Err(broadcast::error::RecvError::Lagged(n)) => {
+                    tracing::debug!(missed = n, "Status-change log records dropped.");
+                    continue;
+                }
+                Err(broadcast::error::RecvError::Closed) => break,
+            };
+            let mut rec = logger.create_log_record();
+            rec.set_event_name("healthd.check.status_change");
+            rec.set_timestamp(c.at);
+            let (severity, text) = match c.to {
+                Status::Healthy => (Severity::Info, "INFO"),
+                Status::Degraded | Status::Unknown => (Severity::Warn, "WARN"),
+                Status::Unhealthy => (Severity::Error, "ERROR"),
+            };
+            rec.set_severity_number(severity);
+            rec.set_severity_text(text);
+            rec.set_body(AnyValue::from(format!(
+                "Check {} changed from {} to {}: {}",
+                c.check,
+                c.from.as_str(),
+                c.to.as_str(),
+                c.message
+            )));
+            rec.add_attribute("healthd.check.name", c.check.clone());
+            rec.add_attribute("healthd.check.kind", c.kind);
+            rec.add_attribute("healthd.check.status.previous", c.from.as_str());
+            rec.add_attribute("healthd.check.status", c.to.as_str());
+            if let Some(r) = c.reason {
+                rec.add_attribute("error.type", r.as_str());
+            }
+            logger.emit(rec);
+        }
+    });
+}
