@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use super::load::Problems;
+use super::problems::Problems;
 use super::recover::{deserialize_all, join_key};
 use super::{CheckConfig, DefaultsConfig};
 use crate::check::ProbeConfig;

@@ -7,34 +7,13 @@ use std::path::Path;
 use serde::Deserialize;
 
 use super::check::{collect_checks, parse_check};
+use super::problems::Problems;
 use super::recover::section;
 use super::sources::{apply_env, read_drop_ins, read_main, toml_reason};
 use super::{Config, ConfigError, DefaultsConfig, GroupOptions, Sources};
 use crate::model::Group;
 
 const TOP_LEVEL_KEYS: &[&str] = &["server", "defaults", "groups", "checks", "telemetry"];
-
-/// Collects problems while loading; each one is tagged with the file it belongs to.
-pub(crate) struct Problems {
-    pub(crate) errors: Vec<ConfigError>,
-    /// Keys whose value came from the environment, mapped to the variable's name.
-    pub(crate) env_keys: HashMap<String, String>,
-}
-
-impl Problems {
-    pub(crate) fn push(&mut self, file: &str, key: impl Into<String>, reason: impl Into<String>) {
-        let key = key.into();
-        let file = match self.env_keys.get(&key) {
-            Some(var) => format!("environment ({var})"),
-            None => file.to_string(),
-        };
-        self.errors.push(ConfigError {
-            file,
-            key,
-            reason: reason.into(),
-        });
-    }
-}
 
 /// Load, merge and validate; all problems at once on failure.
 pub fn load(sources: &Sources) -> Result<Config, Vec<ConfigError>> {

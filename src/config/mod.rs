@@ -27,6 +27,7 @@ use crate::resilience::Resilience;
 
 pub mod check;
 pub mod load;
+mod problems;
 pub mod recover;
 pub mod server;
 pub mod sources;

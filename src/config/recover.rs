@@ -4,7 +4,7 @@
 
 use serde::Deserialize;
 
-use super::load::Problems;
+use super::problems::Problems;
 
 /// Deserialize `[name]` from the root, reporting problems with their key path.
 pub(crate) fn section<T>(root: &toml::Table, name: &str, file: &str, problems: &mut Problems) -> T

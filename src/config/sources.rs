@@ -4,7 +4,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 
-use super::load::Problems;
+use super::problems::Problems;
 use super::{
     ConfigError, DEFAULT_CONFIG_PATH, EMBEDDED_DEFAULT, EMBEDDED_NAME, ENV_PREFIX, Sources,
 };
