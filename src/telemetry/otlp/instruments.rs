@@ -21,16 +21,24 @@ fn status_attrs(name: &str, kind: &'static str) -> [KeyValue; 2] {
     ]
 }
 
+/// An instrument named, united and described from its row of the metric table in
+/// `telemetry::host`, so OTLP and Prometheus cannot drift apart.
+macro_rules! described {
+    ($meter:expr, $kind:ident, $metric:expr) => {
+        $meter
+            .$kind($metric.otlp)
+            .with_unit($metric.unit)
+            .with_description($metric.help)
+    };
+}
+
 /// Observable instruments over the snapshot; the callbacks run on the reader's thread at
 /// each collection and only load the latest published snapshot.
 pub(super) fn register_instruments(provider: &SdkMeterProvider, snapshot: SharedSnapshot) {
     let meter = provider.meter("healthd");
 
     let snap = snapshot.clone();
-    let _ = meter
-        .i64_observable_gauge(host::CHECK_STATUS.otlp)
-        .with_unit(host::CHECK_STATUS.unit)
-        .with_description(host::CHECK_STATUS.help)
+    let _ = described!(meter, i64_observable_gauge, host::CHECK_STATUS)
         .with_callback(move |o| {
             let s = snap.load();
             for c in &s.checks {
@@ -46,10 +54,7 @@ pub(super) fn register_instruments(provider: &SdkMeterProvider, snapshot: Shared
         .build();
 
     let snap = snapshot.clone();
-    let _ = meter
-        .i64_observable_gauge(host::GROUP_STATUS.otlp)
-        .with_unit(host::GROUP_STATUS.unit)
-        .with_description(host::GROUP_STATUS.help)
+    let _ = described!(meter, i64_observable_gauge, host::GROUP_STATUS)
         .with_callback(move |o| {
             let s = snap.load();
             for (g, summary) in &s.groups {
@@ -67,10 +72,7 @@ pub(super) fn register_instruments(provider: &SdkMeterProvider, snapshot: Shared
         .build();
 
     let snap = snapshot.clone();
-    let _ = meter
-        .u64_observable_counter(host::CHECK_RUNS.otlp)
-        .with_unit(host::CHECK_RUNS.unit)
-        .with_description(host::CHECK_RUNS.help)
+    let _ = described!(meter, u64_observable_counter, host::CHECK_RUNS)
         .with_callback(move |o| {
             let s = snap.load();
             for c in s.checks.iter().filter(|c| !c.builtin) {
@@ -97,10 +99,7 @@ pub(super) fn register_instruments(provider: &SdkMeterProvider, snapshot: Shared
         .build();
 
     let snap = snapshot.clone();
-    let _ = meter
-        .f64_observable_gauge(host::CPU_UTILIZATION.otlp)
-        .with_unit(host::CPU_UTILIZATION.unit)
-        .with_description(host::CPU_UTILIZATION.help)
+    let _ = described!(meter, f64_observable_gauge, host::CPU_UTILIZATION)
         .with_callback(move |o| {
             let s = snap.load();
             if let Some(c) = Host::of(&s).cpu {
@@ -114,10 +113,7 @@ pub(super) fn register_instruments(provider: &SdkMeterProvider, snapshot: Shared
         .enumerate()
     {
         let snap = snapshot.clone();
-        let _ = meter
-            .f64_observable_gauge(name.otlp)
-            .with_unit(name.unit)
-            .with_description(name.help)
+        let _ = described!(meter, f64_observable_gauge, name)
             .with_callback(move |o| {
                 let s = snap.load();
                 if let Some(loads) = Host::of(&s).load_average() {
@@ -128,10 +124,7 @@ pub(super) fn register_instruments(provider: &SdkMeterProvider, snapshot: Shared
     }
 
     let snap = snapshot.clone();
-    let _ = meter
-        .f64_observable_gauge(host::UPTIME.otlp)
-        .with_unit(host::UPTIME.unit)
-        .with_description(host::UPTIME.help)
+    let _ = described!(meter, f64_observable_gauge, host::UPTIME)
         .with_callback(move |o| {
             let s = snap.load();
             if let Some(up) = Host::of(&s).cpu.and_then(|c| c.uptime_seconds) {
@@ -141,10 +134,7 @@ pub(super) fn register_instruments(provider: &SdkMeterProvider, snapshot: Shared
         .build();
 
     let snap = snapshot.clone();
-    let _ = meter
-        .i64_observable_up_down_counter(host::MEMORY_USAGE.otlp)
-        .with_unit(host::MEMORY_USAGE.unit)
-        .with_description(host::MEMORY_USAGE.help)
+    let _ = described!(meter, i64_observable_up_down_counter, host::MEMORY_USAGE)
         .with_callback(move |o| {
             let s = snap.load();
             if let Some((states, _)) = Host::of(&s).memory_states() {
@@ -159,10 +149,7 @@ pub(super) fn register_instruments(provider: &SdkMeterProvider, snapshot: Shared
         .build();
 
     let snap = snapshot.clone();
-    let _ = meter
-        .f64_observable_gauge(host::MEMORY_UTILIZATION.otlp)
-        .with_unit(host::MEMORY_UTILIZATION.unit)
-        .with_description(host::MEMORY_UTILIZATION.help)
+    let _ = described!(meter, f64_observable_gauge, host::MEMORY_UTILIZATION)
         .with_callback(move |o| {
             let s = snap.load();
             if let Some((states, total)) = Host::of(&s).memory_states() {
@@ -184,10 +171,7 @@ pub(super) fn register_instruments(provider: &SdkMeterProvider, snapshot: Shared
         ]
     }
     let snap = snapshot.clone();
-    let _ = meter
-        .i64_observable_up_down_counter(host::FS_USAGE.otlp)
-        .with_unit(host::FS_USAGE.unit)
-        .with_description(host::FS_USAGE.help)
+    let _ = described!(meter, i64_observable_up_down_counter, host::FS_USAGE)
         .with_callback(move |o| {
             let s = snap.load();
             for d in Host::of(&s).filesystems {
@@ -201,10 +185,7 @@ pub(super) fn register_instruments(provider: &SdkMeterProvider, snapshot: Shared
         .build();
 
     let snap = snapshot;
-    let _ = meter
-        .f64_observable_gauge(host::FS_UTILIZATION.otlp)
-        .with_unit(host::FS_UTILIZATION.unit)
-        .with_description(host::FS_UTILIZATION.help)
+    let _ = described!(meter, f64_observable_gauge, host::FS_UTILIZATION)
         .with_callback(move |o| {
             let s = snap.load();
             for d in Host::of(&s).filesystems {
@@ -220,13 +201,13 @@ pub(super) fn spawn_duration_recorder(
     mut runs: broadcast::Receiver<crate::health::RunRecord>,
     cancel: CancellationToken,
 ) {
-    let histogram = provider
-        .meter("healthd")
-        .f64_histogram(host::CHECK_DURATION.otlp)
-        .with_unit(host::CHECK_DURATION.unit)
-        .with_description(host::CHECK_DURATION.help)
-        .with_boundaries(LATENCY_BUCKETS.to_vec())
-        .build();
+    let histogram = described!(
+        provider.meter("healthd"),
+        f64_histogram,
+        host::CHECK_DURATION
+    )
+    .with_boundaries(LATENCY_BUCKETS.to_vec())
+    .build();
     tokio::spawn(async move {
         loop {
             let run = tokio::select! {
