@@ -3,13 +3,14 @@
 //! resolve. Probes run through the public API (`Probe::build` + `run`, and
 //! `scheduler::run_once`, which applies the check's timeout), and once through the daemon.
 
-mod loopback;
-
 use std::time::{Duration, Instant};
 
+use crate::support::config::one_check;
+use crate::support::daemon::TestDaemon;
+use crate::support::eventually_async;
+use crate::support::peers::{RefusingPort, SilentPeer};
 use healthd::check::{Level, Outcome, Probe, Reason};
 use healthd::scheduler::run_once;
-use loopback::{RefusingPort, SilentPeer, TestDaemon, client, one_check, wait_for};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 
@@ -94,11 +95,8 @@ async fn bound_but_not_listening_port_is_refused() {
 
 #[tokio::test]
 async fn closed_port_is_refused() {
-    let port = {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        l.local_addr().unwrap().port()
-    };
-    let check = tcp_check("127.0.0.1", port, "", "2s");
+    let refusing = RefusingPort::new();
+    let check = tcp_check("127.0.0.1", refusing.port, "", "2s");
     let (outcome, _) = probe_once(&check).await;
     assert_eq!(outcome.reason, Some(Reason::Connect), "{outcome:?}");
 }
@@ -256,9 +254,9 @@ port = {down}
         down = refusing.port
     );
     let d = TestDaemon::start(&config).await;
-    let http = client();
+    let http = d.client.clone();
     let health: serde_json::Value =
-        wait_for("both checks reported", Duration::from_secs(10), || {
+        eventually_async("both checks reported", Duration::from_secs(10), || {
             let http = http.clone();
             let url = d.url("/health");
             async move {

@@ -3,14 +3,14 @@
 //! current, WATCHDOG=1 at half of `WATCHDOG_USEC` (and only while the snapshot loop makes
 //! progress), RELOADING=1 … READY=1 around SIGHUP, STOPPING=1 on SIGTERM.
 
-mod daemon_proc;
-
 use std::fs;
 use std::os::unix::net::UnixDatagram;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use daemon_proc::{Healthd, START_TIMEOUT};
+use crate::support::daemon::Subprocess;
+use crate::support::peers::{RefusingPort, live_port};
+use crate::support::{START_TIMEOUT, eventually};
 
 /// The socket systemd would listen on, and every datagram received on it.
 struct NotifySocket {
@@ -127,11 +127,12 @@ critical = false
 #[test]
 fn notifies_ready_status_watchdog_reload_and_stopping() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let live_port = daemon_proc::live_port();
-    let config = write_config(dir.path(), live_port, daemon_proc::closed_port());
+    let live_port = live_port();
+    let refusing = RefusingPort::new();
+    let config = write_config(dir.path(), live_port, refusing.port);
     let sock_path = dir.path().join("notify.sock");
     let mut notify = NotifySocket::bind(&sock_path);
-    let mut healthd = Healthd::start(
+    let mut healthd = Subprocess::start(
         &config,
         &[
             ("NOTIFY_SOCKET", sock_path.to_str().expect("utf-8 path")),
@@ -261,11 +262,12 @@ fn notifies_ready_status_watchdog_reload_and_stopping() {
 #[test]
 fn watchdog_pings_stop_when_the_snapshot_loop_stalls() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let live_port = daemon_proc::live_port();
-    let config = write_config(dir.path(), live_port, daemon_proc::closed_port());
+    let live_port = live_port();
+    let refusing = RefusingPort::new();
+    let config = write_config(dir.path(), live_port, refusing.port);
     let sock_path = dir.path().join("notify.sock");
     let mut notify = NotifySocket::bind(&sock_path);
-    let healthd = Healthd::start(
+    let healthd = Subprocess::start(
         &config,
         &[
             ("NOTIFY_SOCKET", sock_path.to_str().expect("utf-8 path")),
@@ -292,7 +294,7 @@ fn watchdog_pings_stop_when_the_snapshot_loop_stalls() {
     let stalled_at = Instant::now();
 
     // The liveness endpoint sees the stall (snapshot older than stall_after = 1s) …
-    daemon_proc::eventually("/livez to fail on the stalled loop", START_TIMEOUT, || {
+    eventually("/livez to fail on the stalled loop", START_TIMEOUT, || {
         healthd.get("/livez").0 == 503
     });
     // … and the pings stop: wait for a quiet period of 3 s (6 ping periods) with none.

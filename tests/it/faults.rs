@@ -3,12 +3,12 @@
 //! (another check, the probe endpoints) was not disturbed. Every scenario prints a line
 //! `FAULT <name> detect=<s> recover=<s>` for the failure-behaviour table.
 
-mod edge;
-
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use edge::*;
+use crate::support::daemon::{TestDaemon, last_run, status_is};
+use crate::support::install_crypto;
+use crate::support::peers::*;
 
 const SLACK: Duration = Duration::from_secs(5);
 
@@ -41,9 +41,9 @@ name = "subject"
 }
 
 /// The witness keeps running and stays healthy, and the probe endpoints answer.
-async fn undisturbed(h: &Healthd) {
-    let before = last_run(&h.view("witness").await);
-    h.wait_for("witness", SLACK, "updated and healthy", |v| {
+async fn undisturbed(h: &TestDaemon) {
+    let before = last_run(&h.check("witness").await);
+    h.timed_wait("witness", SLACK, "updated and healthy", |v| {
         v["status"] == "healthy" && last_run(v) != before
     })
     .await;
@@ -52,20 +52,35 @@ async fn undisturbed(h: &Healthd) {
 
 /// Break, wait for the verdict, repair, wait for recovery; returns (detect, recover).
 async fn scenario(
-    h: &Healthd,
+    h: &TestDaemon,
     reason: &'static str,
     bound: Duration,
     break_it: impl FnOnce(),
     repair: Option<Box<dyn FnOnce() + Send>>,
 ) -> (Duration, Option<Duration>) {
-    h.wait_for("witness", SLACK, "healthy at first", is("healthy", None))
-        .await;
-    h.wait_for("subject", SLACK, "healthy at first", is("healthy", None))
-        .await;
+    h.timed_wait(
+        "witness",
+        SLACK,
+        "healthy at first",
+        status_is("healthy", None),
+    )
+    .await;
+    h.timed_wait(
+        "subject",
+        SLACK,
+        "healthy at first",
+        status_is("healthy", None),
+    )
+    .await;
     h.assert_probes(200, 200).await;
     break_it();
     let detect = h
-        .wait_for("subject", bound, "unhealthy", is("unhealthy", Some(reason)))
+        .timed_wait(
+            "subject",
+            bound,
+            "unhealthy",
+            status_is("unhealthy", Some(reason)),
+        )
         .await;
     assert_eq!(h.get("/readyz").await.0, 503, "readiness fails with it");
     undisturbed(h).await;
@@ -75,9 +90,14 @@ async fn scenario(
             repair();
             // Backoff may delay the first probe after repair by up to max_backoff.
             let d = h
-                .wait_for("subject", bound, "healthy again", is("healthy", None))
+                .timed_wait(
+                    "subject",
+                    bound,
+                    "healthy again",
+                    status_is("healthy", None),
+                )
                 .await;
-            let v = h.view("subject").await;
+            let v = h.check("subject").await;
             assert_eq!(v["breaker"], "closed", "{v:#}");
             h.assert_probes(200, 200).await;
             Some(d)
@@ -97,7 +117,7 @@ async fn tcp_peer_accepting_but_never_answering() {
         "kind = \"tcp\"\nhost = \"127.0.0.1\"\nport = {}\nsend = \"PING\\n\"\nexpect = \"PONG\"",
         peer.addr.port()
     );
-    let h = start(&config(&witness, &check, "")).await;
+    let h = TestDaemon::start(&config(&witness, &check, "")).await;
     let mode = peer.mode.clone();
     let mode2 = peer.mode.clone();
     let (d, r) = scenario(
@@ -117,19 +137,29 @@ async fn tcp_connection_refused() {
     let peer = TcpPeer::start(ANSWER).await;
     let port = peer.addr.port();
     let check = format!("kind = \"tcp\"\nhost = \"127.0.0.1\"\nport = {port}");
-    let h = start(&config(&witness, &check, "")).await;
-    h.wait_for("witness", SLACK, "healthy at first", is("healthy", None))
-        .await;
-    h.wait_for("subject", SLACK, "healthy at first", is("healthy", None))
-        .await;
+    let h = TestDaemon::start(&config(&witness, &check, "")).await;
+    h.timed_wait(
+        "witness",
+        SLACK,
+        "healthy at first",
+        status_is("healthy", None),
+    )
+    .await;
+    h.timed_wait(
+        "subject",
+        SLACK,
+        "healthy at first",
+        status_is("healthy", None),
+    )
+    .await;
     h.assert_probes(200, 200).await;
     peer.stop_listening().await;
     let detect = h
-        .wait_for(
+        .timed_wait(
             "subject",
             BOUND,
             "unhealthy",
-            is("unhealthy", Some("connect")),
+            status_is("unhealthy", Some("connect")),
         )
         .await;
     assert_eq!(h.get("/readyz").await.0, 503);
@@ -140,7 +170,12 @@ async fn tcp_connection_refused() {
         .unwrap();
     let _back = TcpPeer::serve(listener, ANSWER);
     let recover = h
-        .wait_for("subject", BOUND, "healthy again", is("healthy", None))
+        .timed_wait(
+            "subject",
+            BOUND,
+            "healthy again",
+            status_is("healthy", None),
+        )
         .await;
     h.assert_probes(200, 200).await;
     report("tcp_connection_refused", Some(detect), Some(recover));
@@ -151,11 +186,16 @@ async fn dns_name_that_does_not_resolve() {
     let witness = TcpPeer::start(ANSWER).await;
     let check = "kind = \"tcp\"\nhost = \"no-such-host.invalid\"\nport = 80";
     let started = Instant::now();
-    let h = start(&config(&witness, check, "")).await;
+    let h = TestDaemon::start(&config(&witness, check, "")).await;
     let detect = h
-        .wait_for("subject", BOUND, "unhealthy", is("unhealthy", Some("dns")))
+        .timed_wait(
+            "subject",
+            BOUND,
+            "unhealthy",
+            status_is("unhealthy", Some("dns")),
+        )
         .await;
-    let v = h.view("subject").await;
+    let v = h.check("subject").await;
     assert!(
         v["message"]
             .as_str()
@@ -176,7 +216,7 @@ async fn http_scenario(name: &str, mode: u8, reason: &'static str, body_check: b
     if body_check {
         check.push_str("\nbody_contains = \"end\"");
     }
-    let h = start(&config(&witness, &check, "")).await;
+    let h = TestDaemon::start(&config(&witness, &check, "")).await;
     let m = peer.mode.clone();
     let m2 = peer.mode.clone();
     let (d, r) = scenario(
@@ -213,11 +253,11 @@ async fn breaker_backs_off_while_down_and_closes_on_success() {
         "kind = \"http\"\nurl = \"{}\"\ninterval = \"200ms\"\ntimeout = \"150ms\"\nfailure_threshold = 1\nmax_backoff = \"1600ms\"",
         peer.url()
     );
-    let h = start(&config(&witness, &check, "")).await;
-    h.wait_for("subject", SLACK, "healthy", is("healthy", None))
+    let h = TestDaemon::start(&config(&witness, &check, "")).await;
+    h.timed_wait("subject", SLACK, "healthy", status_is("healthy", None))
         .await;
     peer.set(FAIL_500);
-    h.wait_for("subject", SLACK, "open", |v| {
+    h.timed_wait("subject", SLACK, "open", |v| {
         v["status"] == "unhealthy" && v["breaker"] == "open" && v["next_run"].is_string()
     })
     .await;
@@ -232,7 +272,7 @@ async fn breaker_backs_off_while_down_and_closes_on_success() {
         window.elapsed().as_secs_f64()
     );
     assert!((2..=10).contains(&while_open), "{while_open} requests");
-    assert_eq!(h.view("subject").await["breaker"], "open");
+    assert_eq!(h.check("subject").await["breaker"], "open");
     let (_, metrics) = h.get("/metrics").await;
     assert!(
         metrics.contains(
@@ -243,7 +283,7 @@ async fn breaker_backs_off_while_down_and_closes_on_success() {
     promtool_accepts(&metrics);
     peer.set(OK);
     let recover = h
-        .wait_for("subject", SLACK, "closed", |v| {
+        .timed_wait("subject", SLACK, "closed", |v| {
             v["status"] == "healthy" && v["breaker"] == "closed"
         })
         .await;
@@ -265,20 +305,20 @@ async fn confirm_after_reaches_the_threshold_quickly() {
         "kind = \"http\"\nurl = \"{}\"\ninterval = \"5s\"\ntimeout = \"200ms\"\nfailure_threshold = 3\nconfirm_after = \"200ms\"",
         peer.url()
     );
-    let h = start(&config(&witness, &check, "")).await;
-    h.wait_for("subject", SLACK, "healthy", is("healthy", None))
+    let h = TestDaemon::start(&config(&witness, &check, "")).await;
+    h.timed_wait("subject", SLACK, "healthy", status_is("healthy", None))
         .await;
     peer.set(FAIL_500);
     // The first failure waits for the next interval (≤ 5 s); then two quick confirmations.
     let detect = h
-        .wait_for(
+        .timed_wait(
             "subject",
             Duration::from_secs(5) + SLACK,
             "unhealthy",
-            is("unhealthy", Some("status")),
+            status_is("unhealthy", Some("status")),
         )
         .await;
-    let v = h.view("subject").await;
+    let v = h.check("subject").await;
     assert_eq!(v["consecutive_failures"], 3, "{v:#}");
     assert!(detect < Duration::from_secs(10), "{detect:?}");
     report("confirm_after_http_500", Some(detect), None);
@@ -292,16 +332,16 @@ async fn flapping_is_marked_and_held_at_the_worse_state() {
         "kind = \"http\"\nurl = \"{}\"\ninterval = \"150ms\"\ntimeout = \"100ms\"\nfailure_threshold = 1\nbackoff = false\nflap_window = 6\nflap_threshold = 0.5",
         peer.url()
     );
-    let h = start(&config(&witness, &check, "")).await;
-    h.wait_for("subject", SLACK, "healthy", is("healthy", None))
+    let h = TestDaemon::start(&config(&witness, &check, "")).await;
+    h.timed_wait("subject", SLACK, "healthy", status_is("healthy", None))
         .await;
     peer.set(ALTERNATE);
     let detect = h
-        .wait_for("subject", SLACK, "flapping", |v| v["flapping"] == true)
+        .timed_wait("subject", SLACK, "flapping", |v| v["flapping"] == true)
         .await;
     // Held at the worse state across several results, though every other one passes.
     for _ in 0..8 {
-        let v = h.view("subject").await;
+        let v = h.check("subject").await;
         assert_eq!(v["status"], "unhealthy", "{v:#}");
         assert_eq!(v["flapping"], true, "{v:#}");
         assert_eq!(v["reason"], "status", "{v:#}");
@@ -309,7 +349,7 @@ async fn flapping_is_marked_and_held_at_the_worse_state() {
     }
     peer.set(OK);
     let recover = h
-        .wait_for("subject", SLACK, "settled", |v| {
+        .timed_wait("subject", SLACK, "settled", |v| {
             v["flapping"] == false && v["status"] == "healthy"
         })
         .await;
@@ -352,16 +392,16 @@ backoff = false
         ok = ok.addr.port(),
         hold = hold.addr.port()
     );
-    let h = start(&cfg).await;
-    h.wait_for("victim", SLACK, "healthy", is("healthy", None))
+    let h = TestDaemon::start(&cfg).await;
+    h.timed_wait("victim", SLACK, "healthy", status_is("healthy", None))
         .await;
     let started = Instant::now();
     let detect = h
-        .wait_for("victim", Duration::from_secs(10), "stale", |v| {
+        .timed_wait("victim", Duration::from_secs(10), "stale", |v| {
             v["status"] == "unknown" && v["stale"] == true
         })
         .await;
-    let v = h.view("victim").await;
+    let v = h.check("victim").await;
     assert!(
         v["message"]
             .as_str()
@@ -372,7 +412,7 @@ backoff = false
     assert_eq!(h.get("/readyz").await.0, 503, "unknown is not ready");
     assert_eq!(h.get("/livez").await.0, 200);
     let recover = h
-        .wait_for("victim", Duration::from_secs(10), "fresh again", |v| {
+        .timed_wait("victim", Duration::from_secs(10), "fresh again", |v| {
             v["status"] == "healthy" && v["stale"] == false
         })
         .await;
@@ -527,7 +567,7 @@ async fn two_thousand_checks_against_one_slow_peer_stay_within_the_bulkhead() {
             "\n[[checks]]\nname = \"slow-{i}\"\nkind = \"tcp\"\nhost = \"127.0.0.1\"\nport = {port}\nsend = \"PING\\n\"\nexpect = \"PONG\"\n"
         ));
     }
-    let h = start(&cfg).await;
+    let h = TestDaemon::start(&cfg).await;
     // While the bulkhead is saturated, the endpoints answer at once.
     let started = Instant::now();
     let mut slowest = Duration::ZERO;
@@ -538,7 +578,7 @@ async fn two_thousand_checks_against_one_slow_peer_stay_within_the_bulkhead() {
         let (code, _) = h.get("/readyz").await;
         assert!(code == 200 || code == 503);
         slowest = slowest.max(t.elapsed());
-        let v = h.view("witness").await;
+        let v = h.check("witness").await;
         witness_runs.insert(last_run(&v));
         tokio::time::sleep(Duration::from_millis(200)).await;
     }

@@ -55,6 +55,7 @@ fn value() -> impl Strategy<Value = String> {
     ]
 }
 
+// TODO(seams): use healthd::config::COMMON_KEYS
 const CHECK_KEYS: &[&str] = &[
     "name",
     "kind",

@@ -3,12 +3,12 @@
 //! an invalid change keeps the old configuration running, logs every error and shows the
 //! failed reload in `/health` and the `config` self-check, until a valid reload clears it.
 
-mod daemon_proc;
-
 use std::fs;
 use std::path::Path;
 
-use daemon_proc::{Healthd, START_TIMEOUT, check, eventually};
+use crate::support::daemon::{Subprocess, check_in as check};
+use crate::support::peers::{RefusingPort, live_port};
+use crate::support::{START_TIMEOUT, eventually};
 use serde_json::Value;
 
 const MAIN: &str = r#"
@@ -40,7 +40,7 @@ fn counter(c: &Value, key: &str) -> u64 {
 }
 
 /// Wait for a reload newer than `previous_at` to show in `/health`.
-fn wait_reload(healthd: &Healthd, previous_at: &Value) -> Value {
+fn wait_reload(healthd: &Subprocess, previous_at: &Value) -> Value {
     let mut seen = Value::Null;
     eventually("the reload to show in /health", START_TIMEOUT, || {
         seen = healthd.health();
@@ -52,8 +52,9 @@ fn wait_reload(healthd: &Healthd, previous_at: &Value) -> Value {
 #[test]
 fn valid_reload_applies_changes_and_unchanged_checks_keep_their_state() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let port = daemon_proc::live_port();
-    let down = daemon_proc::closed_port();
+    let port = live_port();
+    let refusing = RefusingPort::new();
+    let down = refusing.port;
     let config = dir.path().join("healthd.toml");
     let probes = dir.path().join("probes.d");
     fs::create_dir(&probes).expect("mkdir probes.d");
@@ -72,7 +73,7 @@ fn valid_reload_applies_changes_and_unchanged_checks_keep_their_state() {
         &probes.join("changed.toml"),
         &tcp_check("changed", port, ""),
     );
-    let healthd = Healthd::start(&config, &[], &dir.path().join("healthd.log"));
+    let healthd = Subprocess::start(&config, &[], &dir.path().join("healthd.log"));
 
     let mut before = Value::Null;
     eventually("every check to report a few times", START_TIMEOUT, || {
@@ -152,14 +153,14 @@ fn valid_reload_applies_changes_and_unchanged_checks_keep_their_state() {
 #[test]
 fn invalid_reload_keeps_the_old_config_and_reports_every_error() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let port = daemon_proc::live_port();
+    let port = live_port();
     let config = dir.path().join("healthd.toml");
     let probes = dir.path().join("probes.d");
     fs::create_dir(&probes).expect("mkdir probes.d");
     write(&config, MAIN);
     write(&probes.join("keep.toml"), &tcp_check("keep", port, ""));
     write(&probes.join("other.toml"), &tcp_check("other", port, ""));
-    let healthd = Healthd::start(&config, &[], &dir.path().join("healthd.log"));
+    let healthd = Subprocess::start(&config, &[], &dir.path().join("healthd.log"));
     eventually("both checks healthy", START_TIMEOUT, || {
         let h = healthd.health();
         status(&h, "keep").as_deref() == Some("healthy")

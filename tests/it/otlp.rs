@@ -2,15 +2,12 @@
 //! (opentelemetry-proto): a tonic gRPC server and an axum HTTP/protobuf route. Also
 //! `promtool check metrics` on the daemon's real `/metrics`.
 
-mod support;
-
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use healthd::config::Sources;
-use healthd::daemon::Daemon;
 use opentelemetry_proto::tonic::collector::logs::v1::logs_service_server::{
     LogsService, LogsServiceServer,
 };
@@ -28,6 +25,9 @@ use opentelemetry_proto::tonic::metrics::v1::{metric, number_data_point};
 use prost::Message;
 use serde_json::Value;
 use tokio::sync::oneshot;
+
+use crate::support::daemon::TestDaemon;
+use crate::support::{eventually_async, free_port, install_crypto, unique_secret};
 
 // ---------------------------------------------------------------- the receiver
 
@@ -173,7 +173,7 @@ impl Receiver {
 
     /// HTTP/protobuf over TLS that requires a client certificate signed by `pki`'s CA.
     async fn https_mtls(addr: SocketAddr, inbox: Inbox, pki: &Pki) -> Receiver {
-        let _ = rustls::crypto::ring::default_provider().install_default();
+        install_crypto();
         let certs: Vec<_> = rustls_pemfile::certs(&mut pki.read("server.pem").as_slice())
             .collect::<Result<_, _>>()
             .unwrap();
@@ -400,105 +400,20 @@ fn prometheus_name(p: &Point) -> String {
 
 // ---------------------------------------------------------------- the daemon
 
-struct Running {
-    daemon: Daemon,
-    base: String,
-    client: reqwest::Client,
-    _dir: tempfile::TempDir,
-}
-
-async fn start_daemon(config: &str, env: &[(&str, &str)]) -> Running {
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("healthd.toml");
-    std::fs::write(&path, config).unwrap();
-    std::fs::create_dir(dir.path().join("probes.d")).unwrap();
-    let sources = Sources {
-        config: Some(path),
-        probes_dir: Some(dir.path().join("probes.d")),
-        env: Some(
-            env.iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect(),
-        ),
-    };
-    let daemon = Daemon::start(sources, Some("127.0.0.1:0".parse().unwrap()))
+/// The `status` of check `name` in `/health`, if it is there.
+async fn status_of(d: &TestDaemon, name: &str) -> Option<String> {
+    d.find_check(name)
         .await
-        .unwrap_or_else(|e| match e {
-            healthd::daemon::RunError::Config(errs) => panic!("daemon did not start: {errs:?}"),
-            e => panic!("daemon did not start: {e}"),
-        });
-    let base = format!("http://{}", daemon.local_addr);
-    Running {
-        daemon,
-        base,
-        client: reqwest::Client::builder()
-            .timeout(Duration::from_secs(10))
-            .build()
-            .unwrap(),
-        _dir: dir,
-    }
+        .and_then(|c| c["status"].as_str().map(str::to_string))
 }
 
-impl Running {
-    async fn health(&self) -> Value {
-        self.client
-            .get(format!("{}/health", self.base))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap()
-    }
-
-    async fn check(&self, name: &str) -> Option<Value> {
-        let h = self.health().await;
-        h["checks"]
-            .as_array()?
-            .iter()
-            .find(|c| c["name"] == name)
-            .cloned()
-    }
-
-    async fn status(&self, name: &str) -> Option<String> {
-        self.check(name)
-            .await
-            .and_then(|c| c["status"].as_str().map(str::to_string))
-    }
-
-    async fn get(&self, path: &str) -> (u16, String) {
-        let r = self
-            .client
-            .get(format!("{}{path}", self.base))
-            .send()
-            .await
-            .unwrap();
-        (r.status().as_u16(), r.text().await.unwrap())
-    }
-
-    async fn stop(self) {
-        tokio::time::timeout(
-            Duration::from_secs(30),
-            self.daemon.drain(std::future::pending()),
-        )
-        .await
-        .expect("drain finishes even when the collector is gone");
-    }
-}
-
-/// Poll an async condition until it holds or the deadline passes.
-macro_rules! wait_until {
-    ($what:expr, $secs:expr, $cond:expr) => {{
-        let deadline = Instant::now() + Duration::from_secs($secs);
-        loop {
-            if $cond {
-                break;
-            }
-            assert!(Instant::now() < deadline, "timed out waiting for {}", $what);
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    }};
+async fn stop(d: TestDaemon) {
+    tokio::time::timeout(
+        Duration::from_secs(30),
+        d.daemon.drain(std::future::pending()),
+    )
+    .await
+    .expect("drain finishes even when the collector is gone");
 }
 
 /// A TCP listener for the tcp check; accepts and drops connections until aborted.
@@ -599,7 +514,7 @@ async fn full_export(inbox: &Inbox, after: usize) -> (Headers, ExportMetricsServ
 }
 
 /// Assert the export against `/health` and `/metrics` taken around it.
-async fn assert_export_matches(d: &Running, inbox: &Inbox) {
+async fn assert_export_matches(d: &TestDaemon, inbox: &Inbox) {
     let before = d.health().await;
     let (_, req) = full_export(inbox, inbox.metric_count()).await;
     let after = d.health().await;
@@ -778,7 +693,7 @@ fn status_check_detail(h: &Value, check: &str, key: &str) -> f64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn grpc_export_matches_snapshot_with_resource_headers_and_logs() {
-    let port = support::free_port();
+    let port = free_port();
     let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
     let inbox = Inbox::default();
     let receiver = Receiver::grpc(addr, inbox.clone()).await;
@@ -786,7 +701,7 @@ async fn grpc_export_matches_snapshot_with_resource_headers_and_logs() {
     let dir = tempfile::tempdir().unwrap();
     let key_file = dir.path().join("key");
     std::fs::write(&key_file, "from-a-file\n").unwrap();
-    let token = support::unique_secret("tok");
+    let token = unique_secret("tok");
     let config = format!(
         r#"{}
 [telemetry]
@@ -805,7 +720,7 @@ authorization = {{ env = "OTLP_TOKEN", prefix = "Bearer " }}
         checks_config(tcp_port),
         key_file.display()
     );
-    let d = start_daemon(&config, &[("OTLP_TOKEN", &token)]).await;
+    let d = TestDaemon::start_with_env(&config, &[("OTLP_TOKEN", &token)]).await;
 
     let (headers, req) = full_export(&inbox, 0).await;
     assert_eq!(headers.get("x-literal").map(String::as_str), Some("plain"));
@@ -829,62 +744,74 @@ authorization = {{ env = "OTLP_TOKEN", prefix = "Bearer " }}
     }
 
     assert_export_matches(&d, &inbox).await;
-    wait_until!(
+    eventually_async(
         "telemetry self-check healthy",
-        20,
-        d.status("telemetry").await.as_deref() == Some("healthy")
-    );
+        Duration::from_secs(20),
+        || async { (status_of(&d, "telemetry").await.as_deref() == Some("healthy")).then_some(()) },
+    )
+    .await;
 
     // A status change of the tcp check arrives as a log record.
     tcp.abort();
-    wait_until!(
-        "db unhealthy",
-        20,
-        d.status("db").await.as_deref() == Some("unhealthy")
-    );
-    wait_until!("status-change log record", 20, {
-        let logs = inbox.logs.lock().unwrap();
-        logs.iter().any(|(_, r)| {
-            r.resource_logs.iter().any(|rl| {
-                rl.scope_logs.iter().any(|sl| {
-                    sl.log_records.iter().any(|l| {
-                        let a = attrs(&l.attributes);
-                        a.get("healthd.check.name").map(String::as_str) == Some("db")
-                            && a.get("healthd.check.status").map(String::as_str)
-                                == Some("unhealthy")
-                            && a.get("healthd.check.status.previous").map(String::as_str)
-                                == Some("healthy")
-                            && a.get("error.type").map(String::as_str) == Some("connect")
-                            && l.event_name == "healthd.check.status_change"
+    eventually_async("db unhealthy", Duration::from_secs(20), || async {
+        (status_of(&d, "db").await.as_deref() == Some("unhealthy")).then_some(())
+    })
+    .await;
+    eventually_async(
+        "status-change log record",
+        Duration::from_secs(20),
+        || async {
+            ({
+                let logs = inbox.logs.lock().unwrap();
+                logs.iter().any(|(_, r)| {
+                    r.resource_logs.iter().any(|rl| {
+                        rl.scope_logs.iter().any(|sl| {
+                            sl.log_records.iter().any(|l| {
+                                let a = attrs(&l.attributes);
+                                a.get("healthd.check.name").map(String::as_str) == Some("db")
+                                    && a.get("healthd.check.status").map(String::as_str)
+                                        == Some("unhealthy")
+                                    && a.get("healthd.check.status.previous").map(String::as_str)
+                                        == Some("healthy")
+                                    && a.get("error.type").map(String::as_str) == Some("connect")
+                                    && l.event_name == "healthd.check.status_change"
+                            })
+                        })
                     })
                 })
             })
-        })
-    });
+            .then_some(())
+        },
+    )
+    .await;
     // Failed runs are counted with their reason.
-    wait_until!("failed runs exported", 20, {
-        inbox.last().is_some_and(|(_, r)| {
-            points(&r).iter().any(|p| {
-                p.metric == "healthd.check.runs"
-                    && p.attrs["healthd.check.name"] == "db"
-                    && p.attrs["healthd.check.result"] == "failure"
-                    && p.attrs.get("error.type").map(String::as_str) == Some("connect")
+    eventually_async("failed runs exported", Duration::from_secs(20), || async {
+        ({
+            inbox.last().is_some_and(|(_, r)| {
+                points(&r).iter().any(|p| {
+                    p.metric == "healthd.check.runs"
+                        && p.attrs["healthd.check.name"] == "db"
+                        && p.attrs["healthd.check.result"] == "failure"
+                        && p.attrs.get("error.type").map(String::as_str) == Some("connect")
+                })
             })
         })
-    });
+        .then_some(())
+    })
+    .await;
 
-    d.stop().await;
+    stop(d).await;
     receiver.kill().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn http_export_from_env_starts_when_collector_comes_up() {
-    let port = support::free_port();
+    let port = free_port();
     let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
     let (tcp_port, _tcp) = tcp_target().await;
     // Export configured only through the standard variables.
     let endpoint = format!("http://{addr}");
-    let d = start_daemon(
+    let d = TestDaemon::start_with_env(
         &checks_config(tcp_port),
         &[
             ("OTEL_EXPORTER_OTLP_ENDPOINT", &endpoint),
@@ -898,18 +825,22 @@ async fn http_export_from_env_starts_when_collector_comes_up() {
     .await;
 
     // Collector down: the self-check says so, endpoints are unaffected.
-    wait_until!(
+    eventually_async(
         "telemetry degraded while the collector is down",
-        20,
-        d.status("telemetry").await.as_deref() == Some("degraded")
-    );
-    let t = d.check("telemetry").await.unwrap();
+        Duration::from_secs(20),
+        || async {
+            (status_of(&d, "telemetry").await.as_deref() == Some("degraded")).then_some(())
+        },
+    )
+    .await;
+    let t = d.find_check("telemetry").await.unwrap();
     assert_eq!(t["reason"], "connect", "{t}");
-    wait_until!(
+    eventually_async(
         "ready with the collector down",
-        20,
-        d.get("/readyz").await.0 == 200
-    );
+        Duration::from_secs(20),
+        || async { (d.get("/readyz").await.0 == 200).then_some(()) },
+    )
+    .await;
 
     // Collector up: exports begin without restarting healthd.
     let inbox = Inbox::default();
@@ -926,19 +857,20 @@ async fn http_export_from_env_starts_when_collector_comes_up() {
     assert_eq!(res["team"], "sre");
     assert!(res.contains_key("service.instance.id"));
     assert_export_matches(&d, &inbox).await;
-    wait_until!(
+    eventually_async(
         "telemetry healthy once exports succeed",
-        20,
-        d.status("telemetry").await.as_deref() == Some("healthy")
-    );
+        Duration::from_secs(20),
+        || async { (status_of(&d, "telemetry").await.as_deref() == Some("healthy")).then_some(()) },
+    )
+    .await;
 
-    d.stop().await;
+    stop(d).await;
     receiver.kill().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn collector_killed_mid_run_does_not_affect_checks() {
-    let port = support::free_port();
+    let port = free_port();
     let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
     let inbox = Inbox::default();
     let receiver = Receiver::grpc(addr, inbox.clone()).await;
@@ -947,28 +879,30 @@ async fn collector_killed_mid_run_does_not_affect_checks() {
         "{}\n[telemetry]\nendpoint = \"http://{addr}\"\ninterval = \"300ms\"\ntimeout = \"250ms\"\n",
         checks_config(tcp_port)
     );
-    let d = start_daemon(&config, &[]).await;
+    let d = TestDaemon::start_with_env(&config, &[]).await;
     full_export(&inbox, 0).await;
-    wait_until!(
-        "telemetry healthy",
-        20,
-        d.status("telemetry").await.as_deref() == Some("healthy")
-    );
+    eventually_async("telemetry healthy", Duration::from_secs(20), || async {
+        (status_of(&d, "telemetry").await.as_deref() == Some("healthy")).then_some(())
+    })
+    .await;
 
     receiver.kill().await;
-    wait_until!(
+    eventually_async(
         "telemetry degraded after the collector died",
-        20,
-        d.status("telemetry").await.as_deref() == Some("degraded")
-    );
+        Duration::from_secs(20),
+        || async {
+            (status_of(&d, "telemetry").await.as_deref() == Some("degraded")).then_some(())
+        },
+    )
+    .await;
     // Checks keep running and endpoints keep answering while exports fail.
     let runs_of = |c: &Value| c["last_run"].as_str().map(str::to_string);
-    let first = runs_of(&d.check("db").await.unwrap());
+    let first = runs_of(&d.find_check("db").await.unwrap());
     let mut seen_new_run = false;
     for _ in 0..20 {
         let (code, _) = d.get("/readyz").await;
         assert_eq!(code, 200, "readiness unaffected by the collector");
-        let c = d.check("db").await.unwrap();
+        let c = d.find_check("db").await.unwrap();
         assert_eq!(c["status"], "healthy");
         seen_new_run |= runs_of(&c) != first;
         tokio::time::sleep(Duration::from_millis(100)).await;
@@ -979,36 +913,40 @@ async fn collector_killed_mid_run_does_not_affect_checks() {
 
     // The collector returns: exports resume and the self-check recovers.
     let receiver = Receiver::grpc(addr, inbox.clone()).await;
-    wait_until!(
-        "exports resume",
-        30,
-        inbox.metric_count() > exported_while_down
-    );
-    wait_until!(
+    eventually_async("exports resume", Duration::from_secs(30), || async {
+        (inbox.metric_count() > exported_while_down).then_some(())
+    })
+    .await;
+    eventually_async(
         "telemetry healthy again",
-        20,
-        d.status("telemetry").await.as_deref() == Some("healthy")
-    );
+        Duration::from_secs(20),
+        || async { (status_of(&d, "telemetry").await.as_deref() == Some("healthy")).then_some(()) },
+    )
+    .await;
 
     // Shutdown with the collector gone again is bounded.
     receiver.kill().await;
-    d.stop().await;
+    stop(d).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn promtool_accepts_metrics() {
     let (tcp_port, _tcp) = tcp_target().await;
-    let d = start_daemon(&checks_config(tcp_port), &[]).await;
-    wait_until!("every check reported", 20, {
-        let h = d.health().await;
-        ["cpu", "memory", "disk", "db"].iter().all(|n| {
-            h["checks"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .any(|c| c["name"] == *n && c["status"] != "unknown")
+    let d = TestDaemon::start_with_env(&checks_config(tcp_port), &[]).await;
+    eventually_async("every check reported", Duration::from_secs(20), || async {
+        ({
+            let h = d.health().await;
+            ["cpu", "memory", "disk", "db"].iter().all(|n| {
+                h["checks"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .any(|c| c["name"] == *n && c["status"] != "unknown")
+            })
         })
-    });
+        .then_some(())
+    })
+    .await;
     let r = d
         .client
         .get(format!("{}/metrics", d.base))
@@ -1056,7 +994,7 @@ async fn promtool_accepts_metrics() {
             .starts_with("application/openmetrics-text")
     );
     assert!(r.text().await.unwrap().ends_with("# EOF\n"));
-    d.stop().await;
+    stop(d).await;
 }
 
 fn promtool(text: &str) -> (bool, String) {
@@ -1152,12 +1090,8 @@ authorization = { env = "HEALTHD_TEST_NO_SUCH_VAR" }
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reload_rebuilds_the_exporter_when_the_section_changes() {
     let (addr_a, addr_b): (SocketAddr, SocketAddr) = (
-        format!("127.0.0.1:{}", support::free_port())
-            .parse()
-            .unwrap(),
-        format!("127.0.0.1:{}", support::free_port())
-            .parse()
-            .unwrap(),
+        format!("127.0.0.1:{}", free_port()).parse().unwrap(),
+        format!("127.0.0.1:{}", free_port()).parse().unwrap(),
     );
     let (inbox_a, inbox_b) = (Inbox::default(), Inbox::default());
     let a = Receiver::grpc(addr_a, inbox_a.clone()).await;
@@ -1169,17 +1103,21 @@ async fn reload_rebuilds_the_exporter_when_the_section_changes() {
             checks_config(tcp_port)
         )
     };
-    let mut d = start_daemon(&section(format!("http://{addr_a}"), "grpc", "one"), &[]).await;
+    let mut d =
+        TestDaemon::start_with_env(&section(format!("http://{addr_a}"), "grpc", "one"), &[]).await;
     let (h, _) = full_export(&inbox_a, 0).await;
     assert_eq!(h["x-tag"], "one");
 
     // Same section: the exporter is kept (exports to A go on).
     d.daemon.reload().await.unwrap();
     let n = inbox_a.metric_count();
-    wait_until!("exports to A continue", 20, inbox_a.metric_count() > n + 1);
+    eventually_async("exports to A continue", Duration::from_secs(20), || async {
+        (inbox_a.metric_count() > n + 1).then_some(())
+    })
+    .await;
 
     // Changed section: the exporter is rebuilt for B, and A hears no more.
-    let path = d._dir.path().join("healthd.toml");
+    let path = d.dir.dir.path().join("healthd.toml");
     std::fs::write(
         &path,
         section(format!("http://{addr_b}"), "http/protobuf", "two"),
@@ -1190,7 +1128,10 @@ async fn reload_rebuilds_the_exporter_when_the_section_changes() {
     assert_eq!(h["x-tag"], "two");
     let n = inbox_a.metric_count();
     let m = inbox_b.metric_count();
-    wait_until!("exports to B continue", 20, inbox_b.metric_count() > m + 2);
+    eventually_async("exports to B continue", Duration::from_secs(20), || async {
+        (inbox_b.metric_count() > m + 2).then_some(())
+    })
+    .await;
     assert_eq!(inbox_a.metric_count(), n, "the old exporter stopped");
 
     // Section removed: export stops.
@@ -1199,9 +1140,9 @@ async fn reload_rebuilds_the_exporter_when_the_section_changes() {
     let m = inbox_b.metric_count();
     tokio::time::sleep(Duration::from_millis(1200)).await;
     assert!(inbox_b.metric_count() <= m + 1, "export off after reload");
-    assert_eq!(d.status("telemetry").await.as_deref(), Some("healthy"));
+    assert_eq!(status_of(&d, "telemetry").await.as_deref(), Some("healthy"));
 
-    d.stop().await;
+    stop(d).await;
     a.kill().await;
     b.kill().await;
 }
@@ -1225,7 +1166,7 @@ fn otlp_example_config_is_valid() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rejecting_or_slow_collector_degrades_only_the_telemetry_self_check() {
-    let port = support::free_port();
+    let port = free_port();
     let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
     let inbox = Inbox::default();
     *inbox.mode.lock().unwrap() = Mode::Reject;
@@ -1235,41 +1176,62 @@ async fn rejecting_or_slow_collector_degrades_only_the_telemetry_self_check() {
         "{}\n[telemetry]\nendpoint = \"http://{addr}\"\ninterval = \"300ms\"\ntimeout = \"250ms\"\n",
         checks_config(tcp_port)
     );
-    let d = start_daemon(&config, &[]).await;
+    let d = TestDaemon::start_with_env(&config, &[]).await;
     let reason_of = |c: Option<Value>| c.and_then(|c| c["reason"].as_str().map(str::to_string));
-    wait_until!("ready", 20, d.get("/readyz").await.0 == 200);
+    eventually_async("ready", Duration::from_secs(20), || async {
+        (d.get("/readyz").await.0 == 200).then_some(())
+    })
+    .await;
 
-    wait_until!(
+    eventually_async(
         "telemetry degraded (auth) while the collector rejects",
-        20,
-        reason_of(d.check("telemetry").await).as_deref() == Some("auth")
+        Duration::from_secs(20),
+        || async {
+            (reason_of(d.find_check("telemetry").await).as_deref() == Some("auth")).then_some(())
+        },
+    )
+    .await;
+    assert_eq!(
+        status_of(&d, "telemetry").await.as_deref(),
+        Some("degraded")
     );
-    assert_eq!(d.status("telemetry").await.as_deref(), Some("degraded"));
     assert_eq!(d.get("/readyz").await.0, 200);
 
     // A collector slower than the timeout: exports are cut off at the timeout.
     *inbox.mode.lock().unwrap() = Mode::Slow(Duration::from_secs(3));
-    wait_until!(
+    eventually_async(
         "telemetry degraded (timeout) while the collector is slow",
-        20,
-        reason_of(d.check("telemetry").await).as_deref() == Some("timeout")
-    );
-    let first = d.check("db").await.unwrap()["last_run"].clone();
-    wait_until!("the tcp check keeps running", 10, {
-        let c = d.check("db").await.unwrap();
-        assert_eq!(c["status"], "healthy");
-        assert_eq!(d.get("/livez").await.0, 200);
-        c["last_run"] != first
-    });
+        Duration::from_secs(20),
+        || async {
+            (reason_of(d.find_check("telemetry").await).as_deref() == Some("timeout")).then_some(())
+        },
+    )
+    .await;
+    let first = d.find_check("db").await.unwrap()["last_run"].clone();
+    eventually_async(
+        "the tcp check keeps running",
+        Duration::from_secs(10),
+        || async {
+            ({
+                let c = d.find_check("db").await.unwrap();
+                assert_eq!(c["status"], "healthy");
+                assert_eq!(d.get("/livez").await.0, 200);
+                c["last_run"] != first
+            })
+            .then_some(())
+        },
+    )
+    .await;
 
     *inbox.mode.lock().unwrap() = Mode::Accept;
     full_export(&inbox, 0).await;
-    wait_until!(
+    eventually_async(
         "telemetry healthy once the collector accepts",
-        20,
-        d.status("telemetry").await.as_deref() == Some("healthy")
-    );
-    d.stop().await;
+        Duration::from_secs(20),
+        || async { (status_of(&d, "telemetry").await.as_deref() == Some("healthy")).then_some(()) },
+    )
+    .await;
+    stop(d).await;
     receiver.kill().await;
 }
 
@@ -1321,9 +1283,7 @@ leaf client clientAuth
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn grpc_over_mutual_tls_with_configured_ca_and_client_certificate() {
     let pki = Pki::new();
-    let addr: SocketAddr = format!("127.0.0.1:{}", support::free_port())
-        .parse()
-        .unwrap();
+    let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
     let inbox = Inbox::default();
     let receiver = Receiver::grpc_mtls(addr, inbox.clone(), &pki).await;
     let (tcp_port, _tcp) = tcp_target().await;
@@ -1334,15 +1294,16 @@ async fn grpc_over_mutual_tls_with_configured_ca_and_client_certificate() {
         pki.path("client.pem"),
         pki.path("client.key"),
     );
-    let d = start_daemon(&config, &[]).await;
+    let d = TestDaemon::start_with_env(&config, &[]).await;
     let (_, req) = full_export(&inbox, 0).await;
     assert_eq!(resource_of(&req)["service.name"], "healthd");
-    wait_until!(
+    eventually_async(
         "telemetry healthy over TLS",
-        20,
-        d.status("telemetry").await.as_deref() == Some("healthy")
-    );
-    d.stop().await;
+        Duration::from_secs(20),
+        || async { (status_of(&d, "telemetry").await.as_deref() == Some("healthy")).then_some(()) },
+    )
+    .await;
+    stop(d).await;
 
     // Without the client certificate the collector refuses the handshake.
     let config = format!(
@@ -1350,13 +1311,16 @@ async fn grpc_over_mutual_tls_with_configured_ca_and_client_certificate() {
         checks_config(tcp_port),
         pki.path("ca.pem"),
     );
-    let d = start_daemon(&config, &[]).await;
-    wait_until!(
+    let d = TestDaemon::start_with_env(&config, &[]).await;
+    eventually_async(
         "telemetry degraded without a client certificate",
-        20,
-        d.status("telemetry").await.as_deref() == Some("degraded")
-    );
-    d.stop().await;
+        Duration::from_secs(20),
+        || async {
+            (status_of(&d, "telemetry").await.as_deref() == Some("degraded")).then_some(())
+        },
+    )
+    .await;
+    stop(d).await;
     receiver.kill().await;
 }
 
@@ -1389,9 +1353,7 @@ impl axum::serve::Listener for TlsListener {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn http_over_mutual_tls_with_configured_ca_and_client_certificate() {
     let pki = Pki::new();
-    let addr: SocketAddr = format!("127.0.0.1:{}", support::free_port())
-        .parse()
-        .unwrap();
+    let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
     let inbox = Inbox::default();
     let receiver = Receiver::https_mtls(addr, inbox.clone(), &pki).await;
     let (tcp_port, _tcp) = tcp_target().await;
@@ -1402,15 +1364,16 @@ async fn http_over_mutual_tls_with_configured_ca_and_client_certificate() {
         pki.path("client.pem"),
         pki.path("client.key"),
     );
-    let d = start_daemon(&config, &[]).await;
+    let d = TestDaemon::start_with_env(&config, &[]).await;
     let (_, req) = full_export(&inbox, 0).await;
     assert_eq!(resource_of(&req)["service.name"], "healthd");
-    wait_until!(
+    eventually_async(
         "telemetry healthy over HTTPS",
-        20,
-        d.status("telemetry").await.as_deref() == Some("healthy")
-    );
-    d.stop().await;
+        Duration::from_secs(20),
+        || async { (status_of(&d, "telemetry").await.as_deref() == Some("healthy")).then_some(()) },
+    )
+    .await;
+    stop(d).await;
     receiver.kill().await;
 }
 

@@ -2,17 +2,15 @@
 //! refusing a bad config, `--version`, and a real `run` answering on its socket and exiting
 //! cleanly on SIGTERM.
 
-mod loopback;
-mod support;
-
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use loopback::repo_path;
-use support::{eventually, free_port, run_with_timeout, send_signal};
+use crate::support::config::kinds_list;
+use crate::support::peers::RefusingPort;
+use crate::support::{eventually, free_port, repo_path, run_with_timeout, send_signal};
 
 const LIMIT: Duration = Duration::from_secs(30);
 
@@ -49,11 +47,6 @@ fn listening() -> (TcpListener, u16) {
     let acceptor = l.try_clone().unwrap();
     std::thread::spawn(move || while acceptor.accept().is_ok() {});
     (l, port)
-}
-
-/// A port nothing listens on.
-fn closed_port() -> u16 {
-    free_port()
 }
 
 fn tcp(name: &str, port: u16, extra: &str) -> String {
@@ -118,7 +111,7 @@ fn validate_prints_every_error_of_every_fixture() {
         let expected = std::fs::read_to_string(fixtures.join(format!("{name}.expected")))
             .unwrap()
             .replace("$FIXTURES", &fixtures.display().to_string())
-            .replace("$KINDS", &loopback::kinds_list());
+            .replace("$KINDS", &kinds_list());
         let mut cmd = healthd();
         cmd.args(["validate", "--config"]).arg(&config);
         if let Ok(env) = std::fs::read_to_string(fixtures.join(format!("{name}.env"))) {
@@ -166,7 +159,8 @@ fn check_output(config: &str, format: &str) -> (Option<i32>, String, String) {
 #[test]
 fn check_exit_codes_follow_nagios() {
     let (_l, up) = listening();
-    let down = closed_port();
+    let refusing = RefusingPort::new();
+    let down = refusing.port;
     let (_slow_l, slow_port) = listening();
     let cases = [
         ("healthy", tcp("api", up, ""), 0),
@@ -211,7 +205,8 @@ fn check_exit_codes_follow_nagios() {
 #[test]
 fn check_text_output_is_a_table() {
     let (_l, up) = listening();
-    let down = closed_port();
+    let refusing = RefusingPort::new();
+    let down = refusing.port;
     let (code, stdout, _) = check_output(
         &format!(
             "{}{}",
@@ -245,7 +240,8 @@ fn check_text_output_is_a_table() {
 #[test]
 fn check_json_output() {
     let (_l, up) = listening();
-    let down = closed_port();
+    let refusing = RefusingPort::new();
+    let down = refusing.port;
     let (code, stdout, _) = check_output(
         &format!("{}{}", tcp("api", up, ""), tcp("db", down, "")),
         "json",
@@ -383,11 +379,12 @@ fn run_serves_and_exits_cleanly_on_sigterm() {
 #[test]
 fn log_level_filters_lines() {
     let dir = tempfile::tempdir().unwrap();
+    let refusing = RefusingPort::new();
     let cfg = write_config(
         dir.path(),
         &format!(
             "[defaults]\ninterval = \"200ms\"\ntimeout = \"150ms\"\n{}",
-            tcp("db", closed_port(), "")
+            tcp("db", refusing.port, "")
         ),
     );
     let stderr_path = dir.path().join("stderr.log");

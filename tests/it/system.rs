@@ -1,10 +1,9 @@
 //! `kind = "disk"` (and a sanity read of cpu/memory) against this machine, cross-checked
 //! with `df`, the tool operators compare it with.
 
-mod loopback;
-
+use crate::support::config::one_check;
+use crate::support::daemon::TestDaemon;
 use healthd::check::{Level, Probe, Reason};
-use loopback::one_check;
 
 async fn run(toml: &str) -> healthd::check::Outcome {
     let c = one_check(toml);
@@ -95,7 +94,7 @@ async fn cpu_and_memory_read_sane_values() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn disk_metrics_agree_with_the_check() {
-    let d = loopback::TestDaemon::start(
+    let d = TestDaemon::start(
         "[defaults]\ninterval = \"300ms\"\ntimeout = \"200ms\"\n\n[[checks]]\nname = \"disk\"\nkind = \"disk\"\n",
     )
     .await;
@@ -105,7 +104,8 @@ async fn disk_metrics_agree_with_the_check() {
     let percent = snap.check("disk").unwrap().details["mounts"][0]["percent_used"]
         .as_f64()
         .unwrap();
-    let text = loopback::client()
+    let text = d
+        .client
         .get(d.url("/metrics"))
         .send()
         .await

@@ -5,17 +5,16 @@
 //! A fixture is `invalid-NAME.toml`, or a directory `invalid-NAME/` holding `healthd.toml`
 //! and `probes.d/`; `invalid-NAME.env` (optional) holds `VAR=value` lines given as the
 //! environment. In `.expected`, `$FIXTURES` stands for the fixtures directory and `$KINDS`
-//! for the list of registered kinds (see `loopback::kinds_list`).
-
-mod loopback;
+//! for the list of registered kinds (see `support::config::kinds_list`).
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use crate::support::config::{ConfigDir, kinds_list};
+use crate::support::repo_path;
 use healthd::check::ProbeConfig;
 use healthd::config::{self, EMBEDDED_DEFAULT, Group, Sources};
-use loopback::{ConfigDir, repo_path};
 
 /// One invalid fixture: its config path, environment and expected output.
 struct Fixture {
@@ -70,7 +69,7 @@ fn fixtures() -> Vec<Fixture> {
             env,
             expected: expected
                 .replace("$FIXTURES", &dir.display().to_string())
-                .replace("$KINDS", &loopback::kinds_list()),
+                .replace("$KINDS", &kinds_list()),
         });
     }
     out

@@ -1,11 +1,13 @@
 //! `kind = "http"` against a real axum upstream on loopback (200, 500, 301, a wrong body, a
 //! slow answer) and a real TLS server with a certificate made in the test.
 
-mod loopback;
-
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::support::config::{ConfigDir, one_check};
+use crate::support::daemon::TestDaemon;
+use crate::support::eventually_async;
+use crate::support::peers::RefusingPort;
 use axum::Router;
 use axum::extract::Query;
 use axum::http::{HeaderMap, StatusCode, header};
@@ -14,7 +16,6 @@ use axum::routing::get;
 use healthd::check::{Level, Outcome, Reason};
 use healthd::config::CheckConfig;
 use healthd::scheduler::run_once;
-use loopback::{RefusingPort, TestDaemon, client, one_check, wait_for};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_rustls::TlsAcceptor;
 use tokio_rustls::server::TlsStream;
@@ -272,8 +273,8 @@ url = "{url}/ok"
 "#
     ))
     .await;
-    let http = client();
-    let body = wait_for("both checks reported", Duration::from_secs(10), || {
+    let http = d.client.clone();
+    let body = eventually_async("both checks reported", Duration::from_secs(10), || {
         let (http, url) = (http.clone(), d.url("/health"));
         async move {
             let text = http.get(url).send().await.ok()?.text().await.ok()?;
@@ -453,7 +454,7 @@ fn ca_file_is_checked_when_the_config_is_loaded() {
             ),
         ),
     ] {
-        let cfg = loopback::ConfigDir::new(&format!(
+        let cfg = ConfigDir::new(&format!(
             "[[checks]]\nname = \"web\"\nkind = \"http\"\nurl = \"https://127.0.0.1/\"\nca_file = \"{}\"\n",
             path.display()
         ));
