@@ -8,15 +8,15 @@ use std::os::unix::fs::PermissionsExt;
 use std::time::{Duration, Instant};
 
 use crate::support::daemon::{TestDaemon, status_is};
-use crate::support::install_crypto;
 use crate::support::peers::{ANSWER, FAIL_500, HttpPeer, RefusingPort, TcpPeer};
+use crate::support::{eventually_async, install_crypto, write_secret};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// One healthy check ("up") and one critical failing check ("down"): readiness is 503.
 async fn two_checks(extra_server: &str) -> (TestDaemon, (TcpPeer, RefusingPort)) {
     let (cfg, up) = two_checks_config(extra_server).await;
     let h = TestDaemon::start(&cfg).await;
-    h.wait_for_started().await;
+    wait_for_started(&h).await;
     (h, up)
 }
 
@@ -52,25 +52,15 @@ port = {down}
     (cfg, (up, refusing))
 }
 
-trait Started {
-    async fn wait_for_started(&self);
-}
-
-impl Started for TestDaemon {
-    async fn wait_for_started(&self) {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while self.get("/startupz").await.0 != 200 {
-            assert!(Instant::now() < deadline, "startup did not complete");
-            tokio::time::sleep(Duration::from_millis(25)).await;
-        }
-    }
+async fn wait_for_started(h: &TestDaemon) {
+    eventually_async("startup to complete", Duration::from_secs(10), || async {
+        (h.get("/startupz").await.0 == 200).then_some(())
+    })
+    .await
 }
 
 fn secret_file(dir: &std::path::Path, token: &str) -> std::path::PathBuf {
-    let path = dir.join("token");
-    std::fs::write(&path, format!("{token}\n")).unwrap();
-    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
-    path
+    write_secret(&dir.join("token"), token)
 }
 
 async fn get_with(

@@ -3,13 +3,13 @@
 //! cleanly on SIGTERM.
 
 use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::support::config::kinds_list;
-use crate::support::peers::RefusingPort;
+use crate::support::peers::{RefusingPort, live_port};
 use crate::support::{eventually, free_port, repo_path, run_with_timeout, send_signal};
 
 const LIMIT: Duration = Duration::from_secs(30);
@@ -39,16 +39,6 @@ fn write_config(dir: &Path, text: &str) -> PathBuf {
     p
 }
 
-/// A port where a listener accepts (the kernel completes handshakes from the backlog).
-fn listening() -> (TcpListener, u16) {
-    let l = TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = l.local_addr().unwrap().port();
-    // Accept and close, so the backlog never fills however many runs there are.
-    let acceptor = l.try_clone().unwrap();
-    std::thread::spawn(move || while acceptor.accept().is_ok() {});
-    (l, port)
-}
-
 fn tcp(name: &str, port: u16, extra: &str) -> String {
     format!(
         "[[checks]]\nname = \"{name}\"\nkind = \"tcp\"\nhost = \"127.0.0.1\"\nport = {port}\n{extra}\n"
@@ -68,7 +58,7 @@ fn version() {
 #[test]
 fn validate_ok() {
     let dir = tempfile::tempdir().unwrap();
-    let (_l, port) = listening();
+    let port = live_port();
     let cfg = write_config(dir.path(), &tcp("api", port, ""));
     // The CLI's own variables are not mistaken for config overrides.
     let out = run(healthd()
@@ -158,10 +148,10 @@ fn check_output(config: &str, format: &str) -> (Option<i32>, String, String) {
 
 #[test]
 fn check_exit_codes_follow_nagios() {
-    let (_l, up) = listening();
+    let up = live_port();
     let refusing = RefusingPort::new();
     let down = refusing.port;
-    let (_slow_l, slow_port) = listening();
+    let slow_port = live_port();
     let cases = [
         ("healthy", tcp("api", up, ""), 0),
         (
@@ -204,7 +194,7 @@ fn check_exit_codes_follow_nagios() {
 
 #[test]
 fn check_text_output_is_a_table() {
-    let (_l, up) = listening();
+    let up = live_port();
     let refusing = RefusingPort::new();
     let down = refusing.port;
     let (code, stdout, _) = check_output(
@@ -239,7 +229,7 @@ fn check_text_output_is_a_table() {
 
 #[test]
 fn check_json_output() {
-    let (_l, up) = listening();
+    let up = live_port();
     let refusing = RefusingPort::new();
     let down = refusing.port;
     let (code, stdout, _) = check_output(
@@ -295,7 +285,7 @@ fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
 
 #[test]
 fn run_serves_and_exits_cleanly_on_sigterm() {
-    let (_l, up) = listening();
+    let up = live_port();
     let port = free_port();
     let dir = tempfile::tempdir().unwrap();
     let cfg = write_config(
@@ -424,7 +414,7 @@ fn log_level_filters_lines() {
 
 #[test]
 fn run_exits_1_when_the_address_is_taken() {
-    let (_taken, port) = listening();
+    let port = live_port();
     let dir = tempfile::tempdir().unwrap();
     let cfg = write_config(dir.path(), "[[checks]]\nname = \"cpu\"\nkind = \"cpu\"\n");
     let out = run(healthd()

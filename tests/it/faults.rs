@@ -7,8 +7,8 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use crate::support::daemon::{TestDaemon, last_run, status_is};
-use crate::support::install_crypto;
 use crate::support::peers::*;
+use crate::support::{install_crypto, promtool_check_metrics};
 
 const SLACK: Duration = Duration::from_secs(5);
 
@@ -38,16 +38,6 @@ name = "subject"
 "#,
         witness.addr.port()
     )
-}
-
-/// The witness keeps running and stays healthy, and the probe endpoints answer.
-async fn undisturbed(h: &TestDaemon) {
-    let before = last_run(&h.check("witness").await);
-    h.timed_wait("witness", SLACK, "updated and healthy", |v| {
-        v["status"] == "healthy" && last_run(v) != before
-    })
-    .await;
-    assert_eq!(h.get("/livez").await.0, 200, "/livez");
 }
 
 /// Break, wait for the verdict, repair, wait for recovery; returns (detect, recover).
@@ -83,7 +73,7 @@ async fn scenario(
         )
         .await;
     assert_eq!(h.get("/readyz").await.0, 503, "readiness fails with it");
-    undisturbed(h).await;
+    h.assert_undisturbed("witness", SLACK).await;
     let recover = match repair {
         None => None,
         Some(repair) => {
@@ -163,7 +153,7 @@ async fn tcp_connection_refused() {
         )
         .await;
     assert_eq!(h.get("/readyz").await.0, 503);
-    undisturbed(&h).await;
+    h.assert_undisturbed("witness", SLACK).await;
     // Recovery: the service listens on its port again.
     let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
         .await
@@ -204,7 +194,7 @@ async fn dns_name_that_does_not_resolve() {
         "{v:#}"
     );
     assert_eq!(h.get("/readyz").await.0, 503);
-    undisturbed(&h).await;
+    h.assert_undisturbed("witness", SLACK).await;
     let _ = started;
     report("dns_does_not_resolve", Some(detect), None);
 }
@@ -353,7 +343,7 @@ async fn flapping_is_marked_and_held_at_the_worse_state() {
             v["flapping"] == false && v["status"] == "healthy"
         })
         .await;
-    undisturbed(&h).await;
+    h.assert_undisturbed("witness", SLACK).await;
     report("flapping_http", Some(detect), Some(recover));
 }
 
@@ -608,25 +598,7 @@ async fn two_thousand_checks_against_one_slow_peer_stay_within_the_bulkhead() {
 /// Prometheus' own checker finds nothing wrong with the resilience families. (It lints the
 /// whole exposition; complaints about other families are not this suite's business.)
 fn promtool_accepts(metrics: &str) {
-    use std::io::Write;
-    let mut child = std::process::Command::new("promtool")
-        .args(["check", "metrics"])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("promtool runs");
-    if let Some(mut stdin) = child.stdin.take() {
-        stdin
-            .write_all(metrics.as_bytes())
-            .expect("write to promtool");
-    }
-    let out = child.wait_with_output().expect("promtool finishes");
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let (_, text) = promtool_check_metrics(metrics);
     for family in [
         "healthd_check_breaker_open",
         "healthd_check_flapping",

@@ -9,13 +9,12 @@
 //! from the start) until `/health` shows the verdict; *recover* from the moment the dependency
 //! is back and accepting connections until the check is healthy again.
 
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use crate::support::daemon::{TestDaemon, last_run, status_is};
+use crate::support::daemon::{TestDaemon, status_is};
 use crate::support::db::{PgOptions, PgServer, RedisServer};
 use crate::support::peers::{ANSWER, RefusingPort, TcpPeer, report};
-use crate::support::{eventually, free_port, unique_secret};
+use crate::support::{eventually, free_port, unique_secret, write_secret};
 use serde_json::Value;
 use tokio::task::block_in_place;
 
@@ -71,7 +70,7 @@ fn timing() -> String {
 
 /// A PostgreSQL check as the superuser, its password in a 0600 file under `dir`.
 fn pg_check(name: &str, port: u16, password: &str, dir: &tempfile::TempDir) -> String {
-    let file = secret_file(dir, &format!("{name}.pw"), password);
+    let file = write_secret(&dir.path().join(format!("{name}.pw")), password);
     format!(
         "\n[[checks]]\nname = \"{name}\"\nkind = \"postgres\"\nhost = \"127.0.0.1\"\nport = {port}\n\
          user = \"postgres\"\ndbname = \"postgres\"\nsslmode = \"disable\"\n\
@@ -86,24 +85,6 @@ fn redis_check(name: &str, port: u16) -> String {
          client_name = \"healthd-{name}\"\n{}\n",
         timing()
     )
-}
-
-fn secret_file(dir: &tempfile::TempDir, name: &str, content: &str) -> PathBuf {
-    use std::os::unix::fs::PermissionsExt;
-    let path = dir.path().join(name);
-    std::fs::write(&path, content).expect("write secret file");
-    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).expect("chmod 0600");
-    path
-}
-
-/// The witness keeps running and stays healthy, and `/livez` answers 200.
-async fn undisturbed(h: &TestDaemon) {
-    let before = last_run(&h.check("witness").await);
-    h.timed_wait("witness", SLACK, "updated and healthy", |v| {
-        v["status"] == "healthy" && last_run(v) != before
-    })
-    .await;
-    assert_eq!(h.get("/livez").await.0, 200, "/livez");
 }
 
 /// Unhealthy with one of `reasons`.
@@ -123,7 +104,7 @@ async fn detect(
         .await;
     let v = h.check(name).await;
     assert_eq!(h.get("/readyz").await.0, 503, "readiness fails with it");
-    undisturbed(h).await;
+    h.assert_undisturbed("witness", SLACK).await;
     (d, v["reason"].as_str().unwrap_or_default().to_string())
 }
 
@@ -134,7 +115,7 @@ async fn recover(h: &TestDaemon, name: &str) -> Duration {
         .await;
     let v = h.check(name).await;
     assert_eq!(v["breaker"], "closed", "{v:#}");
-    undisturbed(h).await;
+    h.assert_undisturbed("witness", SLACK).await;
     d
 }
 
@@ -247,7 +228,7 @@ async fn postgres_and_redis_both_down_at_start() {
     }
     let detect = started.elapsed();
     h.assert_probes(200, 503).await;
-    undisturbed(&h).await;
+    h.assert_undisturbed("witness", SLACK).await;
 
     // Redis comes up: healthy without a restart; readiness still waits for PostgreSQL.
     let redis = block_in_place(|| RedisServer::start_on(redis_port));
@@ -272,7 +253,7 @@ async fn postgres_and_redis_both_down_at_start() {
         .await;
     let pg_recover = pg_up.elapsed();
     h.assert_probes(200, 200).await;
-    undisturbed(&h).await;
+    h.assert_undisturbed("witness", SLACK).await;
     assert_eq!(h.check("redis").await["status"], "healthy");
     block_in_place(|| {
         eventually("one connection from the check", SLACK, || {
@@ -320,7 +301,7 @@ async fn collector_down_for_the_whole_run(protocol: &str, name: &str) {
     let until = Instant::now() + Duration::from_secs(2);
     while Instant::now() < until {
         h.assert_probes(200, 200).await;
-        undisturbed(&h).await;
+        h.assert_undisturbed("witness", SLACK).await;
         assert_eq!(h.check("telemetry").await["status"], "degraded");
     }
     assert_eq!(h.get("/metrics").await.0, 200);

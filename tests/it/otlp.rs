@@ -27,7 +27,9 @@ use serde_json::Value;
 use tokio::sync::oneshot;
 
 use crate::support::daemon::TestDaemon;
-use crate::support::{eventually_async, free_port, install_crypto, unique_secret};
+use crate::support::{
+    eventually_async, free_port, install_crypto, promtool_check_metrics, unique_secret,
+};
 
 // ---------------------------------------------------------------- the receiver
 
@@ -976,7 +978,7 @@ async fn promtool_accepts_metrics() {
             "{family} missing:\n{text}"
         );
     }
-    let out = promtool(&text);
+    let out = promtool_check_metrics(&text);
     assert!(out.0, "promtool check metrics failed:\n{}\n{text}", out.1);
 
     // OpenMetrics for scrapers that ask for it.
@@ -995,32 +997,6 @@ async fn promtool_accepts_metrics() {
     );
     assert!(r.text().await.unwrap().ends_with("# EOF\n"));
     stop(d).await;
-}
-
-fn promtool(text: &str) -> (bool, String) {
-    use std::io::Write;
-    let mut child = std::process::Command::new("promtool")
-        .args(["check", "metrics"])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("promtool (Debian package prometheus) is installed by scripts/test");
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(text.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    (
-        out.status.success(),
-        format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        ),
-    )
 }
 
 #[test]

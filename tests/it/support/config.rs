@@ -44,12 +44,7 @@ impl ConfigDir {
 
     /// Write a secret file (mode 0600, `content` and a newline) and return its path.
     pub fn secret_file(&self, name: &str, content: &str) -> PathBuf {
-        use std::os::unix::fs::PermissionsExt;
-        let path = self.dir.path().join(name);
-        std::fs::write(&path, format!("{content}\n")).expect("write secret");
-        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))
-            .expect("chmod secret");
-        path
+        super::write_secret(&self.dir.path().join(name), content)
     }
 
     /// Sources with an empty environment (the process environment is not read); drop-ins

@@ -124,6 +124,17 @@ impl HealthClient {
         assert_eq!(code, ready, "/readyz: {body}");
     }
 
+    /// The `witness` check keeps running (a newer run within `within`) and stays healthy,
+    /// and `/livez` answers 200: a fault elsewhere did not disturb the rest of healthd.
+    pub async fn assert_undisturbed(&self, witness: &str, within: Duration) {
+        let before = last_run(&self.check(witness).await);
+        self.wait_check(witness, "updated and healthy", within, |v| {
+            v["status"] == "healthy" && last_run(v) != before
+        })
+        .await;
+        assert_eq!(self.get("/livez").await.0, 200, "/livez");
+    }
+
     /// Every rendering of the snapshot a client can ask for (including `failing`'s own
     /// verbose path and `/metrics`), concatenated, for leak checks. Each must answer
     /// something.

@@ -260,6 +260,41 @@ pub fn install_crypto() {
     });
 }
 
+/// Writes a secret file (mode 0600, `content` and a newline) at `path` and returns it.
+pub fn write_secret(path: &Path, content: &str) -> PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    fs::write(path, format!("{content}\n")).expect("write secret file");
+    fs::set_permissions(path, fs::Permissions::from_mode(0o600)).expect("chmod 0600");
+    path.to_path_buf()
+}
+
+/// `promtool check metrics` on an exposition: (exit status success, stdout + stderr).
+pub fn promtool_check_metrics(text: &str) -> (bool, String) {
+    use std::io::Write;
+    let mut child = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("promtool (Debian package prometheus) is installed by scripts/test");
+    child
+        .stdin
+        .take()
+        .expect("promtool stdin")
+        .write_all(text.as_bytes())
+        .expect("write to promtool");
+    let out = child.wait_with_output().expect("promtool finishes");
+    (
+        out.status.success(),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    )
+}
+
 /// A path inside this repository.
 pub fn repo_path(rel: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join(rel)
