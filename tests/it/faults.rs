@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use crate::support::daemon::{TestDaemon, last_run, status_is};
 use crate::support::peers::*;
-use crate::support::{install_crypto, promtool_check_metrics};
+use crate::support::{eventually_async, install_crypto, promtool_check_metrics};
 
 const SLACK: Duration = Duration::from_secs(5);
 
@@ -505,11 +505,12 @@ async fn probes_leave_no_time_wait_pile_up_on_the_target() {
     assert!(target <= 2);
 }
 
+/// Waits up to SLACK for `cond`, and carries on either way (what follows measures).
 async fn edge_eventually(cond: impl Fn() -> bool) {
-    let deadline = Instant::now() + SLACK;
-    while !cond() && Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let wait = eventually_async("the condition", SLACK * 2, || async {
+        cond().then_some(())
+    });
+    let _ = tokio::time::timeout(SLACK, wait).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -291,14 +291,7 @@ url = "{url}/ok"
     assert!(body.contains("\"failing\""), "{body}");
     assert!(!body.contains(secret), "secret in /health: {body}");
     for path in ["/readyz?verbose", "/readyz?format=json", "/metrics"] {
-        let text = http
-            .get(d.url(path))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        let text = d.get(path).await.1;
         assert!(!text.contains(secret), "secret in {path}: {text}");
     }
 }

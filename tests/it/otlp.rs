@@ -5,7 +5,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use healthd::config::Sources;
 use opentelemetry_proto::tonic::collector::logs::v1::logs_service_server::{
@@ -275,14 +275,12 @@ impl Receiver {
 
 async fn bind(addr: SocketAddr) -> tokio::net::TcpListener {
     // The port may still be in use by the previous receiver's last connections.
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        match tokio::net::TcpListener::bind(addr).await {
-            Ok(l) => return l,
-            Err(e) if Instant::now() > deadline => panic!("cannot bind {addr}: {e}"),
-            Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
-        }
-    }
+    eventually_async(
+        &format!("{addr} to be free"),
+        Duration::from_secs(10),
+        || async { tokio::net::TcpListener::bind(addr).await.ok() },
+    )
+    .await
 }
 
 // ---------------------------------------------------------------- decoding
@@ -492,27 +490,21 @@ const CHECK_METRICS: [&str; 4] = [
 
 /// Wait for an export holding every metric (the duration histogram needs a run first).
 async fn full_export(inbox: &Inbox, after: usize) -> (Headers, ExportMetricsServiceRequest) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        {
-            let all = inbox.metrics.lock().unwrap();
-            if let Some(found) = all.iter().skip(after).rev().find(|(_, r)| {
+    eventually_async("a complete export", Duration::from_secs(30), || async {
+        let all = inbox.metrics.lock().unwrap();
+        all.iter()
+            .skip(after)
+            .rev()
+            .find(|(_, r)| {
                 let n = names(&points(r));
                 HOST_METRICS
                     .iter()
                     .chain(CHECK_METRICS.iter())
                     .all(|m| n.iter().any(|x| x == m))
-            }) {
-                return found.clone();
-            }
-        }
-        assert!(
-            Instant::now() < deadline,
-            "no complete export; last had {:?}",
-            inbox.last().map(|(_, r)| names(&points(&r)))
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+            })
+            .cloned()
+    })
+    .await
 }
 
 /// Assert the export against `/health` and `/metrics` taken around it.

@@ -2,9 +2,10 @@
 //! excluded) and from the members otherwise; both paths must give the same verdict.
 
 use std::net::{SocketAddr, TcpListener};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::support::daemon::{TestDaemon, http_get};
+use crate::support::eventually_async;
 use crate::support::peers::RefusingPort;
 
 fn get(addr: SocketAddr, path: &str) -> (u16, String) {
@@ -28,20 +29,17 @@ async fn plain_and_detailed_readiness_agree() {
     .await;
     let addr = d.addr;
 
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let plain = loop {
-        let r = tokio::task::spawn_blocking(move || get(addr, "/readyz"))
-            .await
-            .expect("request");
-        if r.0 == 503 && r.1 == "unhealthy\n" {
-            break r;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "/readyz never turned unhealthy: {r:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+    let plain = eventually_async(
+        "/readyz to turn unhealthy",
+        Duration::from_secs(20),
+        || async {
+            let r = tokio::task::spawn_blocking(move || get(addr, "/readyz"))
+                .await
+                .expect("request");
+            (r.0 == 503 && r.1 == "unhealthy\n").then_some(r)
+        },
+    )
+    .await;
     assert_eq!(plain.0, 503);
 
     let (verbose, excluded, json) = tokio::task::spawn_blocking(move || {
@@ -62,16 +60,12 @@ async fn plain_and_detailed_readiness_agree() {
 
     // Fixing the dependency turns the plain answer back to 200.
     let _down = down.listen();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
+    eventually_async("/readyz to recover", Duration::from_secs(20), || async {
         let r = tokio::task::spawn_blocking(move || get(addr, "/readyz"))
             .await
             .expect("request");
-        if r == (200, "ok\n".to_string()) {
-            break;
-        }
-        assert!(Instant::now() < deadline, "/readyz never recovered: {r:?}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+        (r == (200, "ok\n".to_string())).then_some(())
+    })
+    .await;
     drop(up);
 }

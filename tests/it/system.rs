@@ -104,15 +104,7 @@ async fn disk_metrics_agree_with_the_check() {
     let percent = snap.check("disk").unwrap().details["mounts"][0]["percent_used"]
         .as_f64()
         .unwrap();
-    let text = d
-        .client
-        .get(d.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = d.get("/metrics").await.1;
     let value = |prefix: &str, needle: &str| -> f64 {
         text.lines()
             .find(|l| l.starts_with(prefix) && l.contains(needle) && l.contains("mountpoint=\"/\""))
