@@ -6,7 +6,7 @@
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::ops::Deref;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::Arc;
 use std::thread;
@@ -286,49 +286,45 @@ pub struct Subprocess {
 }
 
 impl Subprocess {
-    /// `healthd --log-format json --log-level info run --config CONFIG`, with extra
-    /// environment (and no NOTIFY_SOCKET / WATCHDOG_* / RUST_LOG of the test's own), logging
-    /// to `log`; waits until it listens.
-    pub fn start(config: &Path, envs: &[(&str, &str)], log: &Path) -> Subprocess {
-        Self::spawn(&["--log-level", "info"], config, None, envs, log)
+    /// `healthd --log-format json --log-level info run --config DIR/healthd.toml` (drop-ins
+    /// from `DIR/probes.d/`), with extra environment (and no HEALTHD_* / NOTIFY_SOCKET /
+    /// WATCHDOG_* / RUST_LOG of the test's own), logging to `DIR/healthd.log`; waits until it
+    /// listens.
+    pub fn start(dir: &ConfigDir, envs: &[(&str, &str)]) -> Subprocess {
+        Self::spawn("info", dir, envs)
     }
 
-    /// The same at `--log-level debug`, with the config and probes of `dir`, logging to
-    /// `healthd.log` in `dir`.
+    /// The same at `--log-level debug`.
     pub fn start_debug(dir: &ConfigDir, envs: &[(&str, &str)]) -> Subprocess {
-        Self::spawn(
-            &["--log-level", "debug"],
-            &dir.path(),
-            Some(&dir.probes_dir()),
-            envs,
-            &dir.dir.path().join("healthd.log"),
-        )
+        Self::spawn("debug", dir, envs)
     }
 
-    fn spawn(
-        level: &[&str],
-        config: &Path,
-        probes_dir: Option<&Path>,
-        envs: &[(&str, &str)],
-        log: &Path,
-    ) -> Subprocess {
-        let log_file = std::fs::File::create(log).expect("create log file");
+    fn spawn(level: &str, dir: &ConfigDir, envs: &[(&str, &str)]) -> Subprocess {
+        let log = dir.dir.path().join("healthd.log");
+        let log_file = std::fs::File::create(&log).expect("create log file");
         let mut cmd = Command::new(binary());
-        cmd.args(["--log-format", "json"])
-            .args(level)
-            .args(["run", "--config"])
-            .arg(config);
-        if let Some(p) = probes_dir {
-            cmd.arg("--probes-dir").arg(p);
+        cmd.args([
+            "--log-format",
+            "json",
+            "--log-level",
+            level,
+            "run",
+            "--config",
+        ])
+        .arg(dir.path())
+        .args(["--listen", "127.0.0.1:0"])
+        .env_remove("NOTIFY_SOCKET")
+        .env_remove("WATCHDOG_USEC")
+        .env_remove("WATCHDOG_PID")
+        .env_remove("RUST_LOG")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::from(log_file));
+        for (k, _) in std::env::vars() {
+            if k.starts_with("HEALTHD_") {
+                cmd.env_remove(k);
+            }
         }
-        cmd.args(["--listen", "127.0.0.1:0"])
-            .env_remove("NOTIFY_SOCKET")
-            .env_remove("WATCHDOG_USEC")
-            .env_remove("WATCHDOG_PID")
-            .env_remove("RUST_LOG")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::from(log_file));
         for (k, v) in envs {
             cmd.env(k, v);
         }
@@ -336,7 +332,7 @@ impl Subprocess {
         let mut h = Subprocess {
             child,
             addr: SocketAddr::from(([127, 0, 0, 1], 0)),
-            log: log.to_path_buf(),
+            log,
             exited: None,
         };
         let deadline = Instant::now() + START_TIMEOUT;
