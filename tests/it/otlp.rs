@@ -26,7 +26,7 @@ use prost::Message;
 use serde_json::Value;
 use tokio::sync::oneshot;
 
-use crate::support::daemon::TestDaemon;
+use crate::support::daemon::{TestDaemon, is, reason};
 use crate::support::{
     eventually_async, free_port, install_crypto, promtool_check_metrics, unique_secret,
 };
@@ -400,13 +400,6 @@ fn prometheus_name(p: &Point) -> String {
 
 // ---------------------------------------------------------------- the daemon
 
-/// The `status` of check `name` in `/health`, if it is there.
-async fn status_of(d: &TestDaemon, name: &str) -> Option<String> {
-    d.find_check(name)
-        .await
-        .and_then(|c| c["status"].as_str().map(str::to_string))
-}
-
 async fn stop(d: TestDaemon) {
     tokio::time::timeout(
         Duration::from_secs(30),
@@ -738,17 +731,18 @@ authorization = {{ env = "OTLP_TOKEN", prefix = "Bearer " }}
     }
 
     assert_export_matches(&d, &inbox).await;
-    eventually_async(
+    d.wait_check(
+        "telemetry",
         "telemetry self-check healthy",
         Duration::from_secs(20),
-        || async { (status_of(&d, "telemetry").await.as_deref() == Some("healthy")).then_some(()) },
+        |c| is(c, "healthy"),
     )
     .await;
 
     // A status change of the tcp check arrives as a log record.
     tcp.abort();
-    eventually_async("db unhealthy", Duration::from_secs(20), || async {
-        (status_of(&d, "db").await.as_deref() == Some("unhealthy")).then_some(())
+    d.wait_check("db", "db unhealthy", Duration::from_secs(20), |c| {
+        is(c, "unhealthy")
     })
     .await;
     eventually_async(
@@ -819,12 +813,11 @@ async fn http_export_from_env_starts_when_collector_comes_up() {
     .await;
 
     // Collector down: the self-check says so, endpoints are unaffected.
-    eventually_async(
+    d.wait_check(
+        "telemetry",
         "telemetry degraded while the collector is down",
         Duration::from_secs(20),
-        || async {
-            (status_of(&d, "telemetry").await.as_deref() == Some("degraded")).then_some(())
-        },
+        |c| is(c, "degraded"),
     )
     .await;
     let t = d.find_check("telemetry").await.unwrap();
@@ -851,10 +844,11 @@ async fn http_export_from_env_starts_when_collector_comes_up() {
     assert_eq!(res["team"], "sre");
     assert!(res.contains_key("service.instance.id"));
     assert_export_matches(&d, &inbox).await;
-    eventually_async(
+    d.wait_check(
+        "telemetry",
         "telemetry healthy once exports succeed",
         Duration::from_secs(20),
-        || async { (status_of(&d, "telemetry").await.as_deref() == Some("healthy")).then_some(()) },
+        |c| is(c, "healthy"),
     )
     .await;
 
@@ -875,18 +869,20 @@ async fn collector_killed_mid_run_does_not_affect_checks() {
     );
     let d = TestDaemon::start_with_env(&config, &[]).await;
     full_export(&inbox, 0).await;
-    eventually_async("telemetry healthy", Duration::from_secs(20), || async {
-        (status_of(&d, "telemetry").await.as_deref() == Some("healthy")).then_some(())
-    })
+    d.wait_check(
+        "telemetry",
+        "telemetry healthy",
+        Duration::from_secs(20),
+        |c| is(c, "healthy"),
+    )
     .await;
 
     receiver.kill().await;
-    eventually_async(
+    d.wait_check(
+        "telemetry",
         "telemetry degraded after the collector died",
         Duration::from_secs(20),
-        || async {
-            (status_of(&d, "telemetry").await.as_deref() == Some("degraded")).then_some(())
-        },
+        |c| is(c, "degraded"),
     )
     .await;
     // Checks keep running and endpoints keep answering while exports fail.
@@ -911,10 +907,11 @@ async fn collector_killed_mid_run_does_not_affect_checks() {
         (inbox.metric_count() > exported_while_down).then_some(())
     })
     .await;
-    eventually_async(
+    d.wait_check(
+        "telemetry",
         "telemetry healthy again",
         Duration::from_secs(20),
-        || async { (status_of(&d, "telemetry").await.as_deref() == Some("healthy")).then_some(()) },
+        |c| is(c, "healthy"),
     )
     .await;
 
@@ -1108,7 +1105,7 @@ async fn reload_rebuilds_the_exporter_when_the_section_changes() {
     let m = inbox_b.metric_count();
     tokio::time::sleep(Duration::from_millis(1200)).await;
     assert!(inbox_b.metric_count() <= m + 1, "export off after reload");
-    assert_eq!(status_of(&d, "telemetry").await.as_deref(), Some("healthy"));
+    assert_eq!(d.check("telemetry").await["status"], "healthy");
 
     stop(d).await;
     a.kill().await;
@@ -1145,34 +1142,28 @@ async fn rejecting_or_slow_collector_degrades_only_the_telemetry_self_check() {
         checks_config(tcp_port)
     );
     let d = TestDaemon::start_with_env(&config, &[]).await;
-    let reason_of = |c: Option<Value>| c.and_then(|c| c["reason"].as_str().map(str::to_string));
     eventually_async("ready", Duration::from_secs(20), || async {
         (d.get("/readyz").await.0 == 200).then_some(())
     })
     .await;
 
-    eventually_async(
+    d.wait_check(
+        "telemetry",
         "telemetry degraded (auth) while the collector rejects",
         Duration::from_secs(20),
-        || async {
-            (reason_of(d.find_check("telemetry").await).as_deref() == Some("auth")).then_some(())
-        },
+        |c| reason(c) == "auth",
     )
     .await;
-    assert_eq!(
-        status_of(&d, "telemetry").await.as_deref(),
-        Some("degraded")
-    );
+    assert_eq!(d.check("telemetry").await["status"], "degraded");
     assert_eq!(d.get("/readyz").await.0, 200);
 
     // A collector slower than the timeout: exports are cut off at the timeout.
     *inbox.mode.lock().unwrap() = Mode::Slow(Duration::from_secs(3));
-    eventually_async(
+    d.wait_check(
+        "telemetry",
         "telemetry degraded (timeout) while the collector is slow",
         Duration::from_secs(20),
-        || async {
-            (reason_of(d.find_check("telemetry").await).as_deref() == Some("timeout")).then_some(())
-        },
+        |c| reason(c) == "timeout",
     )
     .await;
     let first = d.find_check("db").await.unwrap()["last_run"].clone();
@@ -1193,10 +1184,11 @@ async fn rejecting_or_slow_collector_degrades_only_the_telemetry_self_check() {
 
     *inbox.mode.lock().unwrap() = Mode::Accept;
     full_export(&inbox, 0).await;
-    eventually_async(
+    d.wait_check(
+        "telemetry",
         "telemetry healthy once the collector accepts",
         Duration::from_secs(20),
-        || async { (status_of(&d, "telemetry").await.as_deref() == Some("healthy")).then_some(()) },
+        |c| is(c, "healthy"),
     )
     .await;
     stop(d).await;
@@ -1265,10 +1257,11 @@ async fn grpc_over_mutual_tls_with_configured_ca_and_client_certificate() {
     let d = TestDaemon::start_with_env(&config, &[]).await;
     let (_, req) = full_export(&inbox, 0).await;
     assert_eq!(resource_of(&req)["service.name"], "healthd");
-    eventually_async(
+    d.wait_check(
+        "telemetry",
         "telemetry healthy over TLS",
         Duration::from_secs(20),
-        || async { (status_of(&d, "telemetry").await.as_deref() == Some("healthy")).then_some(()) },
+        |c| is(c, "healthy"),
     )
     .await;
     stop(d).await;
@@ -1280,12 +1273,11 @@ async fn grpc_over_mutual_tls_with_configured_ca_and_client_certificate() {
         pki.path("ca.pem"),
     );
     let d = TestDaemon::start_with_env(&config, &[]).await;
-    eventually_async(
+    d.wait_check(
+        "telemetry",
         "telemetry degraded without a client certificate",
         Duration::from_secs(20),
-        || async {
-            (status_of(&d, "telemetry").await.as_deref() == Some("degraded")).then_some(())
-        },
+        |c| is(c, "degraded"),
     )
     .await;
     stop(d).await;
@@ -1335,10 +1327,11 @@ async fn http_over_mutual_tls_with_configured_ca_and_client_certificate() {
     let d = TestDaemon::start_with_env(&config, &[]).await;
     let (_, req) = full_export(&inbox, 0).await;
     assert_eq!(resource_of(&req)["service.name"], "healthd");
-    eventually_async(
+    d.wait_check(
+        "telemetry",
         "telemetry healthy over HTTPS",
         Duration::from_secs(20),
-        || async { (status_of(&d, "telemetry").await.as_deref() == Some("healthy")).then_some(()) },
+        |c| is(c, "healthy"),
     )
     .await;
     stop(d).await;

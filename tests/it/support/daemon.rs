@@ -81,7 +81,9 @@ impl HealthClient {
             .unwrap_or_else(|| panic!("no check {name} in /health: {h}"))
     }
 
-    /// Poll `/health` until check `name` satisfies `cond`; panics with the last view.
+    /// Poll `/health` until check `name` satisfies `cond`; panics with the last view. A check
+    /// not (yet) in `/health` is seen as `null` (the `telemetry` self-check appears with the
+    /// first export).
     pub async fn wait_check(
         &self,
         name: &str,
@@ -91,7 +93,7 @@ impl HealthClient {
     ) -> Value {
         let deadline = Instant::now() + timeout;
         loop {
-            let c = self.check(name).await;
+            let c = self.find_check(name).await.unwrap_or(Value::Null);
             if cond(&c) {
                 return c;
             }
