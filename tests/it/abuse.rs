@@ -7,10 +7,11 @@ use std::io::{Read, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::time::{Duration, Instant};
 
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
 use crate::support::daemon::{TestDaemon, status_is};
 use crate::support::peers::{ANSWER, FAIL_500, HttpPeer, RefusingPort, TcpPeer};
 use crate::support::{eventually_async, install_crypto, write_secret};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// One healthy check ("up") and one critical failing check ("down"): readiness is 503.
 async fn two_checks(extra_server: &str) -> (TestDaemon, (TcpPeer, RefusingPort)) {

@@ -11,10 +11,11 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use crate::support::config::{ConfigDir, kinds_list};
-use crate::support::repo_path;
 use healthd::check::ProbeConfig;
 use healthd::config::{self, EMBEDDED_DEFAULT, Group, Sources};
+
+use crate::support::config::{ConfigDir, kinds_list};
+use crate::support::repo_path;
 
 /// One invalid fixture: its config path, environment and expected output.
 struct Fixture {

@@ -6,15 +6,16 @@
 
 use std::time::{Duration, Instant};
 
-use crate::support::daemon::TestDaemon;
-use crate::support::eventually_async;
-use crate::support::peers::{RefusingPort, SilentPeer};
 use axum::body::Body;
 use axum::http::{Method, Request, StatusCode, header};
 use serde_json::Value;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tower::ServiceExt;
+
+use crate::support::daemon::TestDaemon;
+use crate::support::eventually_async;
+use crate::support::peers::{RefusingPort, SilentPeer};
 
 struct Reply {
     status: StatusCode,

@@ -6,8 +6,14 @@
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
+use healthd::check::Level;
+use healthd::config::{Sources, load};
+use healthd::scheduler::run_once;
+
 use crate::support::daemon::{TestDaemon, last_run, status_is};
-use crate::support::peers::*;
+use crate::support::peers::{
+    ALTERNATE, ANSWER, FAIL_500, HANG_MID_BODY, HOLD, HttpPeer, OK, SLOW, TcpPeer, report,
+};
 use crate::support::{eventually_async, install_crypto, promtool_check_metrics};
 
 const SLACK: Duration = Duration::from_secs(5);
@@ -453,7 +459,7 @@ async fn probes_leave_no_time_wait_pile_up_on_the_target() {
     let empty = tempfile::tempdir().unwrap();
     let path = dir.path().join("c.toml");
     std::fs::write(&path, cfg).unwrap();
-    let config = healthd::config::load(&healthd::config::Sources {
+    let config = load(&Sources {
         config: Some(path),
         probes_dir: Some(empty.path().to_path_buf()),
         env: Some(Default::default()),
@@ -462,8 +468,8 @@ async fn probes_leave_no_time_wait_pile_up_on_the_target() {
     let check = &config.checks[0];
     let mut probe = None;
     for _ in 0..RUNS {
-        let o = healthd::scheduler::run_once(&mut probe, check).await;
-        assert_eq!(o.level, healthd::check::Level::Ok, "{}", o.message);
+        let o = run_once(&mut probe, check).await;
+        assert_eq!(o.level, Level::Ok, "{}", o.message);
     }
     // The peer closes once it has read our FIN; give it a moment to get there.
     edge_eventually(|| peer.open.load(Ordering::SeqCst) == 0).await;
@@ -481,7 +487,7 @@ async fn probes_leave_no_time_wait_pile_up_on_the_target() {
         http.url()
     );
     std::fs::write(dir.path().join("c.toml"), cfg).unwrap();
-    let config = healthd::config::load(&healthd::config::Sources {
+    let config = load(&Sources {
         config: Some(dir.path().join("c.toml")),
         probes_dir: Some(empty.path().to_path_buf()),
         env: Some(Default::default()),
@@ -489,8 +495,8 @@ async fn probes_leave_no_time_wait_pile_up_on_the_target() {
     .unwrap();
     let mut probe = None;
     for _ in 0..RUNS {
-        let o = healthd::scheduler::run_once(&mut probe, &config.checks[0]).await;
-        assert_eq!(o.level, healthd::check::Level::Ok, "{}", o.message);
+        let o = run_once(&mut probe, &config.checks[0]).await;
+        assert_eq!(o.level, Level::Ok, "{}", o.message);
         // Runs are an interval apart in the daemon; back to back, the finished connection
         // may not be back in the pool yet when the next request starts.
         tokio::time::sleep(Duration::from_millis(5)).await;

@@ -8,6 +8,8 @@ use std::sync::Arc;
 use axum::body::Body;
 use axum::http::Request;
 use healthd::config::{self, Sources};
+use healthd::health::Snapshot;
+use healthd::server::auth::{AuthConfig, Authorizer};
 use healthd::server::{AppState, ServerOptions, router};
 use proptest::prelude::*;
 use tower::ServiceExt;
@@ -166,18 +168,14 @@ proptest! {
 }
 
 fn app(locked: bool) -> axum::Router {
-    let snapshot = Arc::new(arc_swap::ArcSwap::from_pointee(
-        healthd::health::Snapshot::empty(),
-    ));
+    let snapshot = Arc::new(arc_swap::ArcSwap::from_pointee(Snapshot::empty()));
     let mut options = ServerOptions::default();
     if locked {
         // Auth configured with no token and no trusted network: details for nobody.
-        options.auth = Arc::new(healthd::server::auth::Authorizer::of(&Some(
-            healthd::server::auth::AuthConfig {
-                token_file: None,
-                trusted_networks: vec![],
-            },
-        )));
+        options.auth = Arc::new(Authorizer::of(&Some(AuthConfig {
+            token_file: None,
+            trusted_networks: vec![],
+        })));
     }
     router(AppState::new(snapshot, options))
 }

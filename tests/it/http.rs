@@ -4,10 +4,6 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::support::config::{ConfigDir, one_check};
-use crate::support::daemon::TestDaemon;
-use crate::support::eventually_async;
-use crate::support::peers::RefusingPort;
 use axum::Router;
 use axum::extract::Query;
 use axum::http::{HeaderMap, StatusCode, header};
@@ -19,6 +15,11 @@ use healthd::scheduler::run_once;
 use tokio::net::{TcpListener, TcpStream};
 use tokio_rustls::TlsAcceptor;
 use tokio_rustls::server::TlsStream;
+
+use crate::support::config::{ConfigDir, one_check};
+use crate::support::daemon::TestDaemon;
+use crate::support::peers::RefusingPort;
+use crate::support::{eventually_async, install_crypto};
 
 #[derive(serde::Deserialize)]
 struct Slow {
@@ -306,7 +307,7 @@ struct Pki {
 /// A CA and a server certificate for 127.0.0.1 and localhost signed by it.
 fn make_pki() -> Pki {
     use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
-    let _ = rustls::crypto::ring::default_provider().install_default();
+    install_crypto();
     let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
     ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
     ca_params

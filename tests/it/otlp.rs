@@ -7,7 +7,9 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use healthd::config::Sources;
+use healthd::config::{self, Sources};
+use healthd::health::LATENCY_BUCKETS;
+use healthd::telemetry;
 use opentelemetry_proto::tonic::collector::logs::v1::logs_service_server::{
     LogsService, LogsServiceServer,
 };
@@ -600,7 +602,7 @@ async fn assert_export_matches(d: &TestDaemon, inbox: &Inbox) {
         .find(|p| p.metric == "healthd.check.duration" && p.attrs["healthd.check.name"] == "db")
         .expect("db duration");
     assert!(dur.count >= 1);
-    assert_eq!(dur.bounds, healthd::health::LATENCY_BUCKETS.to_vec());
+    assert_eq!(dur.bounds, LATENCY_BUCKETS.to_vec());
     assert_eq!(dur.attrs.len(), 2);
 
     // Memory: usage/utilization of "used" give the total the memory check reports.
@@ -1120,8 +1122,8 @@ fn otlp_example_config_is_valid() {
         probes_dir: Some(dir.path().to_path_buf()),
         env: Some(HashMap::new()),
     };
-    let cfg = healthd::config::load(&sources).expect("examples/healthd-otlp.toml is valid");
-    let s = healthd::telemetry::config::resolve(&cfg.telemetry, &HashMap::new())
+    let cfg = config::load(&sources).expect("examples/healthd-otlp.toml is valid");
+    let s = telemetry::config::resolve(&cfg.telemetry, &HashMap::new())
         .unwrap()
         .expect("export on");
     assert_eq!(s.metrics_endpoint, "http://127.0.0.1:4317");
@@ -1355,14 +1357,13 @@ fn healthd_env_overrides_reach_the_telemetry_section() {
         ),
     };
     let env = [("HEALTHD_TELEMETRY__ENDPOINT", "http://127.0.0.1:4317")];
-    let cfg = healthd::config::load(&sources(&env)).unwrap();
+    let cfg = config::load(&sources(&env)).unwrap();
     assert_eq!(
         cfg.telemetry.endpoint.as_deref(),
         Some("http://127.0.0.1:4317")
     );
 
-    let errs =
-        healthd::config::load(&sources(&[("HEALTHD_TELEMETRY__ENDPOINT", "nope")])).unwrap_err();
+    let errs = config::load(&sources(&[("HEALTHD_TELEMETRY__ENDPOINT", "nope")])).unwrap_err();
     assert_eq!(errs.len(), 1, "{errs:?}");
     assert_eq!(errs[0].file, "environment (HEALTHD_TELEMETRY__ENDPOINT)");
     assert_eq!(errs[0].key, "telemetry.endpoint");

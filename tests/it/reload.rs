@@ -6,11 +6,12 @@
 use std::fs;
 use std::path::Path;
 
+use serde_json::Value;
+
 use crate::support::config::ConfigDir;
 use crate::support::daemon::{Subprocess, binary, check_in as check};
 use crate::support::peers::{RefusingPort, live_port};
 use crate::support::{START_TIMEOUT, eventually};
-use serde_json::Value;
 
 const MAIN: &str = r#"
 [server]

@@ -1,11 +1,12 @@
 //! `kind = "disk"` (and a sanity read of cpu/memory) against this machine, cross-checked
 //! with `df`, the tool operators compare it with.
 
+use healthd::check::{Level, Outcome, Probe, Reason, Sample};
+
 use crate::support::config::one_check;
 use crate::support::daemon::TestDaemon;
-use healthd::check::{Level, Probe, Reason};
 
-async fn run(toml: &str) -> healthd::check::Outcome {
+async fn run(toml: &str) -> Outcome {
     let c = one_check(toml);
     let mut p = Probe::build(&c.probe, c.timeout).expect("build");
     p.run().await
@@ -73,7 +74,7 @@ async fn a_symlink_is_measured_where_it_points() {
     assert_eq!(o.details["mounts"][0]["mountpoint"], "/dev/shm", "{o:?}");
     assert_eq!(o.details["mounts"][0]["path"], link.display().to_string());
     match &o.sample {
-        Some(healthd::check::Sample::Disk(d)) => assert_eq!(d[0].fs_type, "tmpfs", "{d:?}"),
+        Some(Sample::Disk(d)) => assert_eq!(d[0].fs_type, "tmpfs", "{d:?}"),
         other => panic!("no disk sample: {other:?}"),
     }
 }

@@ -5,16 +5,18 @@
 
 use std::time::{Duration, Instant};
 
-use crate::support::config::one_check;
-use crate::support::daemon::TestDaemon;
-use crate::support::eventually_async;
-use crate::support::peers::{RefusingPort, SilentPeer};
 use healthd::check::{Level, Outcome, Probe, Reason};
+use healthd::config::CheckConfig;
 use healthd::scheduler::run_once;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 
-fn tcp_check(host: &str, port: u16, extra: &str, timeout: &str) -> healthd::config::CheckConfig {
+use crate::support::config::one_check;
+use crate::support::daemon::TestDaemon;
+use crate::support::eventually_async;
+use crate::support::peers::{RefusingPort, SilentPeer};
+
+fn tcp_check(host: &str, port: u16, extra: &str, timeout: &str) -> CheckConfig {
     one_check(&format!(
         "[[checks]]\nname = \"t\"\nkind = \"tcp\"\nhost = \"{host}\"\nport = {port}\n\
          interval = \"10s\"\ntimeout = \"{timeout}\"\n{extra}\n"
@@ -22,7 +24,7 @@ fn tcp_check(host: &str, port: u16, extra: &str, timeout: &str) -> healthd::conf
 }
 
 /// Build the probe and run it once, bounded by the check's timeout (as the scheduler does).
-async fn probe_once(check: &healthd::config::CheckConfig) -> (Outcome, Duration) {
+async fn probe_once(check: &CheckConfig) -> (Outcome, Duration) {
     let started = Instant::now();
     let outcome = run_once(&mut None, check).await;
     (outcome, started.elapsed())

@@ -12,7 +12,9 @@ use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use healthd::daemon::Daemon;
+use healthd::daemon::{Daemon, RunError};
+use healthd::health::Snapshot;
+use healthd::server;
 use serde_json::Value;
 
 use super::config::ConfigDir;
@@ -242,7 +244,7 @@ impl TestDaemon {
         )
         .await
         .unwrap_or_else(|e| match e {
-            healthd::daemon::RunError::Config(errs) => panic!("bad test config: {errs:#?}"),
+            RunError::Config(errs) => panic!("bad test config: {errs:#?}"),
             other => panic!("daemon did not start: {other}"),
         });
         let addr = daemon.local_addr;
@@ -255,10 +257,10 @@ impl TestDaemon {
     }
 
     pub fn router(&self) -> axum::Router {
-        healthd::server::router(self.daemon.state.clone())
+        server::router(self.daemon.state.clone())
     }
 
-    pub fn snapshot(&self) -> Arc<healthd::health::Snapshot> {
+    pub fn snapshot(&self) -> Arc<Snapshot> {
         self.daemon.health.snapshot.load_full()
     }
 
