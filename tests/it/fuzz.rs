@@ -12,6 +12,7 @@ use healthd::health::Snapshot;
 use healthd::server::auth::{AuthConfig, Authorizer};
 use healthd::server::{AppState, ServerOptions, router};
 use proptest::prelude::*;
+use proptest::test_runner::FileFailurePersistence;
 use tower::ServiceExt;
 
 fn cases(default: u32) -> u32 {
@@ -19,6 +20,19 @@ fn cases(default: u32) -> u32 {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(default)
+}
+
+/// `cases` cases, failures persisted beside this file (`fuzz.proptest-regressions`).
+/// proptest's default would look for the `main.rs` of the test binary (`tests/it/`) and use
+/// `tests/proptest-regressions/fuzz.txt` instead.
+fn config(cases_by_default: u32) -> ProptestConfig {
+    ProptestConfig {
+        cases: cases(cases_by_default),
+        failure_persistence: Some(Box::new(FileFailurePersistence::WithSource(
+            "proptest-regressions",
+        ))),
+        ..ProptestConfig::default()
+    }
 }
 
 fn load_text(
@@ -141,7 +155,7 @@ fn dedup(pairs: Vec<(&'static str, String)>) -> Vec<(&'static str, String)> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: cases(64), ..ProptestConfig::default() })]
+    #![proptest_config(config(64))]
 
     #[test]
     fn arbitrary_text_never_panics_the_loader(text in "\\PC{0,300}") {
@@ -181,7 +195,7 @@ fn app(locked: bool) -> axum::Router {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: cases(128), ..ProptestConfig::default() })]
+    #![proptest_config(config(128))]
 
     #[test]
     fn arbitrary_query_strings_get_a_sane_answer(

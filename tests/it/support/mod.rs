@@ -19,8 +19,9 @@
 //! server harness only counts children of the servers it started).
 //!
 //! What is here:
-//! - this file: bounded polling ([`eventually`], [`eventually_async`]), ports, secrets,
-//!   subprocesses with timeouts and signals, TOML quoting, repository paths;
+//! - this file: bounded polling ([`eventually`], [`eventually_async`]), ports, secrets
+//!   ([`unique_secret`], [`write_secret`]), subprocesses with timeouts and signals,
+//!   `promtool check metrics`, TOML quoting, repository paths;
 //! - [`config`]: [`config::ConfigDir`], a temporary `healthd.toml` + `probes.d/`;
 //! - [`daemon`]: healthd in-process ([`daemon::TestDaemon`]) or as a subprocess
 //!   ([`daemon::Subprocess`], [`daemon::healthd_check`]), and [`daemon::HealthClient`], the
