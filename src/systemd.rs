@@ -239,7 +239,7 @@ fn send(states: &[NotifyState]) {
 // --- Test-only stall hook -------------------------------------------------------------------
 //
 // NOT FOR PRODUCTION USE. It exists so tests can show that the watchdog pings stop when the
-// snapshot loop stops making progress (tests/systemd_notify.rs). Off unless the environment
+// snapshot loop stops making progress (tests/it/systemd_notify.rs). Off unless the environment
 // variable below is `1`.
 
 /// Test-only: with `HEALTHD_TEST_STALL_ON_SIGUSR2=1`, SIGUSR2 freezes the health loop.

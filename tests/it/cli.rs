@@ -2,17 +2,15 @@
 //! refusing a bad config, `--version`, and a real `run` answering on its socket and exiting
 //! cleanly on SIGTERM.
 
-mod loopback;
-mod support;
-
-use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use loopback::repo_path;
-use support::{eventually, free_port, run_with_timeout, send_signal};
+use crate::support::config::{ConfigDir, kinds_list};
+use crate::support::daemon::{Subprocess, http_get};
+use crate::support::peers::{RefusingPort, live_port};
+use crate::support::{eventually, free_port, repo_path, run_with_timeout, send_signal};
 
 const LIMIT: Duration = Duration::from_secs(30);
 
@@ -41,21 +39,6 @@ fn write_config(dir: &Path, text: &str) -> PathBuf {
     p
 }
 
-/// A port where a listener accepts (the kernel completes handshakes from the backlog).
-fn listening() -> (TcpListener, u16) {
-    let l = TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = l.local_addr().unwrap().port();
-    // Accept and close, so the backlog never fills however many runs there are.
-    let acceptor = l.try_clone().unwrap();
-    std::thread::spawn(move || while acceptor.accept().is_ok() {});
-    (l, port)
-}
-
-/// A port nothing listens on.
-fn closed_port() -> u16 {
-    free_port()
-}
-
 fn tcp(name: &str, port: u16, extra: &str) -> String {
     format!(
         "[[checks]]\nname = \"{name}\"\nkind = \"tcp\"\nhost = \"127.0.0.1\"\nport = {port}\n{extra}\n"
@@ -75,7 +58,7 @@ fn version() {
 #[test]
 fn validate_ok() {
     let dir = tempfile::tempdir().unwrap();
-    let (_l, port) = listening();
+    let port = live_port();
     let cfg = write_config(dir.path(), &tcp("api", port, ""));
     // The CLI's own variables are not mistaken for config overrides.
     let out = run(healthd()
@@ -118,7 +101,7 @@ fn validate_prints_every_error_of_every_fixture() {
         let expected = std::fs::read_to_string(fixtures.join(format!("{name}.expected")))
             .unwrap()
             .replace("$FIXTURES", &fixtures.display().to_string())
-            .replace("$KINDS", &loopback::kinds_list());
+            .replace("$KINDS", &kinds_list());
         let mut cmd = healthd();
         cmd.args(["validate", "--config"]).arg(&config);
         if let Ok(env) = std::fs::read_to_string(fixtures.join(format!("{name}.env"))) {
@@ -165,9 +148,10 @@ fn check_output(config: &str, format: &str) -> (Option<i32>, String, String) {
 
 #[test]
 fn check_exit_codes_follow_nagios() {
-    let (_l, up) = listening();
-    let down = closed_port();
-    let (_slow_l, slow_port) = listening();
+    let up = live_port();
+    let refusing = RefusingPort::new();
+    let down = refusing.port;
+    let slow_port = live_port();
     let cases = [
         ("healthy", tcp("api", up, ""), 0),
         (
@@ -210,8 +194,9 @@ fn check_exit_codes_follow_nagios() {
 
 #[test]
 fn check_text_output_is_a_table() {
-    let (_l, up) = listening();
-    let down = closed_port();
+    let up = live_port();
+    let refusing = RefusingPort::new();
+    let down = refusing.port;
     let (code, stdout, _) = check_output(
         &format!(
             "{}{}",
@@ -244,8 +229,9 @@ fn check_text_output_is_a_table() {
 
 #[test]
 fn check_json_output() {
-    let (_l, up) = listening();
-    let down = closed_port();
+    let up = live_port();
+    let refusing = RefusingPort::new();
+    let down = refusing.port;
     let (code, stdout, _) = check_output(
         &format!("{}{}", tcp("api", up, ""), tcp("db", down, "")),
         "json",
@@ -282,61 +268,34 @@ impl Drop for Daemon {
 }
 
 /// A plain HTTP/1.1 request over a socket: (status code, body).
-fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
-    let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
-    )
-    .ok()?;
-    let mut resp = String::new();
-    s.read_to_string(&mut resp).ok()?;
-    let code = resp.split_whitespace().nth(1)?.parse().ok()?;
-    let body = resp.split_once("\r\n\r\n")?.1.to_string();
-    Some((code, body))
+fn get(addr: SocketAddr, path: &str) -> Option<(u16, String)> {
+    http_get(addr, path).ok()
 }
 
 #[test]
 fn run_serves_and_exits_cleanly_on_sigterm() {
-    let (_l, up) = listening();
-    let port = free_port();
-    let dir = tempfile::tempdir().unwrap();
-    let cfg = write_config(
-        dir.path(),
-        &format!(
-            "[server]\nshutdown_delay = \"1s\"\n\n[defaults]\ninterval = \"200ms\"\ntimeout = \"150ms\"\n\n{}",
-            tcp("api", up, "")
-        ),
-    );
-    let stderr_path = dir.path().join("stderr.log");
-    let child = healthd()
-        .args(["--log-format", "json", "run", "--listen"])
-        .arg(format!("127.0.0.1:{port}"))
-        .arg("--config")
-        .arg(&cfg)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&stderr_path).unwrap())
-        .spawn()
-        .unwrap();
-    let mut daemon = Daemon(child);
-    let pid = daemon.0.id();
+    let up = live_port();
+    let dir = ConfigDir::new(&format!(
+        "[server]\nshutdown_delay = \"1s\"\n\n[defaults]\ninterval = \"200ms\"\ntimeout = \"150ms\"\n\n{}",
+        tcp("api", up, "")
+    ));
+    let mut daemon = Subprocess::start(&dir, &[]);
+    let (addr, pid) = (daemon.addr, daemon.pid());
 
     eventually("/readyz 200", Duration::from_secs(15), || {
-        http_get(port, "/readyz").is_some_and(|(c, _)| c == 200)
+        get(addr, "/readyz").is_some_and(|(c, _)| c == 200)
     });
     assert_eq!(
-        http_get(port, "/readyz?verbose").unwrap(),
+        get(addr, "/readyz?verbose").unwrap(),
         (200, "[+]api ok\nreadyz check passed\n".to_string())
     );
-    let (code, body) = http_get(port, "/health").unwrap();
+    let (code, body) = get(addr, "/health").unwrap();
     assert_eq!(code, 200);
     let health: serde_json::Value = serde_json::from_str(&body).unwrap();
     assert_eq!(health["status"], "healthy");
     // Several runs happen; the log has one line for the one status change.
     eventually("a few runs", Duration::from_secs(10), || {
-        http_get(port, "/health").is_some_and(|(_, b)| {
+        get(addr, "/health").is_some_and(|(_, b)| {
             serde_json::from_str::<serde_json::Value>(&b)
                 .is_ok_and(|h| h["checks"][0]["consecutive_successes"].as_u64() >= Some(4))
         })
@@ -345,24 +304,16 @@ fn run_serves_and_exits_cleanly_on_sigterm() {
     send_signal(&[pid], "TERM");
     // While draining, readiness fails but the server still answers.
     eventually("/readyz 503 while draining", Duration::from_secs(5), || {
-        http_get(port, "/readyz").is_some_and(|(c, b)| c == 503 && b == "shutting down\n")
+        get(addr, "/readyz").is_some_and(|(c, b)| c == 503 && b == "shutting down\n")
     });
-    assert_eq!(http_get(port, "/livez").map(|(c, _)| c), Some(200));
+    assert_eq!(get(addr, "/livez").map(|(c, _)| c), Some(200));
 
-    let started = Instant::now();
-    let status = loop {
-        if let Some(s) = daemon.0.try_wait().unwrap() {
-            break s;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(15),
-            "healthd did not exit after SIGTERM"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    };
+    let status = daemon
+        .wait_exit(Duration::from_secs(15))
+        .expect("healthd did not exit after SIGTERM");
     assert_eq!(status.code(), Some(0));
 
-    let log = std::fs::read_to_string(&stderr_path).unwrap();
+    let log = daemon.logs();
     let lines: Vec<serde_json::Value> = log
         .lines()
         .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
@@ -383,11 +334,12 @@ fn run_serves_and_exits_cleanly_on_sigterm() {
 #[test]
 fn log_level_filters_lines() {
     let dir = tempfile::tempdir().unwrap();
+    let refusing = RefusingPort::new();
     let cfg = write_config(
         dir.path(),
         &format!(
             "[defaults]\ninterval = \"200ms\"\ntimeout = \"150ms\"\n{}",
-            tcp("db", closed_port(), "")
+            tcp("db", refusing.port, "")
         ),
     );
     let stderr_path = dir.path().join("stderr.log");
@@ -427,7 +379,7 @@ fn log_level_filters_lines() {
 
 #[test]
 fn run_exits_1_when_the_address_is_taken() {
-    let (_taken, port) = listening();
+    let port = live_port();
     let dir = tempfile::tempdir().unwrap();
     let cfg = write_config(dir.path(), "[[checks]]\nname = \"cpu\"\nkind = \"cpu\"\n");
     let out = run(healthd()

@@ -3,13 +3,15 @@
 //! an invalid change keeps the old configuration running, logs every error and shows the
 //! failed reload in `/health` and the `config` self-check, until a valid reload clears it.
 
-mod daemon_proc;
-
 use std::fs;
 use std::path::Path;
 
-use daemon_proc::{Healthd, START_TIMEOUT, check, eventually};
 use serde_json::Value;
+
+use crate::support::config::ConfigDir;
+use crate::support::daemon::{Subprocess, binary, check_in as check};
+use crate::support::peers::{RefusingPort, live_port};
+use crate::support::{START_TIMEOUT, eventually};
 
 const MAIN: &str = r#"
 [server]
@@ -40,7 +42,7 @@ fn counter(c: &Value, key: &str) -> u64 {
 }
 
 /// Wait for a reload newer than `previous_at` to show in `/health`.
-fn wait_reload(healthd: &Healthd, previous_at: &Value) -> Value {
+fn wait_reload(healthd: &Subprocess, previous_at: &Value) -> Value {
     let mut seen = Value::Null;
     eventually("the reload to show in /health", START_TIMEOUT, || {
         seen = healthd.health();
@@ -51,13 +53,11 @@ fn wait_reload(healthd: &Healthd, previous_at: &Value) -> Value {
 
 #[test]
 fn valid_reload_applies_changes_and_unchanged_checks_keep_their_state() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let port = daemon_proc::live_port();
-    let down = daemon_proc::closed_port();
-    let config = dir.path().join("healthd.toml");
-    let probes = dir.path().join("probes.d");
-    fs::create_dir(&probes).expect("mkdir probes.d");
-    write(&config, MAIN);
+    let dir = ConfigDir::new(MAIN);
+    let port = live_port();
+    let refusing = RefusingPort::new();
+    let down = refusing.port;
+    let probes = dir.probes_dir();
     write(&probes.join("keep.toml"), &tcp_check("keep", port, ""));
     // Unchanged and failing: its failure count must survive the reload too.
     write(
@@ -72,7 +72,7 @@ fn valid_reload_applies_changes_and_unchanged_checks_keep_their_state() {
         &probes.join("changed.toml"),
         &tcp_check("changed", port, ""),
     );
-    let healthd = Healthd::start(&config, &[], &dir.path().join("healthd.log"));
+    let healthd = Subprocess::start(&dir, &[]);
 
     let mut before = Value::Null;
     eventually("every check to report a few times", START_TIMEOUT, || {
@@ -151,15 +151,12 @@ fn valid_reload_applies_changes_and_unchanged_checks_keep_their_state() {
 
 #[test]
 fn invalid_reload_keeps_the_old_config_and_reports_every_error() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let port = daemon_proc::live_port();
-    let config = dir.path().join("healthd.toml");
-    let probes = dir.path().join("probes.d");
-    fs::create_dir(&probes).expect("mkdir probes.d");
-    write(&config, MAIN);
+    let dir = ConfigDir::new(MAIN);
+    let port = live_port();
+    let probes = dir.probes_dir();
     write(&probes.join("keep.toml"), &tcp_check("keep", port, ""));
     write(&probes.join("other.toml"), &tcp_check("other", port, ""));
-    let healthd = Healthd::start(&config, &[], &dir.path().join("healthd.log"));
+    let healthd = Subprocess::start(&dir, &[]);
     eventually("both checks healthy", START_TIMEOUT, || {
         let h = healthd.health();
         status(&h, "keep").as_deref() == Some("healthy")
@@ -253,12 +250,10 @@ fn invalid_reload_keeps_the_old_config_and_reports_every_error() {
 
 #[test]
 fn config_error_at_start_exits_78() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let config = dir.path().join("healthd.toml");
-    write(&config, "[server]\nshutdown_delay = \"soon\"\n");
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_healthd"))
+    let dir = ConfigDir::new("[server]\nshutdown_delay = \"soon\"\n");
+    let out = std::process::Command::new(binary())
         .args(["run", "--config"])
-        .arg(&config)
+        .arg(dir.path())
         .env_remove("NOTIFY_SOCKET")
         .output()
         .expect("run healthd");

@@ -1,19 +1,126 @@
 //! `kind = "redis"` against real Redis servers started by the harness: health, ACL
 //! authentication failures, a server that stops or is blocked (SIGSTOP, CLIENT PAUSE,
 //! DEBUG SLEEP), roles with a real replica, memory thresholds, one kept connection per
-//! check, and passwords that never leak.
+//! check, and passwords that never leak. The scenarios every database kind shares are in
+//! `database.rs`, run here for [`Redis`].
 
-mod probe_daemon;
-mod support;
+use std::path::Path;
+use std::time::Duration;
 
-use std::time::{Duration, Instant};
-
-use probe_daemon::*;
-use support::{RedisServer, unique_secret};
+use serde_json::Value;
 use tokio::task::block_in_place;
 
-/// Slack on top of computed bounds: the machine running the tests is shared and loaded.
-const SLACK: Duration = Duration::from_secs(8);
+use crate::database::{DbKind, FAST, SLACK, shared_scenarios};
+use crate::support::config::ConfigDir;
+use crate::support::daemon::{TestDaemon, is, reason};
+use crate::support::db::RedisServer;
+use crate::support::peers::{TestCerts, live_port};
+use crate::support::{eventually, free_port, toml_path, toml_str, unique_secret};
+
+/// Redis for the shared scenarios: `requirepass` and ACL user `app` with the same
+/// password, connections told apart by `client_name`.
+pub struct Redis;
+
+impl DbKind for Redis {
+    type Server = RedisServer;
+    const KIND: &'static str = "redis";
+    const WRONG_PASSWORD_MESSAGE: &'static str = "password rejected for user \"app\"";
+    const WRONG_PASSWORD_JSON: &'static str = "WRONGPASS";
+    const OTHER_AUTH_FAILURES: &'static [(&'static str, &'static str)] = &[("none", "NOAUTH")];
+
+    fn start_with_password(password: &str) -> RedisServer {
+        RedisServer::start_with_password(password)
+    }
+
+    fn check(name: &str, server: &RedisServer, password_file: &Path) -> String {
+        redis_check(
+            name,
+            server,
+            &format!(
+                "username = \"app\"\npassword_file = {}",
+                toml_path(password_file)
+            ),
+        )
+    }
+
+    fn auth_checks(
+        server: &RedisServer,
+        password_file: &Path,
+        secret: &str,
+        wrong_env: &str,
+    ) -> String {
+        let mut config = Self::check("ok", server, password_file);
+        config += &redis_check(
+            "bad-password",
+            server,
+            &format!("username = \"app\"\npassword_env = \"{wrong_env}\""),
+        );
+        // No password at all.
+        config += &redis_check("none", server, "");
+        // The `default` user's password (requirepass).
+        config += &redis_check(
+            "inline",
+            server,
+            &format!("password = {}", toml_str(secret)),
+        );
+        config += &format!(
+            "[[checks]]\nname = \"url\"\nkind = \"redis\"\nurl = {}\n",
+            toml_str(&server.url_for("app", secret))
+        );
+        config
+    }
+
+    fn assert_healthy_details(c: &Value) {
+        assert_eq!(c["details"]["role"], "master", "{c:#}");
+        assert_eq!(c["details"]["maxmemory"], 0, "{c:#}");
+        assert!(
+            c["details"]["used_memory"].as_u64().unwrap_or(0) > 0,
+            "{c:#}"
+        );
+        assert!(
+            c["details"]["server_version"]
+                .as_str()
+                .is_some_and(|v| !v.is_empty()),
+            "{c:#}"
+        );
+        assert!(
+            c["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("no maxmemory set")),
+            "{c:#}"
+        );
+    }
+
+    fn connection_ids(server: &RedisServer, app: &str) -> Vec<String> {
+        ids(server, app)
+    }
+
+    /// No other connection opened behind our back (the server has no other client), and
+    /// it is logged in as `app`.
+    fn assert_alone(server: &RedisServer, _app: &str) {
+        let all = server.clients();
+        assert_eq!(all.len(), 1, "no other connections: {all:#?}");
+        assert!(all[0].contains("user=app"), "{all:?}");
+    }
+
+    fn open_connections(server: &RedisServer, _app: &str) -> usize {
+        server.client_count()
+    }
+
+    fn kill_connections(server: &RedisServer, _app: &str) -> usize {
+        server.kill_clients()
+    }
+
+    fn stop(server: &mut RedisServer) {
+        server.stop();
+    }
+
+    fn start_again(server: &mut RedisServer) {
+        server.start_again();
+    }
+}
+
+shared_scenarios!(Redis);
 
 fn redis_check(name: &str, server: &RedisServer, extra: &str) -> String {
     format!(
@@ -57,225 +164,21 @@ fn info_field(server: &RedisServer, section: &str, field: &str) -> String {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn healthy_with_one_kept_connection_and_back_after_a_restart() {
-    let secret = unique_secret("redisapp");
-    let mut server = block_in_place(|| RedisServer::start_with_password(&secret));
-    let dir = ConfigDir::new("");
-    let pw = dir.secret_file("redis-password", &secret);
-    let (interval, timeout, threshold) =
-        (Duration::from_millis(200), Duration::from_millis(190), 2);
-    dir.set_config(&format!(
-        "[server]\nshutdown_delay = \"100ms\"\n\n[defaults]\ninterval = \"200ms\"\ntimeout = \"190ms\"\n\
-         failure_threshold = {threshold}\n\n{}",
-        redis_check(
-            "r",
-            &server,
-            &format!("username = \"app\"\npassword_file = {}", toml_path(&pw))
-        )
-    ));
-    let d = InProcess::start(dir).await;
-    let c = d
-        .wait_check("r", "healthy", SLACK, |c| is(c, "healthy"))
-        .await;
-    assert_eq!(c["details"]["role"], "master", "{c:#}");
-    assert_eq!(c["details"]["maxmemory"], 0, "{c:#}");
-    assert!(
-        c["details"]["used_memory"].as_u64().unwrap_or(0) > 0,
-        "{c:#}"
-    );
-    assert!(
-        c["details"]["server_version"]
-            .as_str()
-            .is_some_and(|v| !v.is_empty()),
-        "{c:#}"
-    );
-    assert!(
-        c["message"]
-            .as_str()
-            .is_some_and(|m| m.contains("no maxmemory set")),
-        "{c:#}"
-    );
-
-    // About 25 runs over 5 s: one connection, always the same, and no other connection
-    // opened behind our back (the server has no other client).
-    let first = block_in_place(|| ids(&server, "healthd-r"));
-    assert_eq!(first.len(), 1, "one connection: {first:?}");
-    let runs_before = d.check("r").await["consecutive_successes"]
-        .as_u64()
-        .unwrap_or(0);
-    let until = Instant::now() + Duration::from_secs(5);
-    while Instant::now() < until {
-        let (now, all) = block_in_place(|| (ids(&server, "healthd-r"), server.clients()));
-        if now != first {
-            let c = d.check("r").await;
-            panic!("the check did not keep its one connection: {first:?} -> {now:?}; {c:#}");
-        }
-        assert_eq!(all.len(), 1, "no other connections: {all:#?}");
-        assert!(all[0].contains("user=app"), "{all:?}");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-    let c = d.check("r").await;
-    let runs_after = c["consecutive_successes"].as_u64().unwrap_or(0);
-    assert!(
-        runs_after >= runs_before + 10,
-        "the check kept running ({runs_before} -> {runs_after} successes): {c:#}"
-    );
-
-    // A connection killed by the server is replaced at once, without a failed run.
-    let killed = block_in_place(|| server.kill_clients());
-    assert_eq!(killed, 1);
-    block_in_place(|| {
-        support::eventually("a new connection", SLACK, || {
-            let now = ids(&server, "healthd-r");
-            now.len() == 1 && now != first
-        })
-    });
-    tokio::time::sleep(interval * 2).await;
-    let c = d.check("r").await;
-    assert!(c["last_failure"].is_null(), "no failed run: {c:#}");
-
-    // Stopped: unhealthy within (interval + timeout) × failure_threshold, plus slack.
-    block_in_place(|| server.stop());
-    let stopped = Instant::now();
-    let c = d
-        .wait_check(
-            "r",
-            "unhealthy",
-            (interval + timeout) * threshold + SLACK,
-            |c| is(c, "unhealthy"),
-        )
-        .await;
-    assert_eq!(reason(&c), "connect", "{c:#}");
-    eprintln!("unhealthy {:?} after the stop", stopped.elapsed());
-
-    block_in_place(|| server.start_again());
-    d.wait_check("r", "healthy again", SLACK, |c| is(c, "healthy"))
-        .await;
-    let after = block_in_place(|| ids(&server, "healthd-r"));
-    assert_eq!(after.len(), 1, "one connection after the restart");
-    let until = Instant::now() + Duration::from_secs(1);
-    while Instant::now() < until {
-        let (now, count) = block_in_place(|| (ids(&server, "healthd-r"), server.client_count()));
-        assert_eq!(now, after);
-        assert_eq!(count, 1);
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-    d.daemon.drain(std::future::pending()).await;
-    block_in_place(|| {
-        support::eventually(
-            "the check's connection to close",
-            Duration::from_secs(10),
-            || server.client_count() == 0,
-        )
-    });
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn wrong_password_is_auth_and_no_password_leaks_anywhere() {
-    let secret = unique_secret("redisapp");
-    let wrong = unique_secret("rediswrong");
-    let server = block_in_place(|| RedisServer::start_with_password(&secret));
-    let dir = ConfigDir::new("");
-    let pw = dir.secret_file("redis-password", &secret);
-    let mut config =
-        "[defaults]\ninterval = \"300ms\"\ntimeout = \"250ms\"\nfailure_threshold = 1\n\n"
-            .to_string();
-    config += &redis_check(
-        "ok",
-        &server,
-        &format!("username = \"app\"\npassword_file = {}", toml_path(&pw)),
-    );
-    config += &redis_check(
-        "bad",
-        &server,
-        "username = \"app\"\npassword_env = \"REDIS_TEST_WRONG_PASSWORD\"",
-    );
-    config += &redis_check("none", &server, "");
-    config += &redis_check(
-        "inline",
-        &server,
-        &format!("password = {}", toml_str(&secret)),
-    );
-    config += &format!(
-        "[[checks]]\nname = \"url\"\nkind = \"redis\"\nurl = {}\n",
-        toml_str(&server.url_for("app", &secret))
-    );
-    dir.set_config(&config);
-    let env = [("REDIS_TEST_WRONG_PASSWORD", wrong.as_str())];
-    let proc = Subprocess::run(&dir, &env);
-    let http = reqwest::Client::builder()
-        .timeout(Duration::from_secs(5))
-        .no_proxy()
-        .build()
-        .unwrap();
-    let base = proc.base.clone();
-
-    let bad = wait_check(&http, &base, "bad", "unhealthy", SLACK * 2, |c| {
-        is(c, "unhealthy")
-    })
-    .await;
-    assert_eq!(reason(&bad), "auth", "{bad:#}");
-    assert!(
-        bad["message"]
-            .as_str()
-            .is_some_and(|m| m.contains("password rejected for user \"app\"")),
-        "{bad:#}"
-    );
-    let none = wait_check(&http, &base, "none", "unhealthy", SLACK, |c| {
-        is(c, "unhealthy")
-    })
-    .await;
-    assert_eq!(reason(&none), "auth", "{none:#}");
-    assert!(
-        none["message"]
-            .as_str()
-            .is_some_and(|m| m.contains("NOAUTH")),
-        "{none:#}"
-    );
-    for name in ["ok", "inline", "url"] {
-        wait_check(&http, &base, name, "healthy", SLACK, |c| is(c, "healthy")).await;
-    }
-    tokio::time::sleep(Duration::from_secs(1)).await;
-
-    let seen = every_surface(&http, &base, "bad").await;
-    let logs = proc.stop();
-    assert!(
-        logs.contains("Password given inline"),
-        "inline passwords are warned about: {logs}"
-    );
-    let (code, text) = healthd_check(&dir, "text", &env);
-    assert_eq!(code, 2, "unhealthy: {text}");
-    assert!(text.contains("auth"), "{text}");
-    let (code, json) = healthd_check(&dir, "json", &env);
-    assert_eq!(code, 2, "unhealthy: {json}");
-    assert!(json.contains("WRONGPASS"), "{json}");
-    assert_no_secret(
-        &[
-            ("endpoints", &seen),
-            ("daemon logs", &logs),
-            ("healthd check text", &text),
-            ("healthd check json", &json),
-        ],
-        &[&secret, &wrong],
-    );
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn blocked_server_times_out_while_other_checks_and_endpoints_answer() {
     let mut server = block_in_place(RedisServer::start);
-    let listener = Listener::start();
+    let listener_port = live_port();
     let dir = ConfigDir::new("");
     dir.set_config(&format!(
         "[defaults]\ninterval = \"300ms\"\ntimeout = \"200ms\"\nfailure_threshold = 1\n\n{}\n\
          [[checks]]\nname = \"tcp\"\nkind = \"tcp\"\nhost = \"127.0.0.1\"\nport = {}\n",
         redis_check("r", &server, ""),
-        listener.port
+        listener_port
     ));
-    let d = InProcess::start(dir).await;
+    let d = TestDaemon::start_in(dir).await;
     d.wait_check("r", "healthy", SLACK, |c| is(c, "healthy"))
         .await;
 
-    async fn timed_out_then_back(d: &InProcess, what: &str) {
+    async fn timed_out_then_back(d: &TestDaemon, what: &str) {
         let c = d
             .wait_check("r", &format!("timing out ({what})"), SLACK, |c| {
                 is(c, "unhealthy")
@@ -315,7 +218,7 @@ async fn blocked_server_times_out_while_other_checks_and_endpoints_answer() {
 
     // Connections abandoned at the timeouts are closed: one remains.
     block_in_place(|| {
-        support::eventually("one connection", SLACK, || {
+        eventually("one connection", SLACK, || {
             named(&server, "healthd-r").len() == 1 && server.client_count() == 1
         })
     });
@@ -326,9 +229,7 @@ async fn roles_replica_link_and_memory_thresholds() {
     let mut master = block_in_place(RedisServer::start);
     let replica = block_in_place(RedisServer::start);
     let dir = ConfigDir::new("");
-    let mut config =
-        "[defaults]\ninterval = \"300ms\"\ntimeout = \"250ms\"\nfailure_threshold = 1\n\n"
-            .to_string();
+    let mut config = FAST.to_string();
     config += &redis_check("master", &master, "expect_role = \"master\"");
     config += &redis_check("not-replica", &master, "expect_role = \"replica\"");
     config += &redis_check(
@@ -367,7 +268,7 @@ async fn roles_replica_link_and_memory_thresholds() {
         ),
     );
     dir.set_config(&config);
-    let d = InProcess::start(dir).await;
+    let d = TestDaemon::start_in(dir).await;
 
     let c = d
         .wait_check("acl", "healthy", SLACK, |c| is(c, "healthy"))
@@ -446,29 +347,14 @@ async fn roles_replica_link_and_memory_thresholds() {
     );
 }
 
-#[test]
-fn shipped_example_is_a_valid_drop_in() {
-    let dir = ConfigDir::new("");
-    let example = concat!(env!("CARGO_MANIFEST_DIR"), "/probes/redis.toml");
-    std::fs::copy(example, dir.probes_dir().join("redis.toml")).expect("copy example");
-    let config = healthd::config::load(&dir.sources())
-        .unwrap_or_else(|e| panic!("probes/redis.toml does not validate: {e:?}"));
-    let check = config
-        .checks
-        .iter()
-        .find(|c| c.name == "redis")
-        .expect("the example's check");
-    assert_eq!(check.kind(), "redis");
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tls_with_a_ca_file_and_an_untrusted_certificate() {
     let server = block_in_place(RedisServer::start);
     let dir = ConfigDir::new("");
     let certs = TestCerts::make(dir.dir.path());
-    let tls_port = support::free_port();
+    let tls_port = free_port();
     block_in_place(|| {
-        let path = |p: &std::path::Path| p.display().to_string();
+        let path = |p: &Path| p.display().to_string();
         server.cli(&[
             "CONFIG",
             "SET",
@@ -483,9 +369,7 @@ async fn tls_with_a_ca_file_and_an_untrusted_certificate() {
         ]);
         server.cli(&["CONFIG", "SET", "tls-port", &tls_port.to_string()]);
     });
-    let mut config =
-        "[defaults]\ninterval = \"300ms\"\ntimeout = \"250ms\"\nfailure_threshold = 1\n\n"
-            .to_string();
+    let mut config = FAST.to_string();
     let ca = toml_path(&certs.ca);
     config += &format!(
         "[[checks]]\nname = \"tls\"\nkind = \"redis\"\nhost = \"127.0.0.1\"\nport = {tls_port}\n\
@@ -500,7 +384,7 @@ async fn tls_with_a_ca_file_and_an_untrusted_certificate() {
          tls = true\n"
     );
     dir.set_config(&config);
-    let d = InProcess::start(dir).await;
+    let d = TestDaemon::start_in(dir).await;
     for name in ["tls", "tls-url"] {
         d.wait_check(name, "healthy", SLACK, |c| is(c, "healthy"))
             .await;

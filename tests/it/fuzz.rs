@@ -7,9 +7,13 @@ use std::sync::Arc;
 
 use axum::body::Body;
 use axum::http::Request;
-use healthd::config::{self, Sources};
+use healthd::config::server::AuthConfig;
+use healthd::config::{self, COMMON_KEYS, Sources};
+use healthd::health::Snapshot;
+use healthd::server::auth::Authorizer;
 use healthd::server::{AppState, ServerOptions, router};
 use proptest::prelude::*;
+use proptest::test_runner::FileFailurePersistence;
 use tower::ServiceExt;
 
 fn cases(default: u32) -> u32 {
@@ -17,6 +21,19 @@ fn cases(default: u32) -> u32 {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(default)
+}
+
+/// `cases` cases, failures persisted beside this file (`fuzz.proptest-regressions`).
+/// proptest's default would look for the `main.rs` of the test binary (`tests/it/`) and use
+/// `tests/proptest-regressions/fuzz.txt` instead.
+fn config(cases_by_default: u32) -> ProptestConfig {
+    ProptestConfig {
+        cases: cases(cases_by_default),
+        failure_persistence: Some(Box::new(FileFailurePersistence::WithSource(
+            "proptest-regressions",
+        ))),
+        ..ProptestConfig::default()
+    }
 }
 
 fn load_text(
@@ -55,21 +72,9 @@ fn value() -> impl Strategy<Value = String> {
     ]
 }
 
-const CHECK_KEYS: &[&str] = &[
-    "name",
-    "kind",
-    "interval",
-    "timeout",
-    "critical",
-    "groups",
-    "failure_threshold",
-    "success_threshold",
-    "backoff",
-    "max_backoff",
-    "confirm_after",
-    "flap_window",
-    "flap_threshold",
-    "max_staleness",
+/// Keys of the kinds the fuzzer writes (tcp, http, cpu/memory/disk); the keys every check
+/// has come from the config's own list.
+const KIND_KEYS: &[&str] = &[
     "host",
     "port",
     "url",
@@ -78,11 +83,18 @@ const CHECK_KEYS: &[&str] = &[
     "expect_regex",
     "method",
     "expect_status",
-    "degraded_after",
     "mounts",
     "degraded_above",
     "unhealthy_above",
 ];
+
+fn check_keys() -> Vec<&'static str> {
+    let mut keys: Vec<&'static str> = COMMON_KEYS.to_vec();
+    keys.push("kind");
+    keys.extend_from_slice(KIND_KEYS);
+    keys
+}
+
 const SERVER_KEYS: &[&str] = &["listen", "shutdown_delay", "stall_after", "max_in_flight"];
 const KINDS: &[&str] = &["tcp", "http", "cpu", "memory", "disk", "nope"];
 
@@ -92,7 +104,7 @@ fn structured() -> impl Strategy<Value = String> {
         prop::collection::vec(
             (
                 prop::sample::select(KINDS),
-                prop::collection::vec((prop::sample::select(CHECK_KEYS), value()), 0..8),
+                prop::collection::vec((prop::sample::select(check_keys()), value()), 0..8),
             ),
             0..4,
         ),
@@ -138,7 +150,7 @@ fn dedup(pairs: Vec<(&'static str, String)>) -> Vec<(&'static str, String)> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: cases(64), ..ProptestConfig::default() })]
+    #![proptest_config(config(64))]
 
     #[test]
     fn arbitrary_text_never_panics_the_loader(text in "\\PC{0,300}") {
@@ -165,24 +177,20 @@ proptest! {
 }
 
 fn app(locked: bool) -> axum::Router {
-    let snapshot = Arc::new(arc_swap::ArcSwap::from_pointee(
-        healthd::health::Snapshot::empty(),
-    ));
+    let snapshot = Arc::new(arc_swap::ArcSwap::from_pointee(Snapshot::empty()));
     let mut options = ServerOptions::default();
     if locked {
         // Auth configured with no token and no trusted network: details for nobody.
-        options.auth = Arc::new(healthd::server::auth::Authorizer::of(&Some(
-            healthd::config::server::AuthConfig {
-                token_file: None,
-                trusted_networks: vec![],
-            },
-        )));
+        options.auth = Arc::new(Authorizer::of(&Some(AuthConfig {
+            token_file: None,
+            trusted_networks: vec![],
+        })));
     }
     router(AppState::new(snapshot, options))
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: cases(128), ..ProptestConfig::default() })]
+    #![proptest_config(config(128))]
 
     #[test]
     fn arbitrary_query_strings_get_a_sane_answer(

@@ -9,16 +9,15 @@
 //! from the start) until `/health` shows the verdict; *recover* from the moment the dependency
 //! is back and accepting connections until the check is healthy again.
 
-mod edge;
-mod support;
-
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use edge::*;
 use serde_json::Value;
-use support::{PgOptions, PgServer, RedisServer, free_port, unique_secret};
 use tokio::task::block_in_place;
+
+use crate::support::daemon::{TestDaemon, status_is};
+use crate::support::db::{PgOptions, PgServer, RedisServer};
+use crate::support::peers::{ANSWER, RefusingPort, TcpPeer, report};
+use crate::support::{eventually, free_port, unique_secret, write_secret};
 
 const SLACK: Duration = Duration::from_secs(5);
 
@@ -72,7 +71,7 @@ fn timing() -> String {
 
 /// A PostgreSQL check as the superuser, its password in a 0600 file under `dir`.
 fn pg_check(name: &str, port: u16, password: &str, dir: &tempfile::TempDir) -> String {
-    let file = secret_file(dir, &format!("{name}.pw"), password);
+    let file = write_secret(&dir.path().join(format!("{name}.pw")), password);
     format!(
         "\n[[checks]]\nname = \"{name}\"\nkind = \"postgres\"\nhost = \"127.0.0.1\"\nport = {port}\n\
          user = \"postgres\"\ndbname = \"postgres\"\nsslmode = \"disable\"\n\
@@ -89,24 +88,6 @@ fn redis_check(name: &str, port: u16) -> String {
     )
 }
 
-fn secret_file(dir: &tempfile::TempDir, name: &str, content: &str) -> PathBuf {
-    use std::os::unix::fs::PermissionsExt;
-    let path = dir.path().join(name);
-    std::fs::write(&path, content).expect("write secret file");
-    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).expect("chmod 0600");
-    path
-}
-
-/// The witness keeps running and stays healthy, and `/livez` answers 200.
-async fn undisturbed(h: &Healthd) {
-    let before = last_run(&h.view("witness").await);
-    h.wait_for("witness", SLACK, "updated and healthy", |v| {
-        v["status"] == "healthy" && last_run(v) != before
-    })
-    .await;
-    assert_eq!(h.get("/livez").await.0, 200, "/livez");
-}
-
 /// Unhealthy with one of `reasons`.
 fn unhealthy_with(reasons: &'static [&'static str]) -> impl Fn(&Value) -> bool {
     move |v| v["status"] == "unhealthy" && reasons.iter().any(|r| v["reason"] == *r)
@@ -114,24 +95,28 @@ fn unhealthy_with(reasons: &'static [&'static str]) -> impl Fn(&Value) -> bool {
 
 /// Wait for `name` to turn unhealthy with one of `reasons`, checking the endpoints and the
 /// witness at every poll on the way; returns (time taken, the reason seen).
-async fn detect(h: &Healthd, name: &str, reasons: &'static [&'static str]) -> (Duration, String) {
+async fn detect(
+    h: &TestDaemon,
+    name: &str,
+    reasons: &'static [&'static str],
+) -> (Duration, String) {
     let d = h
-        .wait_for(name, bound(), "unhealthy", unhealthy_with(reasons))
+        .timed_wait(name, bound(), "unhealthy", unhealthy_with(reasons))
         .await;
-    let v = h.view(name).await;
+    let v = h.check(name).await;
     assert_eq!(h.get("/readyz").await.0, 503, "readiness fails with it");
-    undisturbed(h).await;
+    h.assert_undisturbed("witness", SLACK).await;
     (d, v["reason"].as_str().unwrap_or_default().to_string())
 }
 
 /// Wait for `name` to be healthy again with its breaker closed.
-async fn recover(h: &Healthd, name: &str) -> Duration {
+async fn recover(h: &TestDaemon, name: &str) -> Duration {
     let d = h
-        .wait_for(name, bound(), "healthy again", is("healthy", None))
+        .timed_wait(name, bound(), "healthy again", status_is("healthy", None))
         .await;
-    let v = h.view(name).await;
+    let v = h.check(name).await;
     assert_eq!(v["breaker"], "closed", "{v:#}");
-    undisturbed(h).await;
+    h.assert_undisturbed("witness", SLACK).await;
     d
 }
 
@@ -140,15 +125,20 @@ async fn postgres_killed_with_sigkill_and_restarted() {
     let mut pg = block_in_place(PgServer::start);
     let witness = TcpPeer::start(ANSWER).await;
     let secrets = tempfile::tempdir().expect("temp dir");
-    let h = start(&config(
+    let h = TestDaemon::start(&config(
         &witness,
         "",
         &pg_check("pg", pg.port(), pg.password(), &secrets),
     ))
     .await;
     for name in ["witness", "pg"] {
-        h.wait_for(name, bound(), "healthy at first", is("healthy", None))
-            .await;
+        h.timed_wait(
+            name,
+            bound(),
+            "healthy at first",
+            status_is("healthy", None),
+        )
+        .await;
     }
     h.assert_probes(200, 200).await;
     assert_eq!(block_in_place(|| pg.connections_from("healthd-pg")), 1);
@@ -163,7 +153,7 @@ async fn postgres_killed_with_sigkill_and_restarted() {
     h.assert_probes(200, 200).await;
     // Exactly one connection from the check, and it stays one over several runs.
     block_in_place(|| {
-        support::eventually("one connection from the check", SLACK, || {
+        eventually("one connection from the check", SLACK, || {
             pg.connections_from("healthd-pg") == 1
         })
     });
@@ -172,7 +162,7 @@ async fn postgres_killed_with_sigkill_and_restarted() {
         assert_eq!(block_in_place(|| pg.connections_from("healthd-pg")), 1);
         tokio::time::sleep(INTERVAL / 2).await;
     }
-    assert_eq!(h.view("pg").await["status"], "healthy");
+    assert_eq!(h.check("pg").await["status"], "healthy");
     report("postgres_sigkill_restart", Some(d), Some(r));
 }
 
@@ -180,10 +170,15 @@ async fn postgres_killed_with_sigkill_and_restarted() {
 async fn redis_paused_with_sigstop_then_resumed() {
     let mut redis = block_in_place(RedisServer::start);
     let witness = TcpPeer::start(ANSWER).await;
-    let h = start(&config(&witness, "", &redis_check("redis", redis.port()))).await;
+    let h = TestDaemon::start(&config(&witness, "", &redis_check("redis", redis.port()))).await;
     for name in ["witness", "redis"] {
-        h.wait_for(name, bound(), "healthy at first", is("healthy", None))
-            .await;
+        h.timed_wait(
+            name,
+            bound(),
+            "healthy at first",
+            status_is("healthy", None),
+        )
+        .await;
     }
     h.assert_probes(200, 200).await;
 
@@ -197,7 +192,7 @@ async fn redis_paused_with_sigstop_then_resumed() {
     h.assert_probes(200, 200).await;
     // The connections cut off at the timeout are not left behind: one from the check.
     block_in_place(|| {
-        support::eventually("one connection from the check", SLACK, || {
+        eventually("one connection from the check", SLACK, || {
             redis
                 .clients()
                 .iter()
@@ -222,22 +217,27 @@ async fn postgres_and_redis_both_down_at_start() {
         redis_check("redis", redis_port)
     );
     let started = Instant::now();
-    let h = start(&config(&witness, "", &checks)).await;
+    let h = TestDaemon::start(&config(&witness, "", &checks)).await;
     for name in ["pg", "redis"] {
-        h.wait_for(name, bound(), "unhealthy", is("unhealthy", Some("connect")))
-            .await;
+        h.timed_wait(
+            name,
+            bound(),
+            "unhealthy",
+            status_is("unhealthy", Some("connect")),
+        )
+        .await;
     }
     let detect = started.elapsed();
     h.assert_probes(200, 503).await;
-    undisturbed(&h).await;
+    h.assert_undisturbed("witness", SLACK).await;
 
     // Redis comes up: healthy without a restart; readiness still waits for PostgreSQL.
     let redis = block_in_place(|| RedisServer::start_on(redis_port));
     let redis_up = Instant::now();
-    h.wait_for("redis", bound(), "healthy", is("healthy", None))
+    h.timed_wait("redis", bound(), "healthy", status_is("healthy", None))
         .await;
     let redis_recover = redis_up.elapsed();
-    let v = h.view("pg").await;
+    let v = h.check("pg").await;
     assert!(unhealthy_with(&["connect"])(&v), "{v:#}");
     h.assert_probes(200, 503).await;
 
@@ -250,14 +250,14 @@ async fn postgres_and_redis_both_down_at_start() {
         })
     });
     let pg_up = Instant::now();
-    h.wait_for("pg", bound(), "healthy", is("healthy", None))
+    h.timed_wait("pg", bound(), "healthy", status_is("healthy", None))
         .await;
     let pg_recover = pg_up.elapsed();
     h.assert_probes(200, 200).await;
-    undisturbed(&h).await;
-    assert_eq!(h.view("redis").await["status"], "healthy");
+    h.assert_undisturbed("witness", SLACK).await;
+    assert_eq!(h.check("redis").await["status"], "healthy");
     block_in_place(|| {
-        support::eventually("one connection from the check", SLACK, || {
+        eventually("one connection from the check", SLACK, || {
             pg.connections_from("healthd-pg") == 1
         })
     });
@@ -270,26 +270,27 @@ async fn postgres_and_redis_both_down_at_start() {
 /// `telemetry` self-check is degraded, and shutdown is not held up.
 async fn collector_down_for_the_whole_run(protocol: &str, name: &str) {
     let witness = TcpPeer::start(ANSWER).await;
-    let closed = refused_port().await;
+    let refusing = RefusingPort::new();
+    let closed = refusing.port;
     let telemetry = format!(
         "\n[telemetry]\nendpoint = \"http://127.0.0.1:{closed}\"\nprotocol = \"{protocol}\"\n\
          interval = \"300ms\"\ntimeout = \"200ms\"\nstatus_change_logs = true\n"
     );
     let started = Instant::now();
-    let h = start(&config(&witness, "", &telemetry)).await;
+    let h = TestDaemon::start(&config(&witness, "", &telemetry)).await;
     // The self-check appears with the first export's result.
     let appeared = Instant::now();
     while !h.get("/health").await.1.contains("\"name\":\"telemetry\"") {
         assert!(appeared.elapsed() < bound(), "no telemetry self-check");
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
-    h.wait_for("telemetry", bound(), "degraded", |v| {
+    h.timed_wait("telemetry", bound(), "degraded", |v| {
         v["status"] == "degraded" && v["reason"] == "connect"
     })
     .await;
     // From before healthd started: the collector was down all along.
     let detect = started.elapsed();
-    let v = h.view("telemetry").await;
+    let v = h.check("telemetry").await;
     let message = v["message"].as_str().unwrap_or_default();
     assert!(
         message.contains(&format!("127.0.0.1:{closed}")),
@@ -301,15 +302,15 @@ async fn collector_down_for_the_whole_run(protocol: &str, name: &str) {
     let until = Instant::now() + Duration::from_secs(2);
     while Instant::now() < until {
         h.assert_probes(200, 200).await;
-        undisturbed(&h).await;
-        assert_eq!(h.view("telemetry").await["status"], "degraded");
+        h.assert_undisturbed("witness", SLACK).await;
+        assert_eq!(h.check("telemetry").await["status"], "degraded");
     }
     assert_eq!(h.get("/metrics").await.0, 200);
 
     // Shutdown: the final flush to a collector that is not there is bounded.
     let delay = Duration::from_millis(200);
     let draining = Instant::now();
-    let Healthd { daemon, .. } = h;
+    let TestDaemon { daemon, .. } = h;
     tokio::time::timeout(delay + SLACK, daemon.drain(std::future::pending()))
         .await
         .unwrap_or_else(|_| panic!("drain did not finish within {:?}", delay + SLACK));

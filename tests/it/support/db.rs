@@ -1,4 +1,4 @@
-//! Integration-test harness: real PostgreSQL and Redis servers on loopback.
+//! Real PostgreSQL and Redis servers on loopback.
 //!
 //! Each `PgServer` / `RedisServer` gets its own temporary directory and a free
 //! port on 127.0.0.1, so tests may run in parallel threads. Every wait is
@@ -14,210 +14,22 @@
 //! Binaries: PostgreSQL from `$HEALTHD_TEST_PG_BIN`, else the newest
 //! `/usr/lib/postgresql/*/bin` (Debian), else `pg_config --bindir`;
 //! `redis-server` and `redis-cli` from `PATH`. `scripts/test` installs them.
-#![allow(dead_code)]
 
-use std::collections::HashSet;
-use std::collections::hash_map::RandomState;
 use std::fs::{self, OpenOptions};
-use std::hash::{BuildHasher, Hasher};
-use std::io::{Read, Write};
-use std::net::TcpListener;
+use std::io::Write;
 use std::os::unix::fs::chown;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Output, Stdio};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Mutex, OnceLock};
+use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
-/// How long a server may take to start or stop before the harness panics.
-pub const START_TIMEOUT: Duration = Duration::from_secs(20);
-/// How long one `psql` / `redis-cli` / `initdb` invocation may take.
-pub const CMD_TIMEOUT: Duration = Duration::from_secs(20);
-/// Loopback address every server listens on.
-pub const HOST: &str = "127.0.0.1";
+use super::{
+    CMD_TIMEOUT, HOST, START_TIMEOUT, children_of, effective_uid, eventually, free_port, is_alive,
+    log_tail, open_log, output_text, run_with_timeout, send_signal, unique_secret, wait_for_exit,
+};
 
 const POLL: Duration = Duration::from_millis(20);
-
-// ---------------------------------------------------------------------------
-// Generic helpers
-// ---------------------------------------------------------------------------
-
-/// A port on 127.0.0.1 that was free a moment ago. Never hands out the same
-/// port twice within one test binary, so parallel tests don't collide.
-pub fn free_port() -> u16 {
-    static HANDED_OUT: OnceLock<Mutex<HashSet<u16>>> = OnceLock::new();
-    let handed_out = HANDED_OUT.get_or_init(Default::default);
-    for _ in 0..100 {
-        let port = TcpListener::bind((HOST, 0))
-            .and_then(|l| l.local_addr())
-            .expect("bind 127.0.0.1:0")
-            .port();
-        if handed_out
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(port)
-        {
-            return port;
-        }
-    }
-    panic!("free_port: no unused port after 100 tries");
-}
-
-/// A random-looking alphanumeric secret, distinct per call, easy to grep for
-/// in logs and endpoint bodies ("must not leak" assertions).
-pub fn unique_secret(prefix: &str) -> String {
-    static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let mut h = RandomState::new().build_hasher();
-    h.write_u64(COUNTER.fetch_add(1, Ordering::Relaxed));
-    h.write_u32(std::process::id());
-    format!("{prefix}{:016x}", h.finish())
-}
-
-/// Polls `cond` every 20 ms until it is true; panics after `timeout`.
-pub fn eventually(what: &str, timeout: Duration, mut cond: impl FnMut() -> bool) {
-    let deadline = Instant::now() + timeout;
-    while !cond() {
-        if Instant::now() >= deadline {
-            panic!("timed out after {timeout:?} waiting for {what}");
-        }
-        thread::sleep(POLL);
-    }
-}
-
-/// Runs `cmd` with stdin closed and output captured, killing it after
-/// `timeout`. `Err` only when it could not be spawned or timed out.
-pub fn run_with_timeout(cmd: &mut Command, timeout: Duration) -> Result<Output, String> {
-    let what = format!("{cmd:?}");
-    let mut child = cmd
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .map_err(|e| format!("cannot run {what}: {e}"))?;
-    let stdout = read_in_background(child.stdout.take());
-    let stderr = read_in_background(child.stderr.take());
-    let status = match wait_for_exit(&mut child, timeout) {
-        Some(status) => status,
-        None => {
-            let _ = child.kill();
-            let _ = child.wait();
-            return Err(format!("{what} did not finish within {timeout:?}"));
-        }
-    };
-    Ok(Output {
-        status,
-        stdout: stdout.join().unwrap_or_default(),
-        stderr: stderr.join().unwrap_or_default(),
-    })
-}
-
-fn read_in_background<R: Read + Send + 'static>(pipe: Option<R>) -> JoinHandle<Vec<u8>> {
-    thread::spawn(move || {
-        let mut buf = Vec::new();
-        if let Some(mut pipe) = pipe {
-            let _ = pipe.read_to_end(&mut buf);
-        }
-        buf
-    })
-}
-
-/// Waits for `child` to exit; `None` if it is still running after `timeout`.
-fn wait_for_exit(child: &mut Child, timeout: Duration) -> Option<ExitStatus> {
-    let deadline = Instant::now() + timeout;
-    loop {
-        if let Ok(Some(status)) = child.try_wait() {
-            return Some(status);
-        }
-        if Instant::now() >= deadline {
-            return None;
-        }
-        thread::sleep(Duration::from_millis(5));
-    }
-}
-
-/// Sends `signal` ("STOP", "CONT", "KILL", "INT", ...) to `pids`, ignoring
-/// processes that are already gone.
-pub fn send_signal(pids: &[u32], signal: &str) {
-    if pids.is_empty() {
-        return;
-    }
-    let mut cmd = Command::new("sh");
-    cmd.args([
-        "-c",
-        r#"s=$1; shift; kill -s "$s" "$@" 2>/dev/null; true"#,
-        "sh",
-        signal,
-    ]);
-    cmd.args(pids.iter().map(u32::to_string));
-    let _ = run_with_timeout(&mut cmd, CMD_TIMEOUT);
-}
-
-/// `(ppid, state)` of a live process, from `/proc/PID/stat`.
-fn proc_stat(pid: u32) -> Option<(u32, char)> {
-    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // "pid (comm) state ppid ...": comm may contain spaces and parentheses.
-    let mut rest = stat[stat.rfind(')')? + 1..].split_whitespace();
-    let state = rest.next()?.chars().next()?;
-    let ppid = rest.next()?.parse().ok()?;
-    Some((ppid, state))
-}
-
-/// Direct children of `parent` that have not exited (zombies excluded).
-pub fn children_of(parent: u32) -> Vec<u32> {
-    let Ok(entries) = fs::read_dir("/proc") else {
-        return Vec::new();
-    };
-    entries
-        .flatten()
-        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
-        .filter(
-            |&pid| matches!(proc_stat(pid), Some((ppid, state)) if ppid == parent && state != 'Z'),
-        )
-        .collect()
-}
-
-fn is_alive(pid: u32) -> bool {
-    matches!(proc_stat(pid), Some((_, state)) if state != 'Z')
-}
-
-fn log_tail(path: &Path, lines: usize) -> String {
-    let text = fs::read_to_string(path).unwrap_or_else(|e| format!("<cannot read {path:?}: {e}>"));
-    let all: Vec<&str> = text.lines().collect();
-    all[all.len().saturating_sub(lines)..].join("\n")
-}
-
-fn output_text(out: &Output) -> String {
-    format!(
-        "exit {}\nstdout: {}\nstderr: {}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout).trim(),
-        String::from_utf8_lossy(&out.stderr).trim()
-    )
-}
-
-fn effective_uid() -> u32 {
-    fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find_map(|l| l.strip_prefix("Uid:"))
-                .and_then(|ids| ids.split_whitespace().nth(1))
-                .and_then(|uid| uid.parse().ok())
-        })
-        .expect("read effective uid from /proc/self/status")
-}
-
-fn open_log(path: &Path) -> (Stdio, Stdio) {
-    let file = OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(path)
-        .unwrap_or_else(|e| panic!("open log {path:?}: {e}"));
-    let clone = file.try_clone().expect("clone log file handle");
-    (Stdio::from(file), Stdio::from(clone))
-}
-
 // ---------------------------------------------------------------------------
 // PostgreSQL
 // ---------------------------------------------------------------------------
@@ -640,17 +452,6 @@ impl PgServer {
         &self.password
     }
 
-    /// `postgres://postgres:PASSWORD@127.0.0.1:PORT/postgres`.
-    pub fn dsn(&self) -> String {
-        self.dsn_for(Self::SUPERUSER, &self.password)
-    }
-
-    /// A URL for another role. `user` and `password` are not percent-encoded:
-    /// keep them URL-safe (e.g. [`unique_secret`]).
-    pub fn dsn_for(&self, user: &str, password: &str) -> String {
-        format!("postgres://{user}:{password}@{HOST}:{}/postgres", self.port)
-    }
-
     /// Directory holding the server's unix socket (`host=` for a socket connection).
     pub fn socket_dir(&self) -> &Path {
         self.dir.path()
@@ -658,10 +459,6 @@ impl PgServer {
 
     pub fn data_dir(&self) -> PathBuf {
         self.dir.path().join("data")
-    }
-
-    pub fn log_path(&self) -> &Path {
-        &self.log
     }
 
     /// Everything the server has logged so far (all starts).
@@ -672,10 +469,6 @@ impl PgServer {
     /// PID of the running postmaster.
     pub fn pid(&self) -> Option<u32> {
         self.child.as_ref().map(Child::id)
-    }
-
-    pub fn is_running(&self) -> bool {
-        self.child.is_some()
     }
 
     /// Runs `sql` as the superuser over the unix socket; returns the trimmed
@@ -738,14 +531,6 @@ impl PgServer {
             "CREATE ROLE {} LOGIN PASSWORD {}",
             quote_ident(name),
             quote_literal(password)
-        ));
-    }
-
-    pub fn create_database(&self, name: &str, owner: &str) {
-        self.psql(&format!(
-            "CREATE DATABASE {} OWNER {}",
-            quote_ident(name),
-            quote_ident(owner)
         ));
     }
 
@@ -1079,38 +864,13 @@ impl RedisServer {
         HOST
     }
 
-    pub fn password(&self) -> Option<&str> {
-        self.password.as_deref()
-    }
-
-    /// `redis://127.0.0.1:PORT/`, or `redis://:PASSWORD@127.0.0.1:PORT/`
-    /// (the `default` user) when there is a password.
-    pub fn url(&self) -> String {
-        match &self.password {
-            Some(pw) => format!("redis://:{pw}@{HOST}:{}/", self.port),
-            None => format!("redis://{HOST}:{}/", self.port),
-        }
-    }
-
     /// `redis://USER:PASSWORD@127.0.0.1:PORT/` (not percent-encoded).
     pub fn url_for(&self, user: &str, password: &str) -> String {
         format!("redis://{user}:{password}@{HOST}:{}/", self.port)
     }
 
-    pub fn log_path(&self) -> &Path {
-        &self.log
-    }
-
-    pub fn log_contents(&self) -> String {
-        fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
     pub fn pid(&self) -> Option<u32> {
         self.child.as_ref().map(Child::id)
-    }
-
-    pub fn is_running(&self) -> bool {
-        self.child.is_some()
     }
 
     /// Runs one command with redis-cli (as `default`), returning trimmed raw
@@ -1173,11 +933,6 @@ impl RedisServer {
         self.cli(&["CLIENT", "PAUSE", &ms.to_string(), "ALL"]);
     }
 
-    /// `DEBUG SLEEP`: blocks the whole server, and the calling thread, for `d`.
-    pub fn debug_sleep(&self, d: Duration) {
-        self.cli(&["DEBUG", "SLEEP", &format!("{:.3}", d.as_secs_f64())]);
-    }
-
     /// `DEBUG SLEEP` from a background thread; returns once the command has
     /// been sent (give or take a few ms), while the server is blocked.
     pub fn debug_sleep_in_background(&self, d: Duration) -> JoinHandle<()> {
@@ -1226,15 +981,6 @@ impl RedisServer {
     /// Number of connected clients, not counting the harness's own.
     pub fn client_count(&self) -> usize {
         self.clients().len()
-    }
-
-    /// Connected clients authenticated as ACL user `user`.
-    pub fn client_count_for_user(&self, user: &str) -> usize {
-        let needle = format!("user={user}");
-        self.clients()
-            .iter()
-            .filter(|l| l.split_whitespace().any(|f| f == needle))
-            .count()
     }
 }
 

@@ -1,8 +1,6 @@
 //! `kind = "http"` against a real axum upstream on loopback (200, 500, 301, a wrong body, a
 //! slow answer) and a real TLS server with a certificate made in the test.
 
-mod loopback;
-
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -14,10 +12,14 @@ use axum::routing::get;
 use healthd::config::CheckConfig;
 use healthd::model::{Level, Outcome, Reason};
 use healthd::scheduler::run_once;
-use loopback::{RefusingPort, TestDaemon, client, one_check, wait_for};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_rustls::TlsAcceptor;
 use tokio_rustls::server::TlsStream;
+
+use crate::support::config::{ConfigDir, one_check};
+use crate::support::daemon::TestDaemon;
+use crate::support::peers::RefusingPort;
+use crate::support::{eventually_async, install_crypto};
 
 #[derive(serde::Deserialize)]
 struct Slow {
@@ -272,8 +274,8 @@ url = "{url}/ok"
 "#
     ))
     .await;
-    let http = client();
-    let body = wait_for("both checks reported", Duration::from_secs(10), || {
+    let http = d.client.clone();
+    let body = eventually_async("both checks reported", Duration::from_secs(10), || {
         let (http, url) = (http.clone(), d.url("/health"));
         async move {
             let text = http.get(url).send().await.ok()?.text().await.ok()?;
@@ -290,14 +292,7 @@ url = "{url}/ok"
     assert!(body.contains("\"failing\""), "{body}");
     assert!(!body.contains(secret), "secret in /health: {body}");
     for path in ["/readyz?verbose", "/readyz?format=json", "/metrics"] {
-        let text = http
-            .get(d.url(path))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        let text = d.get(path).await.1;
         assert!(!text.contains(secret), "secret in {path}: {text}");
     }
 }
@@ -312,7 +307,7 @@ struct Pki {
 /// A CA and a server certificate for 127.0.0.1 and localhost signed by it.
 fn make_pki() -> Pki {
     use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
-    let _ = rustls::crypto::ring::default_provider().install_default();
+    install_crypto();
     let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
     ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
     ca_params
@@ -453,7 +448,7 @@ fn ca_file_is_checked_when_the_config_is_loaded() {
             ),
         ),
     ] {
-        let cfg = loopback::ConfigDir::new(&format!(
+        let cfg = ConfigDir::new(&format!(
             "[[checks]]\nname = \"web\"\nkind = \"http\"\nurl = \"https://127.0.0.1/\"\nca_file = \"{}\"\n",
             path.display()
         ));

@@ -3,26 +3,29 @@
 //! `/health`, garbage input and slowloris-style idle connections. Throughout, `/livez` and
 //! `/readyz` must keep giving the right answer.
 
-mod edge;
-
 use std::io::{Read, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::time::{Duration, Instant};
 
-use edge::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
+use crate::support::daemon::{TestDaemon, status_is};
+use crate::support::peers::{ANSWER, FAIL_500, HttpPeer, RefusingPort, TcpPeer};
+use crate::support::{eventually_async, install_crypto, write_secret};
+
 /// One healthy check ("up") and one critical failing check ("down"): readiness is 503.
-async fn two_checks(extra_server: &str) -> (Healthd, TcpPeer) {
+async fn two_checks(extra_server: &str) -> (TestDaemon, (TcpPeer, RefusingPort)) {
     let (cfg, up) = two_checks_config(extra_server).await;
-    let h = start(&cfg).await;
-    h.wait_for_started().await;
+    let h = TestDaemon::start(&cfg).await;
+    wait_for_started(&h).await;
     (h, up)
 }
 
-async fn two_checks_config(extra_server: &str) -> (String, TcpPeer) {
+/// The peers are returned to be held for the test: `down`'s port stays bound, refusing.
+async fn two_checks_config(extra_server: &str) -> (String, (TcpPeer, RefusingPort)) {
     let up = TcpPeer::start(ANSWER).await;
-    let down = refused_port().await;
+    let refusing = RefusingPort::new();
+    let down = refusing.port;
     let cfg = format!(
         r#"
 [server]
@@ -47,31 +50,25 @@ port = {down}
 "#,
         up.addr.port()
     );
-    (cfg, up)
+    (cfg, (up, refusing))
 }
 
-trait Started {
-    async fn wait_for_started(&self);
-}
-
-impl Started for Healthd {
-    async fn wait_for_started(&self) {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while self.get("/startupz").await.0 != 200 {
-            assert!(Instant::now() < deadline, "startup did not complete");
-            tokio::time::sleep(Duration::from_millis(25)).await;
-        }
-    }
+async fn wait_for_started(h: &TestDaemon) {
+    eventually_async("startup to complete", Duration::from_secs(10), || async {
+        (h.get("/startupz").await.0 == 200).then_some(())
+    })
+    .await
 }
 
 fn secret_file(dir: &std::path::Path, token: &str) -> std::path::PathBuf {
-    let path = dir.join("token");
-    std::fs::write(&path, format!("{token}\n")).unwrap();
-    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
-    path
+    write_secret(&dir.join("token"), token)
 }
 
-async fn get_with(h: &Healthd, path: &str, token: Option<&str>) -> (u16, String, Option<String>) {
+async fn get_with(
+    h: &TestDaemon,
+    path: &str,
+    token: Option<&str>,
+) -> (u16, String, Option<String>) {
     let mut req = h.client.get(format!("{}{path}", h.base));
     if let Some(t) = token {
         req = req.bearer_auth(t);
@@ -383,7 +380,7 @@ async fn tls_listener_serves_and_picks_up_a_renewed_certificate() {
         key.display()
     ))
     .await;
-    let h = start(&cfg).await;
+    let h = TestDaemon::start(&cfg).await;
     let https = h.base.replace("http://", "https://");
     let a = client_trusting(&cert_a);
     let b = client_trusting(&cert_b);
@@ -446,15 +443,15 @@ timeout = "200ms"
 "#,
         addr = peer.addr
     );
-    let h = start(&cfg).await;
-    h.wait_for(
+    let h = TestDaemon::start(&cfg).await;
+    h.timed_wait(
         "api",
         Duration::from_secs(10),
         "unhealthy",
-        is("unhealthy", Some("status")),
+        status_is("unhealthy", Some("status")),
     )
     .await;
-    let v = h.view("api").await;
+    let v = h.check("api").await;
     let message = v["message"].as_str().unwrap_or_default();
     assert!(message.contains("token=***"), "{message}");
     for path in [

@@ -3,18 +3,21 @@
 //! resolve. Probes run through the public API (`Probe::build` + `run`, and
 //! `scheduler::run_once`, which applies the check's timeout), and once through the daemon.
 
-mod loopback;
-
 use std::time::{Duration, Instant};
 
 use healthd::check::Probe;
+use healthd::config::CheckConfig;
 use healthd::model::{Level, Outcome, Reason};
 use healthd::scheduler::run_once;
-use loopback::{RefusingPort, SilentPeer, TestDaemon, client, one_check, wait_for};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 
-fn tcp_check(host: &str, port: u16, extra: &str, timeout: &str) -> healthd::config::CheckConfig {
+use crate::support::config::one_check;
+use crate::support::daemon::TestDaemon;
+use crate::support::eventually_async;
+use crate::support::peers::{RefusingPort, SilentPeer};
+
+fn tcp_check(host: &str, port: u16, extra: &str, timeout: &str) -> CheckConfig {
     one_check(&format!(
         "[[checks]]\nname = \"t\"\nkind = \"tcp\"\nhost = \"{host}\"\nport = {port}\n\
          interval = \"10s\"\ntimeout = \"{timeout}\"\n{extra}\n"
@@ -22,7 +25,7 @@ fn tcp_check(host: &str, port: u16, extra: &str, timeout: &str) -> healthd::conf
 }
 
 /// Build the probe and run it once, bounded by the check's timeout (as the scheduler does).
-async fn probe_once(check: &healthd::config::CheckConfig) -> (Outcome, Duration) {
+async fn probe_once(check: &CheckConfig) -> (Outcome, Duration) {
     let started = Instant::now();
     let outcome = run_once(&mut None, check).await;
     (outcome, started.elapsed())
@@ -95,11 +98,8 @@ async fn bound_but_not_listening_port_is_refused() {
 
 #[tokio::test]
 async fn closed_port_is_refused() {
-    let port = {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        l.local_addr().unwrap().port()
-    };
-    let check = tcp_check("127.0.0.1", port, "", "2s");
+    let refusing = RefusingPort::new();
+    let check = tcp_check("127.0.0.1", refusing.port, "", "2s");
     let (outcome, _) = probe_once(&check).await;
     assert_eq!(outcome.reason, Some(Reason::Connect), "{outcome:?}");
 }
@@ -257,9 +257,9 @@ port = {down}
         down = refusing.port
     );
     let d = TestDaemon::start(&config).await;
-    let http = client();
+    let http = d.client.clone();
     let health: serde_json::Value =
-        wait_for("both checks reported", Duration::from_secs(10), || {
+        eventually_async("both checks reported", Duration::from_secs(10), || {
             let http = http.clone();
             let url = d.url("/health");
             async move {
@@ -289,4 +289,39 @@ port = {down}
     assert_eq!(down["status"], "unhealthy", "{down}");
     assert_eq!(down["reason"], "connect", "{down}");
     assert_eq!(health["status"], "unhealthy");
+}
+
+/// `degraded_after` is judged by the scheduler for every kind, tcp included: an answer that
+/// came but slower than the limit is degraded with reason `threshold`, not a timeout.
+#[tokio::test]
+async fn slower_than_degraded_after_is_degraded() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                tokio::time::sleep(Duration::from_millis(400)).await;
+                let _ = s.write_all(b"hello\r\n").await;
+                let _ = s.shutdown().await;
+            });
+        }
+    });
+    let slow = tcp_check(
+        "127.0.0.1",
+        port,
+        "expect = \"hello\"\ndegraded_after = \"100ms\"",
+        "3s",
+    );
+    let (o, _) = probe_once(&slow).await;
+    assert_eq!(o.level, Level::Degraded, "{o:?}");
+    assert_eq!(o.reason, Some(Reason::Threshold), "{o:?}");
+    assert!(o.message.contains("(slower than 100ms)"), "{}", o.message);
+    let relaxed = tcp_check(
+        "127.0.0.1",
+        port,
+        "expect = \"hello\"\ndegraded_after = \"2s\"",
+        "3s",
+    );
+    let (o, _) = probe_once(&relaxed).await;
+    assert_eq!(o.level, Level::Ok, "{o:?}");
 }

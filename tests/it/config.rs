@@ -5,9 +5,7 @@
 //! A fixture is `invalid-NAME.toml`, or a directory `invalid-NAME/` holding `healthd.toml`
 //! and `probes.d/`; `invalid-NAME.env` (optional) holds `VAR=value` lines given as the
 //! environment. In `.expected`, `$FIXTURES` stands for the fixtures directory and `$KINDS`
-//! for the list of registered kinds (see `loopback::kinds_list`).
-
-mod loopback;
+//! for the list of registered kinds (see `support::config::kinds_list`).
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -16,7 +14,9 @@ use std::time::Duration;
 use healthd::check::ProbeConfig;
 use healthd::config::{self, EMBEDDED_DEFAULT, Sources};
 use healthd::model::Group;
-use loopback::{ConfigDir, repo_path};
+
+use crate::support::config::{ConfigDir, kinds_list};
+use crate::support::repo_path;
 
 /// One invalid fixture: its config path, environment and expected output.
 struct Fixture {
@@ -71,7 +71,7 @@ fn fixtures() -> Vec<Fixture> {
             env,
             expected: expected
                 .replace("$FIXTURES", &dir.display().to_string())
-                .replace("$KINDS", &loopback::kinds_list()),
+                .replace("$KINDS", &kinds_list()),
         });
     }
     out
@@ -199,11 +199,10 @@ fn shipped_probe_examples_validate_as_drop_ins() {
         .iter()
         .map(|p| p.file_name().unwrap().to_string_lossy().to_string())
         .collect();
-    for required in ["tcp.toml", "http.toml", "system.toml"] {
-        assert!(
-            names.iter().any(|n| n == required),
-            "probes/{required} missing"
-        );
+    // One ready-to-copy example per kind, named after it.
+    for kind in healthd::check::KINDS {
+        let required = format!("{kind}.toml");
+        assert!(names.contains(&required), "probes/{required} missing");
     }
     for file in &files {
         // Each example on its own, exactly as an operator copies it into probes.d/.

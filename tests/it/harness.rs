@@ -1,12 +1,12 @@
 //! Smoke tests of the integration-test harness (`tests/support`): the real PostgreSQL
 //! and Redis servers it starts behave as the other integration tests rely on.
 
-mod support;
-
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
-use support::{PgServer, RedisServer, eventually, unique_secret};
+
+use crate::support::db::{PgServer, RedisServer};
+use crate::support::{eventually, unique_secret};
 
 #[test]
 fn postgres_primary_accepts_right_password_only() {

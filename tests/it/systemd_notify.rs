@@ -3,14 +3,14 @@
 //! current, WATCHDOG=1 at half of `WATCHDOG_USEC` (and only while the snapshot loop makes
 //! progress), RELOADING=1 … READY=1 around SIGHUP, STOPPING=1 on SIGTERM.
 
-mod daemon_proc;
-
-use std::fs;
 use std::os::unix::net::UnixDatagram;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use daemon_proc::{Healthd, START_TIMEOUT};
+use crate::support::config::ConfigDir;
+use crate::support::daemon::Subprocess;
+use crate::support::peers::{RefusingPort, live_port};
+use crate::support::{START_TIMEOUT, eventually};
 
 /// The socket systemd would listen on, and every datagram received on it.
 struct NotifySocket {
@@ -90,12 +90,9 @@ fn status_of(datagram: &str) -> Option<&str> {
 
 /// Two TCP checks: one against a live listener (healthy), one against a closed port
 /// (non-critical, so degraded). Short intervals keep the test fast.
-fn write_config(dir: &Path, live: u16, closed: u16) -> std::path::PathBuf {
-    let path = dir.join("healthd.toml");
-    fs::write(
-        &path,
-        format!(
-            r#"
+fn config(live: u16, closed: u16) -> ConfigDir {
+    ConfigDir::new(&format!(
+        r#"
 [server]
 shutdown_delay = "1s"
 stall_after = "1s"
@@ -118,26 +115,22 @@ host = "127.0.0.1"
 port = {closed}
 critical = false
 "#
-        ),
-    )
-    .expect("write config");
-    path
+    ))
 }
 
 #[test]
 fn notifies_ready_status_watchdog_reload_and_stopping() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let live_port = daemon_proc::live_port();
-    let config = write_config(dir.path(), live_port, daemon_proc::closed_port());
-    let sock_path = dir.path().join("notify.sock");
+    let live_port = live_port();
+    let refusing = RefusingPort::new();
+    let dir = config(live_port, refusing.port);
+    let sock_path = dir.dir.path().join("notify.sock");
     let mut notify = NotifySocket::bind(&sock_path);
-    let mut healthd = Healthd::start(
-        &config,
+    let mut healthd = Subprocess::start(
+        &dir,
         &[
             ("NOTIFY_SOCKET", sock_path.to_str().expect("utf-8 path")),
             ("WATCHDOG_USEC", "1000000"),
         ],
-        &dir.path().join("healthd.log"),
     );
 
     // READY=1 comes with a first STATUS= line.
@@ -205,7 +198,7 @@ fn notifies_ready_status_watchdog_reload_and_stopping() {
 
     // SIGHUP with a broken config: the old one keeps running, so READY=1 again, and the
     // STATUS says the reload was rejected, then stays marked in the summary.
-    fs::write(&config, "[server]\nshutdown_delay = \"soon\"\n").expect("break config");
+    dir.set_config("[server]\nshutdown_delay = \"soon\"\n");
     let before = notify.got.len();
     healthd.signal("HUP");
     let reloading = notify.wait_for("RELOADING=1", before, START_TIMEOUT, |m| {
@@ -260,19 +253,18 @@ fn notifies_ready_status_watchdog_reload_and_stopping() {
 /// published, and WATCHDOG=1 pings stop, so systemd would restart healthd.
 #[test]
 fn watchdog_pings_stop_when_the_snapshot_loop_stalls() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let live_port = daemon_proc::live_port();
-    let config = write_config(dir.path(), live_port, daemon_proc::closed_port());
-    let sock_path = dir.path().join("notify.sock");
+    let live_port = live_port();
+    let refusing = RefusingPort::new();
+    let dir = config(live_port, refusing.port);
+    let sock_path = dir.dir.path().join("notify.sock");
     let mut notify = NotifySocket::bind(&sock_path);
-    let healthd = Healthd::start(
-        &config,
+    let healthd = Subprocess::start(
+        &dir,
         &[
             ("NOTIFY_SOCKET", sock_path.to_str().expect("utf-8 path")),
             ("WATCHDOG_USEC", "1000000"),
             ("HEALTHD_TEST_STALL_ON_SIGUSR2", "1"),
         ],
-        &dir.path().join("healthd.log"),
     );
 
     let ready = notify.wait_for("READY=1", 0, START_TIMEOUT, |m| has_line(m, "READY=1"));
@@ -292,7 +284,7 @@ fn watchdog_pings_stop_when_the_snapshot_loop_stalls() {
     let stalled_at = Instant::now();
 
     // The liveness endpoint sees the stall (snapshot older than stall_after = 1s) …
-    daemon_proc::eventually("/livez to fail on the stalled loop", START_TIMEOUT, || {
+    eventually("/livez to fail on the stalled loop", START_TIMEOUT, || {
         healthd.get("/livez").0 == 503
     });
     // … and the pings stop: wait for a quiet period of 3 s (6 ping periods) with none.

@@ -3,12 +3,18 @@
 //! (another check, the probe endpoints) was not disturbed. Every scenario prints a line
 //! `FAULT <name> detect=<s> recover=<s>` for the failure-behaviour table.
 
-mod edge;
-
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use edge::*;
+use healthd::config::{Sources, load};
+use healthd::model::Level;
+use healthd::scheduler::run_once;
+
+use crate::support::daemon::{TestDaemon, last_run, status_is};
+use crate::support::peers::{
+    ALTERNATE, ANSWER, FAIL_500, HANG_MID_BODY, HOLD, HttpPeer, OK, SLOW, TcpPeer, report,
+};
+use crate::support::{eventually_async, install_crypto, promtool_check_metrics};
 
 const SLACK: Duration = Duration::from_secs(5);
 
@@ -40,44 +46,54 @@ name = "subject"
     )
 }
 
-/// The witness keeps running and stays healthy, and the probe endpoints answer.
-async fn undisturbed(h: &Healthd) {
-    let before = last_run(&h.view("witness").await);
-    h.wait_for("witness", SLACK, "updated and healthy", |v| {
-        v["status"] == "healthy" && last_run(v) != before
-    })
-    .await;
-    assert_eq!(h.get("/livez").await.0, 200, "/livez");
-}
-
 /// Break, wait for the verdict, repair, wait for recovery; returns (detect, recover).
 async fn scenario(
-    h: &Healthd,
+    h: &TestDaemon,
     reason: &'static str,
     bound: Duration,
     break_it: impl FnOnce(),
     repair: Option<Box<dyn FnOnce() + Send>>,
 ) -> (Duration, Option<Duration>) {
-    h.wait_for("witness", SLACK, "healthy at first", is("healthy", None))
-        .await;
-    h.wait_for("subject", SLACK, "healthy at first", is("healthy", None))
-        .await;
+    h.timed_wait(
+        "witness",
+        SLACK,
+        "healthy at first",
+        status_is("healthy", None),
+    )
+    .await;
+    h.timed_wait(
+        "subject",
+        SLACK,
+        "healthy at first",
+        status_is("healthy", None),
+    )
+    .await;
     h.assert_probes(200, 200).await;
     break_it();
     let detect = h
-        .wait_for("subject", bound, "unhealthy", is("unhealthy", Some(reason)))
+        .timed_wait(
+            "subject",
+            bound,
+            "unhealthy",
+            status_is("unhealthy", Some(reason)),
+        )
         .await;
     assert_eq!(h.get("/readyz").await.0, 503, "readiness fails with it");
-    undisturbed(h).await;
+    h.assert_undisturbed("witness", SLACK).await;
     let recover = match repair {
         None => None,
         Some(repair) => {
             repair();
             // Backoff may delay the first probe after repair by up to max_backoff.
             let d = h
-                .wait_for("subject", bound, "healthy again", is("healthy", None))
+                .timed_wait(
+                    "subject",
+                    bound,
+                    "healthy again",
+                    status_is("healthy", None),
+                )
                 .await;
-            let v = h.view("subject").await;
+            let v = h.check("subject").await;
             assert_eq!(v["breaker"], "closed", "{v:#}");
             h.assert_probes(200, 200).await;
             Some(d)
@@ -97,7 +113,7 @@ async fn tcp_peer_accepting_but_never_answering() {
         "kind = \"tcp\"\nhost = \"127.0.0.1\"\nport = {}\nsend = \"PING\\n\"\nexpect = \"PONG\"",
         peer.addr.port()
     );
-    let h = start(&config(&witness, &check, "")).await;
+    let h = TestDaemon::start(&config(&witness, &check, "")).await;
     let mode = peer.mode.clone();
     let mode2 = peer.mode.clone();
     let (d, r) = scenario(
@@ -117,30 +133,45 @@ async fn tcp_connection_refused() {
     let peer = TcpPeer::start(ANSWER).await;
     let port = peer.addr.port();
     let check = format!("kind = \"tcp\"\nhost = \"127.0.0.1\"\nport = {port}");
-    let h = start(&config(&witness, &check, "")).await;
-    h.wait_for("witness", SLACK, "healthy at first", is("healthy", None))
-        .await;
-    h.wait_for("subject", SLACK, "healthy at first", is("healthy", None))
-        .await;
+    let h = TestDaemon::start(&config(&witness, &check, "")).await;
+    h.timed_wait(
+        "witness",
+        SLACK,
+        "healthy at first",
+        status_is("healthy", None),
+    )
+    .await;
+    h.timed_wait(
+        "subject",
+        SLACK,
+        "healthy at first",
+        status_is("healthy", None),
+    )
+    .await;
     h.assert_probes(200, 200).await;
     peer.stop_listening().await;
     let detect = h
-        .wait_for(
+        .timed_wait(
             "subject",
             BOUND,
             "unhealthy",
-            is("unhealthy", Some("connect")),
+            status_is("unhealthy", Some("connect")),
         )
         .await;
     assert_eq!(h.get("/readyz").await.0, 503);
-    undisturbed(&h).await;
+    h.assert_undisturbed("witness", SLACK).await;
     // Recovery: the service listens on its port again.
     let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
         .await
         .unwrap();
     let _back = TcpPeer::serve(listener, ANSWER);
     let recover = h
-        .wait_for("subject", BOUND, "healthy again", is("healthy", None))
+        .timed_wait(
+            "subject",
+            BOUND,
+            "healthy again",
+            status_is("healthy", None),
+        )
         .await;
     h.assert_probes(200, 200).await;
     report("tcp_connection_refused", Some(detect), Some(recover));
@@ -151,11 +182,16 @@ async fn dns_name_that_does_not_resolve() {
     let witness = TcpPeer::start(ANSWER).await;
     let check = "kind = \"tcp\"\nhost = \"no-such-host.invalid\"\nport = 80";
     let started = Instant::now();
-    let h = start(&config(&witness, check, "")).await;
+    let h = TestDaemon::start(&config(&witness, check, "")).await;
     let detect = h
-        .wait_for("subject", BOUND, "unhealthy", is("unhealthy", Some("dns")))
+        .timed_wait(
+            "subject",
+            BOUND,
+            "unhealthy",
+            status_is("unhealthy", Some("dns")),
+        )
         .await;
-    let v = h.view("subject").await;
+    let v = h.check("subject").await;
     assert!(
         v["message"]
             .as_str()
@@ -164,7 +200,7 @@ async fn dns_name_that_does_not_resolve() {
         "{v:#}"
     );
     assert_eq!(h.get("/readyz").await.0, 503);
-    undisturbed(&h).await;
+    h.assert_undisturbed("witness", SLACK).await;
     let _ = started;
     report("dns_does_not_resolve", Some(detect), None);
 }
@@ -176,7 +212,7 @@ async fn http_scenario(name: &str, mode: u8, reason: &'static str, body_check: b
     if body_check {
         check.push_str("\nbody_contains = \"end\"");
     }
-    let h = start(&config(&witness, &check, "")).await;
+    let h = TestDaemon::start(&config(&witness, &check, "")).await;
     let m = peer.mode.clone();
     let m2 = peer.mode.clone();
     let (d, r) = scenario(
@@ -213,11 +249,11 @@ async fn breaker_backs_off_while_down_and_closes_on_success() {
         "kind = \"http\"\nurl = \"{}\"\ninterval = \"200ms\"\ntimeout = \"150ms\"\nfailure_threshold = 1\nmax_backoff = \"1600ms\"",
         peer.url()
     );
-    let h = start(&config(&witness, &check, "")).await;
-    h.wait_for("subject", SLACK, "healthy", is("healthy", None))
+    let h = TestDaemon::start(&config(&witness, &check, "")).await;
+    h.timed_wait("subject", SLACK, "healthy", status_is("healthy", None))
         .await;
     peer.set(FAIL_500);
-    h.wait_for("subject", SLACK, "open", |v| {
+    h.timed_wait("subject", SLACK, "open", |v| {
         v["status"] == "unhealthy" && v["breaker"] == "open" && v["next_run"].is_string()
     })
     .await;
@@ -232,7 +268,7 @@ async fn breaker_backs_off_while_down_and_closes_on_success() {
         window.elapsed().as_secs_f64()
     );
     assert!((2..=10).contains(&while_open), "{while_open} requests");
-    assert_eq!(h.view("subject").await["breaker"], "open");
+    assert_eq!(h.check("subject").await["breaker"], "open");
     let (_, metrics) = h.get("/metrics").await;
     assert!(
         metrics.contains(
@@ -243,7 +279,7 @@ async fn breaker_backs_off_while_down_and_closes_on_success() {
     promtool_accepts(&metrics);
     peer.set(OK);
     let recover = h
-        .wait_for("subject", SLACK, "closed", |v| {
+        .timed_wait("subject", SLACK, "closed", |v| {
             v["status"] == "healthy" && v["breaker"] == "closed"
         })
         .await;
@@ -265,20 +301,20 @@ async fn confirm_after_reaches_the_threshold_quickly() {
         "kind = \"http\"\nurl = \"{}\"\ninterval = \"5s\"\ntimeout = \"200ms\"\nfailure_threshold = 3\nconfirm_after = \"200ms\"",
         peer.url()
     );
-    let h = start(&config(&witness, &check, "")).await;
-    h.wait_for("subject", SLACK, "healthy", is("healthy", None))
+    let h = TestDaemon::start(&config(&witness, &check, "")).await;
+    h.timed_wait("subject", SLACK, "healthy", status_is("healthy", None))
         .await;
     peer.set(FAIL_500);
     // The first failure waits for the next interval (≤ 5 s); then two quick confirmations.
     let detect = h
-        .wait_for(
+        .timed_wait(
             "subject",
             Duration::from_secs(5) + SLACK,
             "unhealthy",
-            is("unhealthy", Some("status")),
+            status_is("unhealthy", Some("status")),
         )
         .await;
-    let v = h.view("subject").await;
+    let v = h.check("subject").await;
     assert_eq!(v["consecutive_failures"], 3, "{v:#}");
     assert!(detect < Duration::from_secs(10), "{detect:?}");
     report("confirm_after_http_500", Some(detect), None);
@@ -292,16 +328,16 @@ async fn flapping_is_marked_and_held_at_the_worse_state() {
         "kind = \"http\"\nurl = \"{}\"\ninterval = \"150ms\"\ntimeout = \"100ms\"\nfailure_threshold = 1\nbackoff = false\nflap_window = 6\nflap_threshold = 0.5",
         peer.url()
     );
-    let h = start(&config(&witness, &check, "")).await;
-    h.wait_for("subject", SLACK, "healthy", is("healthy", None))
+    let h = TestDaemon::start(&config(&witness, &check, "")).await;
+    h.timed_wait("subject", SLACK, "healthy", status_is("healthy", None))
         .await;
     peer.set(ALTERNATE);
     let detect = h
-        .wait_for("subject", SLACK, "flapping", |v| v["flapping"] == true)
+        .timed_wait("subject", SLACK, "flapping", |v| v["flapping"] == true)
         .await;
     // Held at the worse state across several results, though every other one passes.
     for _ in 0..8 {
-        let v = h.view("subject").await;
+        let v = h.check("subject").await;
         assert_eq!(v["status"], "unhealthy", "{v:#}");
         assert_eq!(v["flapping"], true, "{v:#}");
         assert_eq!(v["reason"], "status", "{v:#}");
@@ -309,11 +345,11 @@ async fn flapping_is_marked_and_held_at_the_worse_state() {
     }
     peer.set(OK);
     let recover = h
-        .wait_for("subject", SLACK, "settled", |v| {
+        .timed_wait("subject", SLACK, "settled", |v| {
             v["flapping"] == false && v["status"] == "healthy"
         })
         .await;
-    undisturbed(&h).await;
+    h.assert_undisturbed("witness", SLACK).await;
     report("flapping_http", Some(detect), Some(recover));
 }
 
@@ -352,16 +388,16 @@ backoff = false
         ok = ok.addr.port(),
         hold = hold.addr.port()
     );
-    let h = start(&cfg).await;
-    h.wait_for("victim", SLACK, "healthy", is("healthy", None))
+    let h = TestDaemon::start(&cfg).await;
+    h.timed_wait("victim", SLACK, "healthy", status_is("healthy", None))
         .await;
     let started = Instant::now();
     let detect = h
-        .wait_for("victim", Duration::from_secs(10), "stale", |v| {
+        .timed_wait("victim", Duration::from_secs(10), "stale", |v| {
             v["status"] == "unknown" && v["stale"] == true
         })
         .await;
-    let v = h.view("victim").await;
+    let v = h.check("victim").await;
     assert!(
         v["message"]
             .as_str()
@@ -372,7 +408,7 @@ backoff = false
     assert_eq!(h.get("/readyz").await.0, 503, "unknown is not ready");
     assert_eq!(h.get("/livez").await.0, 200);
     let recover = h
-        .wait_for("victim", Duration::from_secs(10), "fresh again", |v| {
+        .timed_wait("victim", Duration::from_secs(10), "fresh again", |v| {
             v["status"] == "healthy" && v["stale"] == false
         })
         .await;
@@ -423,7 +459,7 @@ async fn probes_leave_no_time_wait_pile_up_on_the_target() {
     let empty = tempfile::tempdir().unwrap();
     let path = dir.path().join("c.toml");
     std::fs::write(&path, cfg).unwrap();
-    let config = healthd::config::load(&healthd::config::Sources {
+    let config = load(&Sources {
         config: Some(path),
         probes_dir: Some(empty.path().to_path_buf()),
         env: Some(Default::default()),
@@ -432,8 +468,8 @@ async fn probes_leave_no_time_wait_pile_up_on_the_target() {
     let check = &config.checks[0];
     let mut probe = None;
     for _ in 0..RUNS {
-        let o = healthd::scheduler::run_once(&mut probe, check).await;
-        assert_eq!(o.level, healthd::model::Level::Ok, "{}", o.message);
+        let o = run_once(&mut probe, check).await;
+        assert_eq!(o.level, Level::Ok, "{}", o.message);
     }
     // The peer closes once it has read our FIN; give it a moment to get there.
     edge_eventually(|| peer.open.load(Ordering::SeqCst) == 0).await;
@@ -451,7 +487,7 @@ async fn probes_leave_no_time_wait_pile_up_on_the_target() {
         http.url()
     );
     std::fs::write(dir.path().join("c.toml"), cfg).unwrap();
-    let config = healthd::config::load(&healthd::config::Sources {
+    let config = load(&Sources {
         config: Some(dir.path().join("c.toml")),
         probes_dir: Some(empty.path().to_path_buf()),
         env: Some(Default::default()),
@@ -459,8 +495,8 @@ async fn probes_leave_no_time_wait_pile_up_on_the_target() {
     .unwrap();
     let mut probe = None;
     for _ in 0..RUNS {
-        let o = healthd::scheduler::run_once(&mut probe, &config.checks[0]).await;
-        assert_eq!(o.level, healthd::model::Level::Ok, "{}", o.message);
+        let o = run_once(&mut probe, &config.checks[0]).await;
+        assert_eq!(o.level, Level::Ok, "{}", o.message);
         // Runs are an interval apart in the daemon; back to back, the finished connection
         // may not be back in the pool yet when the next request starts.
         tokio::time::sleep(Duration::from_millis(5)).await;
@@ -475,11 +511,12 @@ async fn probes_leave_no_time_wait_pile_up_on_the_target() {
     assert!(target <= 2);
 }
 
+/// Waits up to SLACK for `cond`, and carries on either way (what follows measures).
 async fn edge_eventually(cond: impl Fn() -> bool) {
-    let deadline = Instant::now() + SLACK;
-    while !cond() && Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let wait = eventually_async("the condition", SLACK * 2, || async {
+        cond().then_some(())
+    });
+    let _ = tokio::time::timeout(SLACK, wait).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -527,7 +564,7 @@ async fn two_thousand_checks_against_one_slow_peer_stay_within_the_bulkhead() {
             "\n[[checks]]\nname = \"slow-{i}\"\nkind = \"tcp\"\nhost = \"127.0.0.1\"\nport = {port}\nsend = \"PING\\n\"\nexpect = \"PONG\"\n"
         ));
     }
-    let h = start(&cfg).await;
+    let h = TestDaemon::start(&cfg).await;
     // While the bulkhead is saturated, the endpoints answer at once.
     let started = Instant::now();
     let mut slowest = Duration::ZERO;
@@ -538,7 +575,7 @@ async fn two_thousand_checks_against_one_slow_peer_stay_within_the_bulkhead() {
         let (code, _) = h.get("/readyz").await;
         assert!(code == 200 || code == 503);
         slowest = slowest.max(t.elapsed());
-        let v = h.view("witness").await;
+        let v = h.check("witness").await;
         witness_runs.insert(last_run(&v));
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
@@ -568,25 +605,7 @@ async fn two_thousand_checks_against_one_slow_peer_stay_within_the_bulkhead() {
 /// Prometheus' own checker finds nothing wrong with the resilience families. (It lints the
 /// whole exposition; complaints about other families are not this suite's business.)
 fn promtool_accepts(metrics: &str) {
-    use std::io::Write;
-    let mut child = std::process::Command::new("promtool")
-        .args(["check", "metrics"])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("promtool runs");
-    if let Some(mut stdin) = child.stdin.take() {
-        stdin
-            .write_all(metrics.as_bytes())
-            .expect("write to promtool");
-    }
-    let out = child.wait_with_output().expect("promtool finishes");
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let (_, text) = promtool_check_metrics(metrics);
     for family in [
         "healthd_check_breaker_open",
         "healthd_check_flapping",

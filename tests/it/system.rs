@@ -1,13 +1,13 @@
 //! `kind = "disk"` (and a sanity read of cpu/memory) against this machine, cross-checked
 //! with `df`, the tool operators compare it with.
 
-mod loopback;
-
 use healthd::check::Probe;
-use healthd::model::{Level, Reason};
-use loopback::one_check;
+use healthd::model::{Level, Outcome, Reason, Sample};
 
-async fn run(toml: &str) -> healthd::model::Outcome {
+use crate::support::config::one_check;
+use crate::support::daemon::TestDaemon;
+
+async fn run(toml: &str) -> Outcome {
     let c = one_check(toml);
     let mut p = Probe::build(&c.probe, c.timeout).expect("build");
     p.run().await
@@ -75,7 +75,7 @@ async fn a_symlink_is_measured_where_it_points() {
     assert_eq!(o.details["mounts"][0]["mountpoint"], "/dev/shm", "{o:?}");
     assert_eq!(o.details["mounts"][0]["path"], link.display().to_string());
     match &o.sample {
-        Some(healthd::model::Sample::Disk(d)) => assert_eq!(d[0].fs_type, "tmpfs", "{d:?}"),
+        Some(Sample::Disk(d)) => assert_eq!(d[0].fs_type, "tmpfs", "{d:?}"),
         other => panic!("no disk sample: {other:?}"),
     }
 }
@@ -96,7 +96,7 @@ async fn cpu_and_memory_read_sane_values() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn disk_metrics_agree_with_the_check() {
-    let d = loopback::TestDaemon::start(
+    let d = TestDaemon::start(
         "[defaults]\ninterval = \"300ms\"\ntimeout = \"200ms\"\n\n[[checks]]\nname = \"disk\"\nkind = \"disk\"\n",
     )
     .await;
@@ -106,14 +106,7 @@ async fn disk_metrics_agree_with_the_check() {
     let percent = snap.check("disk").unwrap().details["mounts"][0]["percent_used"]
         .as_f64()
         .unwrap();
-    let text = loopback::client()
-        .get(d.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = d.get("/metrics").await.1;
     let value = |prefix: &str, needle: &str| -> f64 {
         text.lines()
             .find(|l| l.starts_with(prefix) && l.contains(needle) && l.contains("mountpoint=\"/\""))

@@ -2,20 +2,16 @@
 //! `shutting down` while `/livez` still answers 200, for `server.shutdown_delay`; then healthd
 //! stops its checks and exits 0. A second signal exits at once.
 
-mod daemon_proc;
-
-use std::fs;
-use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use daemon_proc::{Healthd, START_TIMEOUT, eventually};
+use crate::support::config::ConfigDir;
+use crate::support::daemon::Subprocess;
+use crate::support::peers::live_port;
+use crate::support::{START_TIMEOUT, eventually};
 
-fn config(dir: &Path, port: u16, delay: &str) -> PathBuf {
-    let path = dir.join("healthd.toml");
-    fs::write(
-        &path,
-        format!(
-            r#"
+fn config(port: u16, delay: &str) -> ConfigDir {
+    ConfigDir::new(&format!(
+        r#"
 [server]
 shutdown_delay = "{delay}"
 
@@ -29,13 +25,10 @@ kind = "tcp"
 host = "127.0.0.1"
 port = {port}
 "#
-        ),
-    )
-    .expect("write config");
-    path
+    ))
 }
 
-fn logged(healthd: &Healthd, message: &str) -> bool {
+fn logged(healthd: &Subprocess, message: &str) -> bool {
     healthd.log_lines().iter().any(|l| {
         l["message"]
             .as_str()
@@ -45,11 +38,10 @@ fn logged(healthd: &Healthd, message: &str) -> bool {
 
 #[test]
 fn sigterm_fails_readiness_keeps_liveness_for_the_delay_then_exits_0() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let port = daemon_proc::live_port();
+    let port = live_port();
     let delay = Duration::from_secs(3);
-    let cfg = config(dir.path(), port, "3s");
-    let mut healthd = Healthd::start(&cfg, &[], &dir.path().join("healthd.log"));
+    let dir = config(port, "3s");
+    let mut healthd = Subprocess::start(&dir, &[]);
     eventually("/readyz to pass", START_TIMEOUT, || {
         healthd.get("/readyz").0 == 200
     });
@@ -97,11 +89,10 @@ fn sigterm_fails_readiness_keeps_liveness_for_the_delay_then_exits_0() {
 
 #[test]
 fn second_signal_exits_at_once() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let port = daemon_proc::live_port();
+    let port = live_port();
     // A delay far longer than the test waits: only the second signal can end it in time.
-    let cfg = config(dir.path(), port, "10m");
-    let mut healthd = Healthd::start(&cfg, &[], &dir.path().join("healthd.log"));
+    let dir = config(port, "10m");
+    let mut healthd = Subprocess::start(&dir, &[]);
     eventually("/readyz to pass", START_TIMEOUT, || {
         healthd.get("/readyz").0 == 200
     });

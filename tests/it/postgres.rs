@@ -1,21 +1,104 @@
 //! `kind = "postgres"` against real PostgreSQL servers started by the harness: health,
 //! authentication failures, a server that stops or freezes, role and value expectations,
-//! one kept connection per check, and passwords that never leak.
+//! one kept connection per check, and passwords that never leak. The scenarios every
+//! database kind shares are in `database.rs`, run here for [`Postgres`].
 
-mod probe_daemon;
-mod support;
-
+use std::path::Path;
 use std::time::{Duration, Instant};
 
-use probe_daemon::*;
-use support::{PgServer, free_port, unique_secret};
+use serde_json::Value;
 use tokio::task::block_in_place;
 
-/// Slack on top of computed bounds: the machine running the tests is shared and loaded.
-const SLACK: Duration = Duration::from_secs(8);
+use crate::database::{DbKind, FAST, SLACK, shared_scenarios};
+use crate::support::config::ConfigDir;
+use crate::support::daemon::{TestDaemon, is, reason};
+use crate::support::db::{PgServer, pg_bin_dir};
+use crate::support::peers::{TestCerts, live_port};
+use crate::support::{eventually, free_port, run_with_timeout, toml_path, toml_str, unique_secret};
+
+/// PostgreSQL for the shared scenarios: role `app`, connections told apart by
+/// `application_name`.
+pub struct Postgres;
+
+impl DbKind for Postgres {
+    type Server = PgServer;
+    const KIND: &'static str = "postgres";
+    const WRONG_PASSWORD_MESSAGE: &'static str = "password authentication failed for user \"app\"";
+    const WRONG_PASSWORD_JSON: &'static str = "password authentication failed";
+    const OTHER_AUTH_FAILURES: &'static [(&'static str, &'static str)] = &[];
+
+    fn start_with_password(password: &str) -> PgServer {
+        let pg = PgServer::start();
+        pg.create_role("app", password);
+        pg
+    }
+
+    fn check(name: &str, pg: &PgServer, password_file: &Path) -> String {
+        pg_check(name, pg, password_file, "")
+    }
+
+    fn auth_checks(pg: &PgServer, password_file: &Path, secret: &str, wrong_env: &str) -> String {
+        let port = pg.port();
+        let mut config = pg_check("ok", pg, password_file, "");
+        // sslmode = "prefer" against a server without TLS: the fallback reports auth too.
+        config += &format!(
+            "[[checks]]\nname = \"bad-password\"\nkind = \"postgres\"\nhost = \"127.0.0.1\"\nport = {port}\n\
+             user = \"app\"\ndbname = \"postgres\"\nsslmode = \"prefer\"\npassword_env = \"{wrong_env}\"\n"
+        );
+        config += &format!(
+            "[[checks]]\nname = \"inline\"\nkind = \"postgres\"\nhost = \"127.0.0.1\"\nport = {port}\n\
+             user = \"app\"\ndbname = \"postgres\"\nsslmode = \"disable\"\npassword = {}\n",
+            toml_str(secret)
+        );
+        config += &format!(
+            "[[checks]]\nname = \"url\"\nkind = \"postgres\"\nurl = {}\n",
+            toml_str(&format!(
+                "postgres://app:{secret}@127.0.0.1:{port}/postgres?sslmode=disable"
+            ))
+        );
+        config
+    }
+
+    fn assert_healthy_details(c: &Value) {
+        assert_eq!(c["details"]["role"], "primary", "{c:#}");
+        assert!(
+            c["details"]["server_version"]
+                .as_str()
+                .is_some_and(|v| !v.is_empty()),
+            "{c:#}"
+        );
+        assert!(c["details"]["latency_ms"].is_number(), "{c:#}");
+    }
+
+    fn connection_ids(pg: &PgServer, app: &str) -> Vec<String> {
+        backend_pids(pg, app)
+    }
+
+    fn assert_alone(pg: &PgServer, app: &str) {
+        assert_eq!(pg.connections_from(app), 1);
+    }
+
+    fn open_connections(pg: &PgServer, app: &str) -> usize {
+        pg.connections_from(app)
+    }
+
+    fn kill_connections(pg: &PgServer, app: &str) -> usize {
+        pg.terminate_connections(app)
+    }
+
+    fn stop(pg: &mut PgServer) {
+        pg.stop();
+    }
+
+    fn start_again(pg: &mut PgServer) {
+        pg.start_again();
+    }
+}
+
+shared_scenarios!(Postgres);
 
 /// One check's TOML, talking to `pg` as role `app` with its password from `password_file`.
-fn pg_check(name: &str, pg: &PgServer, password_file: &std::path::Path, extra: &str) -> String {
+fn pg_check(name: &str, pg: &PgServer, password_file: &Path, extra: &str) -> String {
     format!(
         "[[checks]]\nname = \"{name}\"\nkind = \"postgres\"\nhost = \"127.0.0.1\"\nport = {port}\n\
          user = \"app\"\ndbname = \"postgres\"\nsslmode = \"disable\"\n\
@@ -37,202 +120,20 @@ fn backend_pids(pg: &PgServer, app: &str) -> Vec<String> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn healthy_with_one_kept_connection_and_back_after_a_restart() {
-    let mut pg = block_in_place(PgServer::start);
-    let secret = unique_secret("pgapp");
-    block_in_place(|| pg.create_role("app", &secret));
-    let dir = ConfigDir::new("");
-    let pw = dir.secret_file("pg-password", &secret);
-    let (interval, timeout, threshold) =
-        (Duration::from_millis(200), Duration::from_millis(190), 2);
-    dir.set_config(&format!(
-        "[server]\nshutdown_delay = \"100ms\"\n\n[defaults]\ninterval = \"200ms\"\ntimeout = \"190ms\"\nfailure_threshold = {threshold}\n\n{}",
-        pg_check("pg", &pg, &pw, "")
-    ));
-    let d = InProcess::start(dir).await;
-
-    let c = d
-        .wait_check("pg", "healthy", SLACK, |c| is(c, "healthy"))
-        .await;
-    assert_eq!(c["details"]["role"], "primary", "{c:#}");
-    assert!(
-        c["details"]["server_version"]
-            .as_str()
-            .is_some_and(|v| !v.is_empty()),
-        "{c:#}"
-    );
-    assert!(c["details"]["latency_ms"].is_number(), "{c:#}");
-
-    // About 25 runs over 5 s: always the same single backend.
-    let first = block_in_place(|| backend_pids(&pg, "healthd-pg"));
-    assert_eq!(first.len(), 1, "one connection: {first:?}");
-    let runs_before = d.check("pg").await["consecutive_successes"]
-        .as_u64()
-        .unwrap_or(0);
-    let until = Instant::now() + Duration::from_secs(5);
-    while Instant::now() < until {
-        let now = block_in_place(|| backend_pids(&pg, "healthd-pg"));
-        if now != first {
-            let c = d.check("pg").await;
-            panic!("the check did not keep its one connection: {first:?} -> {now:?}; {c:#}");
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-    let c = d.check("pg").await;
-    let runs_after = c["consecutive_successes"].as_u64().unwrap_or(0);
-    assert!(
-        runs_after >= runs_before + 10,
-        "the check kept running ({runs_before} -> {runs_after} successes): {c:#}"
-    );
-    assert_eq!(block_in_place(|| pg.connections_from("healthd-pg")), 1);
-
-    // A connection the server terminates is replaced at once, without a failed run.
-    assert_eq!(block_in_place(|| pg.terminate_connections("healthd-pg")), 1);
-    block_in_place(|| {
-        support::eventually("a new connection", SLACK, || {
-            let now = backend_pids(&pg, "healthd-pg");
-            now.len() == 1 && now != first
-        })
-    });
-    tokio::time::sleep(interval * 2).await;
-    let c = d.check("pg").await;
-    assert!(c["last_failure"].is_null(), "no failed run: {c:#}");
-
-    // Stopped: unhealthy within (interval + timeout) × failure_threshold, plus slack.
-    block_in_place(|| pg.stop());
-    let stopped = Instant::now();
-    let bound = (interval + timeout) * threshold + SLACK;
-    let c = d
-        .wait_check("pg", "unhealthy", bound, |c| is(c, "unhealthy"))
-        .await;
-    assert_eq!(reason(&c), "connect", "{c:#}");
-    eprintln!("unhealthy {:?} after the stop", stopped.elapsed());
-    let (code, _) = d.get("/readyz").await;
-    assert_eq!(code, 503);
-
-    // Back: healthy again without restarting healthd, and still one connection.
-    block_in_place(|| pg.start_again());
-    d.wait_check("pg", "healthy again", SLACK, |c| is(c, "healthy"))
-        .await;
-    let (code, _) = d.get("/readyz").await;
-    assert_eq!(code, 200);
-    let until = Instant::now() + Duration::from_secs(1);
-    let after = block_in_place(|| backend_pids(&pg, "healthd-pg"));
-    assert_eq!(
-        after.len(),
-        1,
-        "one connection after the restart: {after:?}"
-    );
-    while Instant::now() < until {
-        assert_eq!(block_in_place(|| backend_pids(&pg, "healthd-pg")), after);
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-    d.daemon.drain(std::future::pending()).await;
-    // The probe's connection is closed when healthd stops.
-    block_in_place(|| {
-        support::eventually(
-            "the check's connection to close",
-            Duration::from_secs(10),
-            || pg.connections_from("healthd-pg") == 0,
-        )
-    });
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn wrong_password_is_auth_and_no_password_leaks_anywhere() {
-    let pg = block_in_place(PgServer::start);
-    let secret = unique_secret("pgapp");
-    let wrong = unique_secret("pgwrong");
-    block_in_place(|| pg.create_role("app", &secret));
-    let dir = ConfigDir::new("");
-    let pw = dir.secret_file("pg-password", &secret);
-    let port = pg.port();
-    let mut config =
-        "[defaults]\ninterval = \"300ms\"\ntimeout = \"250ms\"\nfailure_threshold = 1\n\n"
-            .to_string();
-    config += &pg_check("pg-ok", &pg, &pw, "");
-    config += &format!(
-        "[[checks]]\nname = \"pg-bad\"\nkind = \"postgres\"\nhost = \"127.0.0.1\"\nport = {port}\n\
-         user = \"app\"\ndbname = \"postgres\"\nsslmode = \"prefer\"\npassword_env = \"PG_TEST_WRONG_PASSWORD\"\n"
-    );
-    config += &format!(
-        "[[checks]]\nname = \"pg-inline\"\nkind = \"postgres\"\nhost = \"127.0.0.1\"\nport = {port}\n\
-         user = \"app\"\ndbname = \"postgres\"\nsslmode = \"disable\"\npassword = {}\n",
-        toml_str(&secret)
-    );
-    config += &format!(
-        "[[checks]]\nname = \"pg-url\"\nkind = \"postgres\"\nurl = {}\n",
-        toml_str(&format!(
-            "postgres://app:{secret}@127.0.0.1:{port}/postgres?sslmode=disable"
-        ))
-    );
-    dir.set_config(&config);
-    let env = [("PG_TEST_WRONG_PASSWORD", wrong.as_str())];
-    let proc = Subprocess::run(&dir, &env);
-    let http = reqwest::Client::builder()
-        .timeout(Duration::from_secs(5))
-        .no_proxy()
-        .build()
-        .unwrap();
-    let base = proc.base.clone();
-
-    let bad = wait_check(&http, &base, "pg-bad", "unhealthy", SLACK * 2, |c| {
-        is(c, "unhealthy")
-    })
-    .await;
-    assert_eq!(reason(&bad), "auth", "{bad:#}");
-    let msg = bad["message"].as_str().unwrap_or("");
-    assert!(
-        msg.contains("password authentication failed for user \"app\""),
-        "{msg}"
-    );
-    for name in ["pg-ok", "pg-inline", "pg-url"] {
-        wait_check(&http, &base, name, "healthy", SLACK, |c| is(c, "healthy")).await;
-    }
-    // Let a few more runs (and their debug logs) happen, failures included.
-    tokio::time::sleep(Duration::from_secs(1)).await;
-
-    let seen = every_surface(&http, &base, "pg-bad").await;
-    let logs = proc.stop();
-    assert!(
-        logs.contains("Password given inline"),
-        "inline passwords are warned about: {logs}"
-    );
-    let (code, text) = healthd_check(&dir, "text", &env);
-    assert_eq!(code, 2, "unhealthy: {text}");
-    assert!(text.contains("auth"), "{text}");
-    let (code, json) = healthd_check(&dir, "json", &env);
-    assert_eq!(code, 2, "unhealthy: {json}");
-    assert!(json.contains("password authentication failed"), "{json}");
-
-    assert_no_secret(
-        &[
-            ("endpoints", &seen),
-            ("daemon logs", &logs),
-            ("healthd check text", &text),
-            ("healthd check json", &json),
-        ],
-        &[&secret, &wrong],
-    );
-    // The logs do say what went wrong.
-    assert!(logs.contains("pg-bad"), "{logs}");
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn frozen_server_times_out_while_other_checks_and_endpoints_answer() {
     let mut pg = block_in_place(PgServer::start);
     let secret = unique_secret("pgapp");
     block_in_place(|| pg.create_role("app", &secret));
-    let listener = Listener::start();
+    let listener_port = live_port();
     let dir = ConfigDir::new("");
     let pw = dir.secret_file("pg-password", &secret);
     dir.set_config(&format!(
         "[defaults]\ninterval = \"300ms\"\ntimeout = \"200ms\"\nfailure_threshold = 2\n\n{}\n\
          [[checks]]\nname = \"tcp\"\nkind = \"tcp\"\nhost = \"127.0.0.1\"\nport = {}\n",
         pg_check("pg", &pg, &pw, ""),
-        listener.port
+        listener_port
     ));
-    let d = InProcess::start(dir).await;
+    let d = TestDaemon::start_in(dir).await;
     d.wait_check("pg", "healthy", SLACK, |c| is(c, "healthy"))
         .await;
 
@@ -259,7 +160,7 @@ async fn frozen_server_times_out_while_other_checks_and_endpoints_answer() {
         .await;
     // The connections abandoned while frozen are gone: one remains.
     block_in_place(|| {
-        support::eventually("one connection", SLACK, || {
+        eventually("one connection", SLACK, || {
             pg.connections_from("healthd-pg") == 1
         })
     });
@@ -273,9 +174,7 @@ async fn role_and_value_expectations_and_failure_reasons() {
     let dir = ConfigDir::new("");
     let pw = dir.secret_file("pg-password", &secret);
     let refused = free_port();
-    let mut config =
-        "[defaults]\ninterval = \"300ms\"\ntimeout = \"250ms\"\nfailure_threshold = 1\n\n"
-            .to_string();
+    let mut config = FAST.to_string();
     config += &pg_check("primary", &pg, &pw, "expect_role = \"primary\"");
     config += &pg_check("replica", &pg, &pw, "expect_role = \"replica\"");
     config += &pg_check(
@@ -302,7 +201,7 @@ async fn role_and_value_expectations_and_failure_reasons() {
         toml_path(&pw)
     );
     dir.set_config(&config);
-    let d = InProcess::start(dir).await;
+    let d = TestDaemon::start_in(dir).await;
 
     let c = d
         .wait_check("primary", "healthy", SLACK, |c| is(c, "healthy"))
@@ -367,31 +266,16 @@ async fn role_and_value_expectations_and_failure_reasons() {
     ] {
         let app = format!("healthd-{name}");
         block_in_place(|| {
-            support::eventually(&format!("one connection for {name}"), SLACK, || {
+            eventually(&format!("one connection for {name}"), SLACK, || {
                 pg.connections_from(&app) == 1
             })
         });
     }
 }
 
-#[test]
-fn shipped_example_is_a_valid_drop_in() {
-    let dir = ConfigDir::new("");
-    let example = concat!(env!("CARGO_MANIFEST_DIR"), "/probes/postgres.toml");
-    std::fs::copy(example, dir.probes_dir().join("postgres.toml")).expect("copy example");
-    let config = healthd::config::load(&dir.sources())
-        .unwrap_or_else(|e| panic!("probes/postgres.toml does not validate: {e:?}"));
-    let check = config
-        .checks
-        .iter()
-        .find(|c| c.name == "postgres")
-        .expect("the example's check");
-    assert_eq!(check.kind(), "postgres");
-}
-
 /// Turns TLS on in a running server with a certificate for IP 127.0.0.1 issued by a fresh
 /// test CA; returns the CA's PEM path.
-fn enable_tls(pg: &PgServer, dir: &std::path::Path) -> std::path::PathBuf {
+fn enable_tls(pg: &PgServer, dir: &Path) -> std::path::PathBuf {
     use std::os::unix::fs::{MetadataExt, PermissionsExt};
     let certs = TestCerts::make(dir);
     let data = pg.data_dir();
@@ -405,7 +289,7 @@ fn enable_tls(pg: &PgServer, dir: &std::path::Path) -> std::path::PathBuf {
     }
     pg.psql("ALTER SYSTEM SET ssl = on");
     pg.psql("SELECT pg_reload_conf()");
-    support::eventually("TLS on", Duration::from_secs(10), || {
+    eventually("TLS on", Duration::from_secs(10), || {
         pg.psql("SHOW ssl") == "on"
     });
     certs.ca
@@ -433,9 +317,7 @@ async fn sslmodes_against_a_tls_server() {
             }
         )
     };
-    let mut config =
-        "[defaults]\ninterval = \"300ms\"\ntimeout = \"250ms\"\nfailure_threshold = 1\n\n"
-            .to_string();
+    let mut config = FAST.to_string();
     config += &check("disable", "127.0.0.1", "disable", false);
     config += &check("prefer", "127.0.0.1", "prefer", false);
     config += &check("require", "127.0.0.1", "require", false);
@@ -444,7 +326,7 @@ async fn sslmodes_against_a_tls_server() {
     config += &check("verify-full", "127.0.0.1", "verify-full", true);
     config += &check("verify-full-wrong-name", "localhost", "verify-full", true);
     dir.set_config(&config);
-    let d = InProcess::start(dir).await;
+    let d = TestDaemon::start_in(dir).await;
 
     for (name, encrypted) in [
         ("disable", false),
@@ -480,10 +362,10 @@ async fn a_query_cut_off_at_the_timeout_is_cancelled_on_the_server() {
     let dir = ConfigDir::new("");
     let pw = dir.secret_file("pg-password", &secret);
     dir.set_config(&format!(
-        "[defaults]\ninterval = \"300ms\"\ntimeout = \"250ms\"\nfailure_threshold = 1\n\n{}",
+        "{FAST}{}",
         pg_check("slow", &pg, &pw, "query = \"SELECT pg_sleep(5)\"")
     ));
-    let d = InProcess::start(dir).await;
+    let d = TestDaemon::start_in(dir).await;
     let c = d
         .wait_check("slow", "unhealthy", SLACK, |c| is(c, "unhealthy"))
         .await;
@@ -516,7 +398,7 @@ fn make_standby(primary: &PgServer, replica: &mut PgServer) {
     cmd.arg(format!("--reuid={}", meta.uid()))
         .arg(format!("--regid={}", meta.gid()))
         .args(["--clear-groups", "--"])
-        .arg(support::pg_bin_dir().join("pg_basebackup"))
+        .arg(pg_bin_dir().join("pg_basebackup"))
         .arg("-h")
         .arg(primary.socket_dir())
         .args([
@@ -532,7 +414,7 @@ fn make_standby(primary: &PgServer, replica: &mut PgServer) {
         .arg(&data)
         .current_dir(&parent)
         .env("LC_ALL", "C");
-    let out = support::run_with_timeout(&mut cmd, Duration::from_secs(60)).expect("pg_basebackup");
+    let out = run_with_timeout(&mut cmd, Duration::from_secs(60)).expect("pg_basebackup");
     assert!(
         out.status.success(),
         "pg_basebackup: {}",
@@ -567,15 +449,13 @@ async fn a_real_replica_its_role_and_its_replication_lag() {
         assert_eq!(replica.psql("SELECT pg_is_in_recovery()"), "t", "a standby");
         // A transaction replayed by the running standby, so it has a replay timestamp.
         primary.psql("INSERT INTO beat VALUES (now())");
-        support::eventually("the insert replayed", SLACK, || {
+        eventually("the insert replayed", SLACK, || {
             replica.psql("SELECT count(*) FROM beat") == "2"
         });
     });
     let dir = ConfigDir::new("");
     let pw = dir.secret_file("pg-password", &secret);
-    let mut config =
-        "[defaults]\ninterval = \"300ms\"\ntimeout = \"250ms\"\nfailure_threshold = 1\n\n"
-            .to_string();
+    let mut config = FAST.to_string();
     config += &pg_check(
         "replica",
         &replica,
@@ -584,7 +464,7 @@ async fn a_real_replica_its_role_and_its_replication_lag() {
     );
     config += &pg_check("not-primary", &replica, &pw, "expect_role = \"primary\"");
     dir.set_config(&config);
-    let d = InProcess::start(dir).await;
+    let d = TestDaemon::start_in(dir).await;
 
     let c = d
         .wait_check("replica", "healthy", SLACK, |c| is(c, "healthy"))

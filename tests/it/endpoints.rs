@@ -4,17 +4,18 @@
 //! responsive while every dependency hangs. Most requests go through the router in-process
 //! (`tower::ServiceExt::oneshot`); some through a real socket.
 
-mod loopback;
-
 use std::time::{Duration, Instant};
 
 use axum::body::Body;
 use axum::http::{Method, Request, StatusCode, header};
-use loopback::{RefusingPort, SilentPeer, TestDaemon, client, wait_for};
 use serde_json::Value;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tower::ServiceExt;
+
+use crate::support::daemon::TestDaemon;
+use crate::support::eventually_async;
+use crate::support::peers::{RefusingPort, SilentPeer};
 
 struct Reply {
     status: StatusCode,
@@ -69,7 +70,7 @@ fn check<'a>(health: &'a Value, name: &str) -> &'a Value {
 /// Wait until every named check has a status other than unknown and the startup latch is
 /// set (when `started`).
 async fn wait_reported(d: &TestDaemon, names: &[&str], started: bool) -> Value {
-    wait_for("checks reported", Duration::from_secs(10), || async {
+    eventually_async("checks reported", Duration::from_secs(10), || async {
         let h = health(d).await;
         let status = |n: &str| {
             h["checks"]
@@ -151,7 +152,7 @@ async fn failure_and_success_thresholds() {
     // Down: healthy through failures 1 and 2, unhealthy from the 3rd.
     peer.down().await;
     let seen_damped = std::sync::atomic::AtomicBool::new(false);
-    wait_for("db unhealthy", Duration::from_secs(10), || async {
+    eventually_async("db unhealthy", Duration::from_secs(10), || async {
         let h = health(&d).await;
         let c = check(&h, "db");
         let failures = c["consecutive_failures"].as_u64().unwrap();
@@ -178,7 +179,7 @@ async fn failure_and_success_thresholds() {
 
     // Back up: still unhealthy after one success, healthy after two.
     peer.up().await;
-    wait_for("db healthy again", Duration::from_secs(10), || async {
+    eventually_async("db healthy again", Duration::from_secs(10), || async {
         let h = health(&d).await;
         let c = check(&h, "db");
         let successes = c["consecutive_successes"].as_u64().unwrap();
@@ -300,7 +301,7 @@ async fn startup_gates_readiness_until_startup_checks_pass_and_never_goes_back()
     assert_eq!(get(&d, "/livez").await.status, StatusCode::OK);
 
     let mut peer = Switch::up_on(port).await;
-    wait_for("started", Duration::from_secs(10), || async {
+    eventually_async("started", Duration::from_secs(10), || async {
         (get(&d, "/startupz").await.status == StatusCode::OK).then_some(())
     })
     .await;
@@ -308,7 +309,7 @@ async fn startup_gates_readiness_until_startup_checks_pass_and_never_goes_back()
 
     // Fails again: readiness follows, startup stays passed.
     peer.down().await;
-    wait_for("readyz 503 again", Duration::from_secs(10), || async {
+    eventually_async("readyz 503 again", Duration::from_secs(10), || async {
         let r = get(&d, "/readyz").await;
         (r.status == StatusCode::SERVICE_UNAVAILABLE).then_some(r.body)
     })
@@ -536,8 +537,8 @@ async fn json_on_probe_endpoints_and_health_shape() {
 async fn real_socket_serves_probes() {
     let up = Switch::new_up().await;
     let d = TestDaemon::start(&format!("{FAST}{}", tcp("api", up.port, ""))).await;
-    let http = client();
-    wait_for("ready over the socket", Duration::from_secs(10), || async {
+    let http = d.client.clone();
+    eventually_async("ready over the socket", Duration::from_secs(10), || async {
         let r = http.get(d.url("/readyz")).send().await.ok()?;
         (r.status() == 200).then_some(())
     })
@@ -568,7 +569,7 @@ async fn endpoints_keep_answering_while_every_dependency_hangs() {
         ));
     }
     let d = TestDaemon::start(&config).await;
-    let http = client();
+    let http = d.client.clone();
     let names: Vec<String> = (0..4)
         .flat_map(|i| [format!("tcp-{i}"), format!("http-{i}")])
         .collect();
@@ -656,12 +657,7 @@ async fn reload_keeps_unchanged_checks_and_refuses_a_bad_config() {
         ),
     )
     .unwrap();
-    d.daemon
-        .as_mut()
-        .unwrap()
-        .reload()
-        .await
-        .expect("valid reload");
+    d.daemon.reload().await.expect("valid reload");
     let h = wait_reported(&d, &["kept", "added"], true).await;
     assert!(
         h["checks"]
@@ -685,10 +681,10 @@ async fn reload_keeps_unchanged_checks_and_refuses_a_bad_config() {
         format!("{FAST}{}", tcp("kept", up.port, "timeout = \"5s\"")),
     )
     .unwrap();
-    let errors = d.daemon.as_mut().unwrap().reload().await.unwrap_err();
+    let errors = d.daemon.reload().await.unwrap_err();
     assert_eq!(errors.len(), 1);
     assert_eq!(errors[0].key, "checks.\"kept\".timeout");
-    let h = wait_for(
+    let h = eventually_async(
         "reload failure published",
         Duration::from_secs(5),
         || async {

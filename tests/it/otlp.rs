@@ -2,15 +2,14 @@
 //! (opentelemetry-proto): a tonic gRPC server and an axum HTTP/protobuf route. Also
 //! `promtool check metrics` on the daemon's real `/metrics`.
 
-mod support;
-
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use healthd::config::Sources;
-use healthd::daemon::Daemon;
+use healthd::config::{self, Sources};
+use healthd::health::LATENCY_BUCKETS;
+
 use opentelemetry_proto::tonic::collector::logs::v1::logs_service_server::{
     LogsService, LogsServiceServer,
 };
@@ -28,6 +27,11 @@ use opentelemetry_proto::tonic::metrics::v1::{metric, number_data_point};
 use prost::Message;
 use serde_json::Value;
 use tokio::sync::oneshot;
+
+use crate::support::daemon::{TestDaemon, is, reason};
+use crate::support::{
+    eventually_async, free_port, install_crypto, promtool_check_metrics, unique_secret,
+};
 
 // ---------------------------------------------------------------- the receiver
 
@@ -173,7 +177,7 @@ impl Receiver {
 
     /// HTTP/protobuf over TLS that requires a client certificate signed by `pki`'s CA.
     async fn https_mtls(addr: SocketAddr, inbox: Inbox, pki: &Pki) -> Receiver {
-        let _ = rustls::crypto::ring::default_provider().install_default();
+        install_crypto();
         let certs: Vec<_> = rustls_pemfile::certs(&mut pki.read("server.pem").as_slice())
             .collect::<Result<_, _>>()
             .unwrap();
@@ -273,14 +277,12 @@ impl Receiver {
 
 async fn bind(addr: SocketAddr) -> tokio::net::TcpListener {
     // The port may still be in use by the previous receiver's last connections.
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        match tokio::net::TcpListener::bind(addr).await {
-            Ok(l) => return l,
-            Err(e) if Instant::now() > deadline => panic!("cannot bind {addr}: {e}"),
-            Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
-        }
-    }
+    eventually_async(
+        &format!("{addr} to be free"),
+        Duration::from_secs(10),
+        || async { tokio::net::TcpListener::bind(addr).await.ok() },
+    )
+    .await
 }
 
 // ---------------------------------------------------------------- decoding
@@ -400,105 +402,13 @@ fn prometheus_name(p: &Point) -> String {
 
 // ---------------------------------------------------------------- the daemon
 
-struct Running {
-    daemon: Daemon,
-    base: String,
-    client: reqwest::Client,
-    _dir: tempfile::TempDir,
-}
-
-async fn start_daemon(config: &str, env: &[(&str, &str)]) -> Running {
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("healthd.toml");
-    std::fs::write(&path, config).unwrap();
-    std::fs::create_dir(dir.path().join("probes.d")).unwrap();
-    let sources = Sources {
-        config: Some(path),
-        probes_dir: Some(dir.path().join("probes.d")),
-        env: Some(
-            env.iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect(),
-        ),
-    };
-    let daemon = Daemon::start(sources, Some("127.0.0.1:0".parse().unwrap()))
-        .await
-        .unwrap_or_else(|e| match e {
-            healthd::daemon::RunError::Config(errs) => panic!("daemon did not start: {errs:?}"),
-            e => panic!("daemon did not start: {e}"),
-        });
-    let base = format!("http://{}", daemon.local_addr);
-    Running {
-        daemon,
-        base,
-        client: reqwest::Client::builder()
-            .timeout(Duration::from_secs(10))
-            .build()
-            .unwrap(),
-        _dir: dir,
-    }
-}
-
-impl Running {
-    async fn health(&self) -> Value {
-        self.client
-            .get(format!("{}/health", self.base))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap()
-    }
-
-    async fn check(&self, name: &str) -> Option<Value> {
-        let h = self.health().await;
-        h["checks"]
-            .as_array()?
-            .iter()
-            .find(|c| c["name"] == name)
-            .cloned()
-    }
-
-    async fn status(&self, name: &str) -> Option<String> {
-        self.check(name)
-            .await
-            .and_then(|c| c["status"].as_str().map(str::to_string))
-    }
-
-    async fn get(&self, path: &str) -> (u16, String) {
-        let r = self
-            .client
-            .get(format!("{}{path}", self.base))
-            .send()
-            .await
-            .unwrap();
-        (r.status().as_u16(), r.text().await.unwrap())
-    }
-
-    async fn stop(self) {
-        tokio::time::timeout(
-            Duration::from_secs(30),
-            self.daemon.drain(std::future::pending()),
-        )
-        .await
-        .expect("drain finishes even when the collector is gone");
-    }
-}
-
-/// Poll an async condition until it holds or the deadline passes.
-macro_rules! wait_until {
-    ($what:expr, $secs:expr, $cond:expr) => {{
-        let deadline = Instant::now() + Duration::from_secs($secs);
-        loop {
-            if $cond {
-                break;
-            }
-            assert!(Instant::now() < deadline, "timed out waiting for {}", $what);
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    }};
+async fn stop(d: TestDaemon) {
+    tokio::time::timeout(
+        Duration::from_secs(30),
+        d.daemon.drain(std::future::pending()),
+    )
+    .await
+    .expect("drain finishes even when the collector is gone");
 }
 
 /// A TCP listener for the tcp check; accepts and drops connections until aborted.
@@ -575,31 +485,25 @@ const CHECK_METRICS: [&str; 4] = [
 
 /// Wait for an export holding every metric (the duration histogram needs a run first).
 async fn full_export(inbox: &Inbox, after: usize) -> (Headers, ExportMetricsServiceRequest) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        {
-            let all = inbox.metrics.lock().unwrap();
-            if let Some(found) = all.iter().skip(after).rev().find(|(_, r)| {
+    eventually_async("a complete export", Duration::from_secs(30), || async {
+        let all = inbox.metrics.lock().unwrap();
+        all.iter()
+            .skip(after)
+            .rev()
+            .find(|(_, r)| {
                 let n = names(&points(r));
                 HOST_METRICS
                     .iter()
                     .chain(CHECK_METRICS.iter())
                     .all(|m| n.iter().any(|x| x == m))
-            }) {
-                return found.clone();
-            }
-        }
-        assert!(
-            Instant::now() < deadline,
-            "no complete export; last had {:?}",
-            inbox.last().map(|(_, r)| names(&points(&r)))
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+            })
+            .cloned()
+    })
+    .await
 }
 
 /// Assert the export against `/health` and `/metrics` taken around it.
-async fn assert_export_matches(d: &Running, inbox: &Inbox) {
+async fn assert_export_matches(d: &TestDaemon, inbox: &Inbox) {
     let before = d.health().await;
     let (_, req) = full_export(inbox, inbox.metric_count()).await;
     let after = d.health().await;
@@ -698,7 +602,7 @@ async fn assert_export_matches(d: &Running, inbox: &Inbox) {
         .find(|p| p.metric == "healthd.check.duration" && p.attrs["healthd.check.name"] == "db")
         .expect("db duration");
     assert!(dur.count >= 1);
-    assert_eq!(dur.bounds, healthd::health::LATENCY_BUCKETS.to_vec());
+    assert_eq!(dur.bounds, LATENCY_BUCKETS.to_vec());
     assert_eq!(dur.attrs.len(), 2);
 
     // Memory: usage/utilization of "used" give the total the memory check reports.
@@ -778,7 +682,7 @@ fn status_check_detail(h: &Value, check: &str, key: &str) -> f64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn grpc_export_matches_snapshot_with_resource_headers_and_logs() {
-    let port = support::free_port();
+    let port = free_port();
     let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
     let inbox = Inbox::default();
     let receiver = Receiver::grpc(addr, inbox.clone()).await;
@@ -786,7 +690,7 @@ async fn grpc_export_matches_snapshot_with_resource_headers_and_logs() {
     let dir = tempfile::tempdir().unwrap();
     let key_file = dir.path().join("key");
     std::fs::write(&key_file, "from-a-file\n").unwrap();
-    let token = support::unique_secret("tok");
+    let token = unique_secret("tok");
     let config = format!(
         r#"{}
 [telemetry]
@@ -805,7 +709,7 @@ authorization = {{ env = "OTLP_TOKEN", prefix = "Bearer " }}
         checks_config(tcp_port),
         key_file.display()
     );
-    let d = start_daemon(&config, &[("OTLP_TOKEN", &token)]).await;
+    let d = TestDaemon::start_with_env(&config, &[("OTLP_TOKEN", &token)]).await;
 
     let (headers, req) = full_export(&inbox, 0).await;
     assert_eq!(headers.get("x-literal").map(String::as_str), Some("plain"));
@@ -829,62 +733,75 @@ authorization = {{ env = "OTLP_TOKEN", prefix = "Bearer " }}
     }
 
     assert_export_matches(&d, &inbox).await;
-    wait_until!(
+    d.wait_check(
+        "telemetry",
         "telemetry self-check healthy",
-        20,
-        d.status("telemetry").await.as_deref() == Some("healthy")
-    );
+        Duration::from_secs(20),
+        |c| is(c, "healthy"),
+    )
+    .await;
 
     // A status change of the tcp check arrives as a log record.
     tcp.abort();
-    wait_until!(
-        "db unhealthy",
-        20,
-        d.status("db").await.as_deref() == Some("unhealthy")
-    );
-    wait_until!("status-change log record", 20, {
-        let logs = inbox.logs.lock().unwrap();
-        logs.iter().any(|(_, r)| {
-            r.resource_logs.iter().any(|rl| {
-                rl.scope_logs.iter().any(|sl| {
-                    sl.log_records.iter().any(|l| {
-                        let a = attrs(&l.attributes);
-                        a.get("healthd.check.name").map(String::as_str) == Some("db")
-                            && a.get("healthd.check.status").map(String::as_str)
-                                == Some("unhealthy")
-                            && a.get("healthd.check.status.previous").map(String::as_str)
-                                == Some("healthy")
-                            && a.get("error.type").map(String::as_str) == Some("connect")
-                            && l.event_name == "healthd.check.status_change"
+    d.wait_check("db", "db unhealthy", Duration::from_secs(20), |c| {
+        is(c, "unhealthy")
+    })
+    .await;
+    eventually_async(
+        "status-change log record",
+        Duration::from_secs(20),
+        || async {
+            ({
+                let logs = inbox.logs.lock().unwrap();
+                logs.iter().any(|(_, r)| {
+                    r.resource_logs.iter().any(|rl| {
+                        rl.scope_logs.iter().any(|sl| {
+                            sl.log_records.iter().any(|l| {
+                                let a = attrs(&l.attributes);
+                                a.get("healthd.check.name").map(String::as_str) == Some("db")
+                                    && a.get("healthd.check.status").map(String::as_str)
+                                        == Some("unhealthy")
+                                    && a.get("healthd.check.status.previous").map(String::as_str)
+                                        == Some("healthy")
+                                    && a.get("error.type").map(String::as_str) == Some("connect")
+                                    && l.event_name == "healthd.check.status_change"
+                            })
+                        })
                     })
                 })
             })
-        })
-    });
+            .then_some(())
+        },
+    )
+    .await;
     // Failed runs are counted with their reason.
-    wait_until!("failed runs exported", 20, {
-        inbox.last().is_some_and(|(_, r)| {
-            points(&r).iter().any(|p| {
-                p.metric == "healthd.check.runs"
-                    && p.attrs["healthd.check.name"] == "db"
-                    && p.attrs["healthd.check.result"] == "failure"
-                    && p.attrs.get("error.type").map(String::as_str) == Some("connect")
+    eventually_async("failed runs exported", Duration::from_secs(20), || async {
+        ({
+            inbox.last().is_some_and(|(_, r)| {
+                points(&r).iter().any(|p| {
+                    p.metric == "healthd.check.runs"
+                        && p.attrs["healthd.check.name"] == "db"
+                        && p.attrs["healthd.check.result"] == "failure"
+                        && p.attrs.get("error.type").map(String::as_str) == Some("connect")
+                })
             })
         })
-    });
+        .then_some(())
+    })
+    .await;
 
-    d.stop().await;
+    stop(d).await;
     receiver.kill().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn http_export_from_env_starts_when_collector_comes_up() {
-    let port = support::free_port();
+    let port = free_port();
     let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
     let (tcp_port, _tcp) = tcp_target().await;
     // Export configured only through the standard variables.
     let endpoint = format!("http://{addr}");
-    let d = start_daemon(
+    let d = TestDaemon::start_with_env(
         &checks_config(tcp_port),
         &[
             ("OTEL_EXPORTER_OTLP_ENDPOINT", &endpoint),
@@ -898,18 +815,21 @@ async fn http_export_from_env_starts_when_collector_comes_up() {
     .await;
 
     // Collector down: the self-check says so, endpoints are unaffected.
-    wait_until!(
+    d.wait_check(
+        "telemetry",
         "telemetry degraded while the collector is down",
-        20,
-        d.status("telemetry").await.as_deref() == Some("degraded")
-    );
-    let t = d.check("telemetry").await.unwrap();
+        Duration::from_secs(20),
+        |c| is(c, "degraded"),
+    )
+    .await;
+    let t = d.find_check("telemetry").await.unwrap();
     assert_eq!(t["reason"], "connect", "{t}");
-    wait_until!(
+    eventually_async(
         "ready with the collector down",
-        20,
-        d.get("/readyz").await.0 == 200
-    );
+        Duration::from_secs(20),
+        || async { (d.get("/readyz").await.0 == 200).then_some(()) },
+    )
+    .await;
 
     // Collector up: exports begin without restarting healthd.
     let inbox = Inbox::default();
@@ -926,19 +846,21 @@ async fn http_export_from_env_starts_when_collector_comes_up() {
     assert_eq!(res["team"], "sre");
     assert!(res.contains_key("service.instance.id"));
     assert_export_matches(&d, &inbox).await;
-    wait_until!(
+    d.wait_check(
+        "telemetry",
         "telemetry healthy once exports succeed",
-        20,
-        d.status("telemetry").await.as_deref() == Some("healthy")
-    );
+        Duration::from_secs(20),
+        |c| is(c, "healthy"),
+    )
+    .await;
 
-    d.stop().await;
+    stop(d).await;
     receiver.kill().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn collector_killed_mid_run_does_not_affect_checks() {
-    let port = support::free_port();
+    let port = free_port();
     let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
     let inbox = Inbox::default();
     let receiver = Receiver::grpc(addr, inbox.clone()).await;
@@ -947,28 +869,32 @@ async fn collector_killed_mid_run_does_not_affect_checks() {
         "{}\n[telemetry]\nendpoint = \"http://{addr}\"\ninterval = \"300ms\"\ntimeout = \"250ms\"\n",
         checks_config(tcp_port)
     );
-    let d = start_daemon(&config, &[]).await;
+    let d = TestDaemon::start_with_env(&config, &[]).await;
     full_export(&inbox, 0).await;
-    wait_until!(
+    d.wait_check(
+        "telemetry",
         "telemetry healthy",
-        20,
-        d.status("telemetry").await.as_deref() == Some("healthy")
-    );
+        Duration::from_secs(20),
+        |c| is(c, "healthy"),
+    )
+    .await;
 
     receiver.kill().await;
-    wait_until!(
+    d.wait_check(
+        "telemetry",
         "telemetry degraded after the collector died",
-        20,
-        d.status("telemetry").await.as_deref() == Some("degraded")
-    );
+        Duration::from_secs(20),
+        |c| is(c, "degraded"),
+    )
+    .await;
     // Checks keep running and endpoints keep answering while exports fail.
     let runs_of = |c: &Value| c["last_run"].as_str().map(str::to_string);
-    let first = runs_of(&d.check("db").await.unwrap());
+    let first = runs_of(&d.find_check("db").await.unwrap());
     let mut seen_new_run = false;
     for _ in 0..20 {
         let (code, _) = d.get("/readyz").await;
         assert_eq!(code, 200, "readiness unaffected by the collector");
-        let c = d.check("db").await.unwrap();
+        let c = d.find_check("db").await.unwrap();
         assert_eq!(c["status"], "healthy");
         seen_new_run |= runs_of(&c) != first;
         tokio::time::sleep(Duration::from_millis(100)).await;
@@ -979,36 +905,41 @@ async fn collector_killed_mid_run_does_not_affect_checks() {
 
     // The collector returns: exports resume and the self-check recovers.
     let receiver = Receiver::grpc(addr, inbox.clone()).await;
-    wait_until!(
-        "exports resume",
-        30,
-        inbox.metric_count() > exported_while_down
-    );
-    wait_until!(
+    eventually_async("exports resume", Duration::from_secs(30), || async {
+        (inbox.metric_count() > exported_while_down).then_some(())
+    })
+    .await;
+    d.wait_check(
+        "telemetry",
         "telemetry healthy again",
-        20,
-        d.status("telemetry").await.as_deref() == Some("healthy")
-    );
+        Duration::from_secs(20),
+        |c| is(c, "healthy"),
+    )
+    .await;
 
     // Shutdown with the collector gone again is bounded.
     receiver.kill().await;
-    d.stop().await;
+    stop(d).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn promtool_accepts_metrics() {
     let (tcp_port, _tcp) = tcp_target().await;
-    let d = start_daemon(&checks_config(tcp_port), &[]).await;
-    wait_until!("every check reported", 20, {
-        let h = d.health().await;
-        ["cpu", "memory", "disk", "db"].iter().all(|n| {
-            h["checks"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .any(|c| c["name"] == *n && c["status"] != "unknown")
+    let d = TestDaemon::start_with_env(&checks_config(tcp_port), &[]).await;
+    eventually_async("every check reported", Duration::from_secs(20), || async {
+        ({
+            let h = d.health().await;
+            ["cpu", "memory", "disk", "db"].iter().all(|n| {
+                h["checks"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .any(|c| c["name"] == *n && c["status"] != "unknown")
+            })
         })
-    });
+        .then_some(())
+    })
+    .await;
     let r = d
         .client
         .get(format!("{}/metrics", d.base))
@@ -1038,7 +969,7 @@ async fn promtool_accepts_metrics() {
             "{family} missing:\n{text}"
         );
     }
-    let out = promtool(&text);
+    let out = promtool_check_metrics(&text);
     assert!(out.0, "promtool check metrics failed:\n{}\n{text}", out.1);
 
     // OpenMetrics for scrapers that ask for it.
@@ -1056,33 +987,7 @@ async fn promtool_accepts_metrics() {
             .starts_with("application/openmetrics-text")
     );
     assert!(r.text().await.unwrap().ends_with("# EOF\n"));
-    d.stop().await;
-}
-
-fn promtool(text: &str) -> (bool, String) {
-    use std::io::Write;
-    let mut child = std::process::Command::new("promtool")
-        .args(["check", "metrics"])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("promtool (Debian package prometheus) is installed by scripts/test");
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(text.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    (
-        out.status.success(),
-        format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        ),
-    )
+    stop(d).await;
 }
 
 #[test]
@@ -1152,12 +1057,8 @@ authorization = { env = "HEALTHD_TEST_NO_SUCH_VAR" }
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reload_rebuilds_the_exporter_when_the_section_changes() {
     let (addr_a, addr_b): (SocketAddr, SocketAddr) = (
-        format!("127.0.0.1:{}", support::free_port())
-            .parse()
-            .unwrap(),
-        format!("127.0.0.1:{}", support::free_port())
-            .parse()
-            .unwrap(),
+        format!("127.0.0.1:{}", free_port()).parse().unwrap(),
+        format!("127.0.0.1:{}", free_port()).parse().unwrap(),
     );
     let (inbox_a, inbox_b) = (Inbox::default(), Inbox::default());
     let a = Receiver::grpc(addr_a, inbox_a.clone()).await;
@@ -1169,17 +1070,21 @@ async fn reload_rebuilds_the_exporter_when_the_section_changes() {
             checks_config(tcp_port)
         )
     };
-    let mut d = start_daemon(&section(format!("http://{addr_a}"), "grpc", "one"), &[]).await;
+    let mut d =
+        TestDaemon::start_with_env(&section(format!("http://{addr_a}"), "grpc", "one"), &[]).await;
     let (h, _) = full_export(&inbox_a, 0).await;
     assert_eq!(h["x-tag"], "one");
 
     // Same section: the exporter is kept (exports to A go on).
     d.daemon.reload().await.unwrap();
     let n = inbox_a.metric_count();
-    wait_until!("exports to A continue", 20, inbox_a.metric_count() > n + 1);
+    eventually_async("exports to A continue", Duration::from_secs(20), || async {
+        (inbox_a.metric_count() > n + 1).then_some(())
+    })
+    .await;
 
     // Changed section: the exporter is rebuilt for B, and A hears no more.
-    let path = d._dir.path().join("healthd.toml");
+    let path = d.dir.dir.path().join("healthd.toml");
     std::fs::write(
         &path,
         section(format!("http://{addr_b}"), "http/protobuf", "two"),
@@ -1190,7 +1095,10 @@ async fn reload_rebuilds_the_exporter_when_the_section_changes() {
     assert_eq!(h["x-tag"], "two");
     let n = inbox_a.metric_count();
     let m = inbox_b.metric_count();
-    wait_until!("exports to B continue", 20, inbox_b.metric_count() > m + 2);
+    eventually_async("exports to B continue", Duration::from_secs(20), || async {
+        (inbox_b.metric_count() > m + 2).then_some(())
+    })
+    .await;
     assert_eq!(inbox_a.metric_count(), n, "the old exporter stopped");
 
     // Section removed: export stops.
@@ -1199,9 +1107,9 @@ async fn reload_rebuilds_the_exporter_when_the_section_changes() {
     let m = inbox_b.metric_count();
     tokio::time::sleep(Duration::from_millis(1200)).await;
     assert!(inbox_b.metric_count() <= m + 1, "export off after reload");
-    assert_eq!(d.status("telemetry").await.as_deref(), Some("healthy"));
+    assert_eq!(d.check("telemetry").await["status"], "healthy");
 
-    d.stop().await;
+    stop(d).await;
     a.kill().await;
     b.kill().await;
 }
@@ -1214,8 +1122,8 @@ fn otlp_example_config_is_valid() {
         probes_dir: Some(dir.path().to_path_buf()),
         env: Some(HashMap::new()),
     };
-    let cfg = healthd::config::load(&sources).expect("examples/healthd-otlp.toml is valid");
-    let s = healthd::config::telemetry::resolve(&cfg.telemetry, &HashMap::new())
+    let cfg = config::load(&sources).expect("examples/healthd-otlp.toml is valid");
+    let s = config::telemetry::resolve(&cfg.telemetry, &HashMap::new())
         .unwrap()
         .expect("export on");
     assert_eq!(s.metrics_endpoint, "http://127.0.0.1:4317");
@@ -1225,7 +1133,7 @@ fn otlp_example_config_is_valid() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rejecting_or_slow_collector_degrades_only_the_telemetry_self_check() {
-    let port = support::free_port();
+    let port = free_port();
     let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
     let inbox = Inbox::default();
     *inbox.mode.lock().unwrap() = Mode::Reject;
@@ -1235,41 +1143,57 @@ async fn rejecting_or_slow_collector_degrades_only_the_telemetry_self_check() {
         "{}\n[telemetry]\nendpoint = \"http://{addr}\"\ninterval = \"300ms\"\ntimeout = \"250ms\"\n",
         checks_config(tcp_port)
     );
-    let d = start_daemon(&config, &[]).await;
-    let reason_of = |c: Option<Value>| c.and_then(|c| c["reason"].as_str().map(str::to_string));
-    wait_until!("ready", 20, d.get("/readyz").await.0 == 200);
+    let d = TestDaemon::start_with_env(&config, &[]).await;
+    eventually_async("ready", Duration::from_secs(20), || async {
+        (d.get("/readyz").await.0 == 200).then_some(())
+    })
+    .await;
 
-    wait_until!(
+    d.wait_check(
+        "telemetry",
         "telemetry degraded (auth) while the collector rejects",
-        20,
-        reason_of(d.check("telemetry").await).as_deref() == Some("auth")
-    );
-    assert_eq!(d.status("telemetry").await.as_deref(), Some("degraded"));
+        Duration::from_secs(20),
+        |c| reason(c) == "auth",
+    )
+    .await;
+    assert_eq!(d.check("telemetry").await["status"], "degraded");
     assert_eq!(d.get("/readyz").await.0, 200);
 
     // A collector slower than the timeout: exports are cut off at the timeout.
     *inbox.mode.lock().unwrap() = Mode::Slow(Duration::from_secs(3));
-    wait_until!(
+    d.wait_check(
+        "telemetry",
         "telemetry degraded (timeout) while the collector is slow",
-        20,
-        reason_of(d.check("telemetry").await).as_deref() == Some("timeout")
-    );
-    let first = d.check("db").await.unwrap()["last_run"].clone();
-    wait_until!("the tcp check keeps running", 10, {
-        let c = d.check("db").await.unwrap();
-        assert_eq!(c["status"], "healthy");
-        assert_eq!(d.get("/livez").await.0, 200);
-        c["last_run"] != first
-    });
+        Duration::from_secs(20),
+        |c| reason(c) == "timeout",
+    )
+    .await;
+    let first = d.find_check("db").await.unwrap()["last_run"].clone();
+    eventually_async(
+        "the tcp check keeps running",
+        Duration::from_secs(10),
+        || async {
+            ({
+                let c = d.find_check("db").await.unwrap();
+                assert_eq!(c["status"], "healthy");
+                assert_eq!(d.get("/livez").await.0, 200);
+                c["last_run"] != first
+            })
+            .then_some(())
+        },
+    )
+    .await;
 
     *inbox.mode.lock().unwrap() = Mode::Accept;
     full_export(&inbox, 0).await;
-    wait_until!(
+    d.wait_check(
+        "telemetry",
         "telemetry healthy once the collector accepts",
-        20,
-        d.status("telemetry").await.as_deref() == Some("healthy")
-    );
-    d.stop().await;
+        Duration::from_secs(20),
+        |c| is(c, "healthy"),
+    )
+    .await;
+    stop(d).await;
     receiver.kill().await;
 }
 
@@ -1321,9 +1245,7 @@ leaf client clientAuth
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn grpc_over_mutual_tls_with_configured_ca_and_client_certificate() {
     let pki = Pki::new();
-    let addr: SocketAddr = format!("127.0.0.1:{}", support::free_port())
-        .parse()
-        .unwrap();
+    let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
     let inbox = Inbox::default();
     let receiver = Receiver::grpc_mtls(addr, inbox.clone(), &pki).await;
     let (tcp_port, _tcp) = tcp_target().await;
@@ -1334,15 +1256,17 @@ async fn grpc_over_mutual_tls_with_configured_ca_and_client_certificate() {
         pki.path("client.pem"),
         pki.path("client.key"),
     );
-    let d = start_daemon(&config, &[]).await;
+    let d = TestDaemon::start_with_env(&config, &[]).await;
     let (_, req) = full_export(&inbox, 0).await;
     assert_eq!(resource_of(&req)["service.name"], "healthd");
-    wait_until!(
+    d.wait_check(
+        "telemetry",
         "telemetry healthy over TLS",
-        20,
-        d.status("telemetry").await.as_deref() == Some("healthy")
-    );
-    d.stop().await;
+        Duration::from_secs(20),
+        |c| is(c, "healthy"),
+    )
+    .await;
+    stop(d).await;
 
     // Without the client certificate the collector refuses the handshake.
     let config = format!(
@@ -1350,13 +1274,15 @@ async fn grpc_over_mutual_tls_with_configured_ca_and_client_certificate() {
         checks_config(tcp_port),
         pki.path("ca.pem"),
     );
-    let d = start_daemon(&config, &[]).await;
-    wait_until!(
+    let d = TestDaemon::start_with_env(&config, &[]).await;
+    d.wait_check(
+        "telemetry",
         "telemetry degraded without a client certificate",
-        20,
-        d.status("telemetry").await.as_deref() == Some("degraded")
-    );
-    d.stop().await;
+        Duration::from_secs(20),
+        |c| is(c, "degraded"),
+    )
+    .await;
+    stop(d).await;
     receiver.kill().await;
 }
 
@@ -1389,9 +1315,7 @@ impl axum::serve::Listener for TlsListener {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn http_over_mutual_tls_with_configured_ca_and_client_certificate() {
     let pki = Pki::new();
-    let addr: SocketAddr = format!("127.0.0.1:{}", support::free_port())
-        .parse()
-        .unwrap();
+    let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
     let inbox = Inbox::default();
     let receiver = Receiver::https_mtls(addr, inbox.clone(), &pki).await;
     let (tcp_port, _tcp) = tcp_target().await;
@@ -1402,15 +1326,17 @@ async fn http_over_mutual_tls_with_configured_ca_and_client_certificate() {
         pki.path("client.pem"),
         pki.path("client.key"),
     );
-    let d = start_daemon(&config, &[]).await;
+    let d = TestDaemon::start_with_env(&config, &[]).await;
     let (_, req) = full_export(&inbox, 0).await;
     assert_eq!(resource_of(&req)["service.name"], "healthd");
-    wait_until!(
+    d.wait_check(
+        "telemetry",
         "telemetry healthy over HTTPS",
-        20,
-        d.status("telemetry").await.as_deref() == Some("healthy")
-    );
-    d.stop().await;
+        Duration::from_secs(20),
+        |c| is(c, "healthy"),
+    )
+    .await;
+    stop(d).await;
     receiver.kill().await;
 }
 
@@ -1431,14 +1357,13 @@ fn healthd_env_overrides_reach_the_telemetry_section() {
         ),
     };
     let env = [("HEALTHD_TELEMETRY__ENDPOINT", "http://127.0.0.1:4317")];
-    let cfg = healthd::config::load(&sources(&env)).unwrap();
+    let cfg = config::load(&sources(&env)).unwrap();
     assert_eq!(
         cfg.telemetry.endpoint.as_deref(),
         Some("http://127.0.0.1:4317")
     );
 
-    let errs =
-        healthd::config::load(&sources(&[("HEALTHD_TELEMETRY__ENDPOINT", "nope")])).unwrap_err();
+    let errs = config::load(&sources(&[("HEALTHD_TELEMETRY__ENDPOINT", "nope")])).unwrap_err();
     assert_eq!(errs.len(), 1, "{errs:?}");
     assert_eq!(errs[0].file, "environment (HEALTHD_TELEMETRY__ENDPOINT)");
     assert_eq!(errs[0].key, "telemetry.endpoint");
