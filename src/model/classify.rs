@@ -10,6 +10,7 @@ use std::error::Error;
 use std::io::ErrorKind;
 
 use super::outcome::Reason;
+use super::text::mentions_any;
 
 /// The reason for a failed connection or exchange, or `None` when nothing in the error says
 /// network, name resolution, TLS or timeout (the caller then knows best, usually `protocol`).
@@ -53,7 +54,7 @@ pub fn classify(e: &(dyn Error + 'static)) -> Option<Reason> {
 /// the OTLP exporter's). Name resolution first, then TLS, timeouts and connections.
 pub fn classify_text(text: &str) -> Option<Reason> {
     let t = text.to_lowercase();
-    let has = |words: &[&str]| words.iter().any(|w| t.contains(w));
+    let has = |words: &[&str]| mentions_any(&t, words);
     if has(&[
         "dns error",
         "failed to lookup address",

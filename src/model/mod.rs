@@ -22,5 +22,5 @@ pub use outcome::{Level, Outcome, Reason};
 pub use port::{de_opt_port, de_port};
 pub use sample::{CpuSample, DiskSample, MemorySample, Sample, round1, used_percent};
 pub use status::{Group, GroupSummary, Status};
-pub use text::{error_chain, one_line};
+pub use text::{error_chain, mentions_any, one_line};
 pub use thresholds::Thresholds;

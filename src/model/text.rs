@@ -12,6 +12,11 @@ pub fn one_line(text: &str) -> String {
     }
 }
 
+/// Whether `text` holds any of `words` (callers lower-case both).
+pub fn mentions_any(text: &str, words: &[&str]) -> bool {
+    words.iter().any(|w| text.contains(w))
+}
+
 /// An error and its causes, `a: b: c`, leaving out a cause whose text an earlier one holds.
 pub fn error_chain(e: &dyn std::error::Error) -> String {
     let mut chain: Vec<String> = Vec::new();

@@ -15,7 +15,7 @@ use tokio::net::TcpListener;
 use crate::support::config::one_check;
 use crate::support::daemon::TestDaemon;
 use crate::support::eventually_async;
-use crate::support::peers::{RefusingPort, SilentPeer};
+use crate::support::peers::{RefusingPort, SilentPeer, live_port};
 
 fn tcp_check(host: &str, port: u16, extra: &str, timeout: &str) -> CheckConfig {
     one_check(&format!(
@@ -295,33 +295,14 @@ port = {down}
 /// came but slower than the limit is degraded with reason `threshold`, not a timeout.
 #[tokio::test]
 async fn slower_than_degraded_after_is_degraded() {
-    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let port = listener.local_addr().expect("addr").port();
-    tokio::spawn(async move {
-        while let Ok((mut s, _)) = listener.accept().await {
-            tokio::spawn(async move {
-                tokio::time::sleep(Duration::from_millis(400)).await;
-                let _ = s.write_all(b"hello\r\n").await;
-                let _ = s.shutdown().await;
-            });
-        }
-    });
-    let slow = tcp_check(
-        "127.0.0.1",
-        port,
-        "expect = \"hello\"\ndegraded_after = \"100ms\"",
-        "3s",
-    );
+    let port = live_port();
+    // No connection is made in a nanosecond.
+    let slow = tcp_check("127.0.0.1", port, "degraded_after = \"1ns\"", "3s");
     let (o, _) = probe_once(&slow).await;
     assert_eq!(o.level, Level::Degraded, "{o:?}");
     assert_eq!(o.reason, Some(Reason::Threshold), "{o:?}");
-    assert!(o.message.contains("(slower than 100ms)"), "{}", o.message);
-    let relaxed = tcp_check(
-        "127.0.0.1",
-        port,
-        "expect = \"hello\"\ndegraded_after = \"2s\"",
-        "3s",
-    );
+    assert!(o.message.contains("(slower than 1ns)"), "{}", o.message);
+    let relaxed = tcp_check("127.0.0.1", port, "degraded_after = \"2s\"", "3s");
     let (o, _) = probe_once(&relaxed).await;
     assert_eq!(o.level, Level::Ok, "{o:?}");
 }

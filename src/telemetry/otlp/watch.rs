@@ -13,7 +13,7 @@ use tokio::sync::mpsc;
 use super::report;
 use crate::health::Event;
 use crate::model::classify::classify_text;
-use crate::model::{Reason, Status};
+use crate::model::{Reason, Status, mentions_any};
 
 /// While exports keep failing, at most one log line per this period.
 const FAILURE_LOG_PERIOD: Duration = Duration::from_secs(60);
@@ -106,7 +106,7 @@ fn truncate(s: &str, max: usize) -> String {
 /// classifier's.
 fn classify(text: &str) -> Reason {
     let t = text.to_ascii_lowercase();
-    let has = |words: &[&str]| words.iter().any(|w| t.contains(w));
+    let has = |words: &[&str]| mentions_any(&t, words);
     if has(&[
         "unauthenticated",
         "permissiondenied",
