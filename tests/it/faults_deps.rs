@@ -15,8 +15,9 @@ use serde_json::Value;
 use tokio::task::block_in_place;
 
 use crate::support::daemon::{TestDaemon, status_is};
-use crate::support::db::{PgOptions, PgServer, RedisServer};
 use crate::support::peers::{ANSWER, RefusingPort, TcpPeer, report};
+use crate::support::postgres::{PgOptions, PgServer};
+use crate::support::redis::RedisServer;
 use crate::support::{eventually, free_port, unique_secret, write_secret};
 
 const SLACK: Duration = Duration::from_secs(5);

@@ -5,7 +5,8 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
-use crate::support::db::{PgServer, RedisServer};
+use crate::support::postgres::PgServer;
+use crate::support::redis::RedisServer;
 use crate::support::{eventually, unique_secret};
 
 #[test]

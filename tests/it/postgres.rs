@@ -12,8 +12,8 @@ use tokio::task::block_in_place;
 use crate::database::{DbKind, FAST, SLACK, shared_scenarios};
 use crate::support::config::ConfigDir;
 use crate::support::daemon::{TestDaemon, is, reason};
-use crate::support::db::{PgServer, pg_bin_dir};
 use crate::support::peers::{TestCerts, live_port};
+use crate::support::postgres::{PgServer, pg_bin_dir};
 use crate::support::{eventually, free_port, run_with_timeout, toml_path, toml_str, unique_secret};
 
 /// PostgreSQL for the shared scenarios: role `app`, connections told apart by

@@ -13,8 +13,8 @@ use tokio::task::block_in_place;
 use crate::database::{DbKind, FAST, SLACK, shared_scenarios};
 use crate::support::config::ConfigDir;
 use crate::support::daemon::{TestDaemon, is, reason};
-use crate::support::db::RedisServer;
 use crate::support::peers::{TestCerts, live_port};
+use crate::support::redis::RedisServer;
 use crate::support::{eventually, free_port, toml_path, toml_str, unique_secret};
 
 /// Redis for the shared scenarios: `requirepass` and ACL user `app` with the same

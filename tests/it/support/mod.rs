@@ -28,12 +28,14 @@
 //!   one way to read and wait on its endpoints;
 //! - [`peers`]: real peers on loopback (silent, refusing, switchable TCP and HTTP peers,
 //!   accept-and-close listeners, a throwaway PKI);
-//! - [`db`]: real PostgreSQL and Redis servers ([`db::PgServer`], [`db::RedisServer`]).
+//! - [`postgres`]: real PostgreSQL servers ([`postgres::PgServer`]), and [`redis`]: real
+//!   Redis servers ([`redis::RedisServer`]).
 
 pub mod config;
 pub mod daemon;
-pub mod db;
 pub mod peers;
+pub mod postgres;
+pub mod redis;
 
 use std::collections::HashSet;
 use std::collections::hash_map::RandomState;
