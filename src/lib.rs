@@ -1,7 +1,9 @@
 //! healthd: a health-check and system-metrics daemon.
 //!
 //! Data flows one way: config → checks (scheduler) → observations → per-check state →
-//! snapshot → renderers (HTTP endpoints, Prometheus, OTLP, systemd). See `DESIGN.md`.
+//! snapshot → renderers (HTTP endpoints, Prometheus, OTLP, systemd). The words every layer
+//! shares live in [`model`], which uses nothing of the crate; each module uses only the
+//! ones below it in the flow (README, "Architecture"; `tests/it/architecture.rs` checks it).
 #![forbid(unsafe_code)]
 
 pub mod check;
