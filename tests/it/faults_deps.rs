@@ -3,7 +3,7 @@
 //! scenario asserts the verdict, the reason, how long it took to notice and to recover, and
 //! that the rest of healthd (a `witness` check, the probe endpoints) was not disturbed. Every
 //! scenario prints a line `FAULT <name> detect=<s> recover=<s>` for the failure-behaviour
-//! table, like `tests/faults.rs`.
+//! table, like `tests/it/faults/`.
 //!
 //! *Detect* runs from the moment the fault is injected (or healthd started, for faults present
 //! from the start) until `/health` shows the verdict; *recover* from the moment the dependency
@@ -23,7 +23,7 @@ use crate::support::{eventually, free_port, unique_secret, write_secret};
 const SLACK: Duration = Duration::from_secs(5);
 
 // The dependency checks' settings: database round trips get a little more room than the
-// plain TCP checks of `tests/faults.rs`.
+// plain TCP checks of `tests/it/faults/`.
 const INTERVAL: Duration = Duration::from_millis(400);
 const TIMEOUT: Duration = Duration::from_millis(300);
 const THRESHOLD: u32 = 2;
