@@ -4,17 +4,17 @@
 //!
 //! Helpers: the receiver ([`receiver`]), decoding what it got ([`decode`]), and here the
 //! daemon side (the checks every test runs, waiting for a complete export, bounded stop).
-//! Tests by subject: [`export`] (what an export holds, gRPC and HTTP), [`collector_faults`]
+//! Tests by subject: [`export`] (what an export holds, gRPC and HTTP), [`failing_collector`]
 //! (a collector that dies, rejects or is slow), [`tls`] (mutual TLS), [`prometheus`]
-//! (`/metrics` through promtool) and [`config`] (the `[telemetry]` section: validation,
+//! (`/metrics` through promtool) and [`settings`] (the `[telemetry]` section: validation,
 //! environment, example, reload).
 
-mod collector_faults;
-mod config;
 mod decode;
 mod export;
+mod failing_collector;
 mod prometheus;
 mod receiver;
+mod settings;
 mod tls;
 
 use std::time::Duration;
