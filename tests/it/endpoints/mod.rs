@@ -1,0 +1,142 @@
+//! The health model as the endpoints show it, with real checks against real loopback peers.
+//! Most requests go through the router in-process (`tower::ServiceExt::oneshot`); some
+//! through a real socket.
+//!
+//! Here: requests to the router, reading `/health`, and a TCP peer that can be switched off
+//! and on. By subject: [`model`] (thresholds, criticality, `fail_on_degraded`, group roll-up,
+//! startup gating), [`requests`] (`?exclude`, `?verbose`, single-check paths, JSON shapes,
+//! HEAD, 404, a real socket) and [`availability`] (the endpoints staying responsive while
+//! every dependency hangs, and across a reload).
+
+mod availability;
+mod model;
+mod requests;
+
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::http::{Method, Request, StatusCode, header};
+use serde_json::Value;
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+use tower::ServiceExt;
+
+use crate::support::daemon::TestDaemon;
+use crate::support::eventually_async;
+
+struct Reply {
+    status: StatusCode,
+    content_type: String,
+    body: String,
+}
+
+async fn request(d: &TestDaemon, method: Method, path: &str, accept: Option<&str>) -> Reply {
+    let mut req = Request::builder().method(method).uri(path);
+    if let Some(a) = accept {
+        req = req.header(header::ACCEPT, a);
+    }
+    let resp = d
+        .router()
+        .oneshot(req.body(Body::empty()).unwrap())
+        .await
+        .unwrap();
+    let status = resp.status();
+    let content_type = resp
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_string();
+    let bytes = axum::body::to_bytes(resp.into_body(), 1 << 20)
+        .await
+        .unwrap();
+    Reply {
+        status,
+        content_type,
+        body: String::from_utf8(bytes.to_vec()).unwrap(),
+    }
+}
+
+async fn get(d: &TestDaemon, path: &str) -> Reply {
+    request(d, Method::GET, path, None).await
+}
+
+async fn health(d: &TestDaemon) -> Value {
+    serde_json::from_str(&get(d, "/health").await.body).unwrap()
+}
+
+fn check<'a>(health: &'a Value, name: &str) -> &'a Value {
+    health["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == name)
+        .unwrap_or_else(|| panic!("no check {name} in {health}"))
+}
+
+/// Wait until every named check has a status other than unknown and the startup latch is
+/// set (when `started`).
+async fn wait_reported(d: &TestDaemon, names: &[&str], started: bool) -> Value {
+    eventually_async("checks reported", Duration::from_secs(10), || async {
+        let h = health(d).await;
+        let status = |n: &str| {
+            h["checks"]
+                .as_array()
+                .and_then(|cs| cs.iter().find(|c| c["name"] == n))
+                .map(|c| c["status"].clone())
+        };
+        let all = names
+            .iter()
+            .all(|n| status(n).is_some_and(|s| s != "unknown"));
+        (all && (!started || h["started"] == true)).then_some(h)
+    })
+    .await
+}
+
+/// A TCP peer that can be taken down (port closed: refused) and brought back on the same
+/// port.
+struct Switch {
+    port: u16,
+    task: Option<JoinHandle<()>>,
+}
+
+impl Switch {
+    async fn up_on(port: u16) -> Switch {
+        let mut s = Switch { port, task: None };
+        s.up().await;
+        s
+    }
+
+    async fn new_up() -> Switch {
+        let port = {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            l.local_addr().unwrap().port()
+        };
+        Self::up_on(port).await
+    }
+
+    async fn up(&mut self) {
+        if self.task.is_some() {
+            return;
+        }
+        let listener = TcpListener::bind(("127.0.0.1", self.port)).await.unwrap();
+        self.task = Some(tokio::spawn(async move {
+            while listener.accept().await.is_ok() {}
+        }));
+    }
+
+    async fn down(&mut self) {
+        if let Some(t) = self.task.take() {
+            t.abort();
+            let _ = t.await;
+        }
+    }
+}
+
+fn tcp(name: &str, port: u16, extra: &str) -> String {
+    format!(
+        "[[checks]]\nname = \"{name}\"\nkind = \"tcp\"\nhost = \"127.0.0.1\"\nport = {port}\n{extra}\n"
+    )
+}
+
+const FAST: &str = "[defaults]\ninterval = \"200ms\"\ntimeout = \"150ms\"\n";
