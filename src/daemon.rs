@@ -10,7 +10,7 @@ use tokio::signal::unix::{SignalKind, signal};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{self, Config, ConfigError, Sources};
-use crate::health::{Event, HealthHandle, HealthLoop, ReloadInfo};
+use crate::health::{Event, HealthHandle, HealthLoop, Policy, ReloadInfo};
 use crate::model::{Reason, Status};
 use crate::scheduler::Scheduler;
 use crate::server::{self, AppState, ServerOptions};
@@ -67,7 +67,11 @@ impl Daemon {
             Some(stall) => tokio::spawn(crate::systemd::stallable(health_run, stall)),
             None => tokio::spawn(health_run),
         };
-        let state = AppState::new(health.snapshot.clone(), ServerOptions::of(&config));
+        let state = AppState::new(
+            health.snapshot.clone(),
+            Policy::of(&config),
+            ServerOptions::of(&config),
+        );
         let addr = listen_override.unwrap_or(config.server.listen);
         let listener = tokio::net::TcpListener::bind(addr)
             .await
@@ -133,7 +137,7 @@ impl Daemon {
                     tracing::warn!(old = %self.config.server.listen, new = %new.server.listen, "server.listen changed; restart healthd to apply it.");
                 }
                 self.scheduler.apply(&new.checks).await;
-                self.state.reconfigure(ServerOptions::of(&new));
+                self.state.reconfigure(&new);
                 let wanted = crate::telemetry::otlp::settings_of(&new, &env_of(&self.sources));
                 self.telemetry =
                     crate::telemetry::otlp::apply(self.telemetry.take(), wanted, &self.health)

@@ -159,10 +159,8 @@ async fn run_check(
             _ = token.cancelled() => return,
             p = limiter.acquire() => p,
         };
-        let started = Instant::now();
         let lateness = tokio::time::Instant::now().saturating_duration_since(due);
-        let outcome = run_once(&mut probe, &config).await;
-        let latency = started.elapsed();
+        let (outcome, latency) = run_timed(&mut probe, &config).await;
         drop(permit);
         runs += 1;
         let now = tokio::time::Instant::now();
@@ -198,11 +196,20 @@ async fn run_check(
 /// `internal` and the probe is rebuilt on the next run. Credentials are scrubbed from the
 /// result here, once for every kind, before it can reach a snapshot, log or metric.
 pub async fn run_once(probe: &mut Option<Probe>, config: &CheckConfig) -> Outcome {
+    run_timed(probe, config).await.0
+}
+
+/// [`run_once`], with how long the run took (building the probe left out): the one
+/// measurement that `degraded_after`, the snapshot and `healthd check` all use.
+pub async fn run_timed(probe: &mut Option<Probe>, config: &CheckConfig) -> (Outcome, Duration) {
     let p = match probe {
         Some(p) => p,
         None => match Probe::build(&config.probe, config.timeout) {
             Ok(p) => probe.insert(p),
-            Err(e) => return crate::redact::outcome(Outcome::failed(Reason::Config, e)),
+            Err(e) => {
+                let outcome = crate::redact::outcome(Outcome::failed(Reason::Config, e));
+                return (outcome, Duration::ZERO);
+            }
         },
     };
     // Boxed, so the state of a run lives only while it runs: otherwise every check task
@@ -212,8 +219,9 @@ pub async fn run_once(probe: &mut Option<Probe>, config: &CheckConfig) -> Outcom
     if panicked {
         *probe = None;
     }
-    let outcome = judge_latency(outcome, started.elapsed(), config.degraded_after);
-    crate::redact::outcome(outcome)
+    let took = started.elapsed();
+    let outcome = judge_latency(outcome, took, config.degraded_after);
+    (crate::redact::outcome(outcome), took)
 }
 
 /// `degraded_after`, the same for every kind: an answer that came, but slower than the
@@ -295,9 +303,7 @@ pub async fn run_all_once(
             let limiter = limiter.clone();
             tokio::spawn(async move {
                 let _permit = limiter.acquire().await;
-                let started = Instant::now();
-                let outcome = run_once(&mut None, &c).await;
-                (outcome, started.elapsed())
+                run_timed(&mut None, &c).await
             })
         })
         .collect();

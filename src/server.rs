@@ -26,8 +26,6 @@ use crate::model::{Group, GroupSummary, Status};
 /// Options the endpoints read on every request; swapped on reload.
 #[derive(Debug, Clone, Default)]
 pub struct ServerOptions {
-    /// How verdicts are judged (stall bound, per-group options).
-    pub policy: Policy,
     /// Who may see details (`[server.auth]`); open when not configured.
     pub auth: Arc<auth::Authorizer>,
     /// Request limits; read when the router is built.
@@ -37,7 +35,6 @@ pub struct ServerOptions {
 impl ServerOptions {
     pub fn of(config: &Config) -> ServerOptions {
         ServerOptions {
-            policy: Policy::of(config),
             auth: Arc::new(auth::Authorizer::of(&config.server.auth)),
             limits: config.server.limits.clone(),
         }
@@ -53,17 +50,18 @@ pub struct AppState {
 }
 
 impl AppState {
-    pub fn new(snapshot: SharedSnapshot, options: ServerOptions) -> AppState {
+    pub fn new(snapshot: SharedSnapshot, policy: Policy, options: ServerOptions) -> AppState {
         AppState {
-            verdicts: Verdicts::new(snapshot, options.policy.clone()),
+            verdicts: Verdicts::new(snapshot, policy),
             options: Arc::new(ArcSwap::from_pointee(options)),
         }
     }
 
-    /// Take new options (on reload); the verdict policy goes to the shared [`Verdicts`].
-    pub fn reconfigure(&self, options: ServerOptions) {
-        self.verdicts.policy.store(Arc::new(options.policy.clone()));
-        self.options.store(Arc::new(options));
+    /// The whole config after a reload: the verdict policy goes to the shared [`Verdicts`],
+    /// the rest to the edge.
+    pub fn reconfigure(&self, config: &Config) {
+        self.verdicts.policy.store(Arc::new(Policy::of(config)));
+        self.options.store(Arc::new(ServerOptions::of(config)));
     }
 }
 

@@ -156,7 +156,7 @@ pub fn status_line(state: &Verdicts) -> String {
             reload.errors.len()
         ));
     }
-    if snap.age() > state.policy.load().stall_after {
+    if state.stalled() {
         line.push_str("; snapshot loop stalled");
     }
     line

@@ -155,7 +155,7 @@ pub struct TlsConfig {
 impl TlsConfig {
     /// Problems as (key under `server.tls`, reason).
     pub fn validate(&self) -> Vec<(String, String)> {
-        match server_config(self) {
+        match self.load() {
             Ok(_) => {
                 crate::redact::warn_if_world_readable(&self.key_file, "server.tls.key_file");
                 Vec::new()
@@ -167,52 +167,48 @@ impl TlsConfig {
     /// Read the certificate and key into a rustls server config; an error names the key
     /// (`cert_file` or `key_file`) and the reason.
     pub fn load(&self) -> Result<Arc<rustls::ServerConfig>, (&'static str, String)> {
-        server_config(self)
-    }
-}
-
-fn server_config(c: &TlsConfig) -> Result<Arc<rustls::ServerConfig>, (&'static str, String)> {
-    let read = |key: &'static str, p: &Path| {
-        std::fs::read(p).map_err(|e| (key, format!("cannot read {}: {e}", p.display())))
-    };
-    let cert_pem = read("cert_file", &c.cert_file)?;
-    let key_pem = read("key_file", &c.key_file)?;
-    let certs: Vec<_> = rustls_pemfile::certs(&mut cert_pem.as_slice())
-        .collect::<Result<_, _>>()
-        .map_err(|e| {
-            (
+        let read = |key: &'static str, p: &Path| {
+            std::fs::read(p).map_err(|e| (key, format!("cannot read {}: {e}", p.display())))
+        };
+        let cert_pem = read("cert_file", &self.cert_file)?;
+        let key_pem = read("key_file", &self.key_file)?;
+        let certs: Vec<_> = rustls_pemfile::certs(&mut cert_pem.as_slice())
+            .collect::<Result<_, _>>()
+            .map_err(|e| {
+                (
+                    "cert_file",
+                    format!("bad PEM in {}: {e}", self.cert_file.display()),
+                )
+            })?;
+        if certs.is_empty() {
+            return Err((
                 "cert_file",
-                format!("bad PEM in {}: {e}", c.cert_file.display()),
-            )
-        })?;
-    if certs.is_empty() {
-        return Err((
-            "cert_file",
-            format!("no certificate in {}", c.cert_file.display()),
-        ));
+                format!("no certificate in {}", self.cert_file.display()),
+            ));
+        }
+        let key = rustls_pemfile::private_key(&mut key_pem.as_slice())
+            .map_err(|e| {
+                (
+                    "key_file",
+                    format!("bad PEM in {}: {e}", self.key_file.display()),
+                )
+            })?
+            .ok_or_else(|| {
+                (
+                    "key_file",
+                    format!("no private key in {}", self.key_file.display()),
+                )
+            })?;
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let mut config = rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .map_err(|e| ("cert_file", format!("TLS setup: {e}")))?
+            .with_no_client_auth()
+            .with_single_cert(certs, key)
+            .map_err(|e| ("key_file", format!("certificate and key do not fit: {e}")))?;
+        config.alpn_protocols = vec![b"http/1.1".to_vec()];
+        Ok(Arc::new(config))
     }
-    let key = rustls_pemfile::private_key(&mut key_pem.as_slice())
-        .map_err(|e| {
-            (
-                "key_file",
-                format!("bad PEM in {}: {e}", c.key_file.display()),
-            )
-        })?
-        .ok_or_else(|| {
-            (
-                "key_file",
-                format!("no private key in {}", c.key_file.display()),
-            )
-        })?;
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let mut config = rustls::ServerConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map_err(|e| ("cert_file", format!("TLS setup: {e}")))?
-        .with_no_client_auth()
-        .with_single_cert(certs, key)
-        .map_err(|e| ("key_file", format!("certificate and key do not fit: {e}")))?;
-    config.alpn_protocols = vec![b"http/1.1".to_vec()];
-    Ok(Arc::new(config))
 }
 
 /// `[server.limits]`. Read when the listener starts; changing them needs a restart.

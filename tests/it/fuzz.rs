@@ -9,7 +9,7 @@ use axum::body::Body;
 use axum::http::Request;
 use healthd::config::server::AuthConfig;
 use healthd::config::{self, COMMON_KEYS, Sources};
-use healthd::health::Snapshot;
+use healthd::health::{Policy, Snapshot};
 use healthd::server::auth::Authorizer;
 use healthd::server::{AppState, ServerOptions, router};
 use proptest::prelude::*;
@@ -186,7 +186,7 @@ fn app(locked: bool) -> axum::Router {
             trusted_networks: vec![],
         })));
     }
-    router(AppState::new(snapshot, options))
+    router(AppState::new(snapshot, Policy::default(), options))
 }
 
 proptest! {
