@@ -47,14 +47,8 @@ name = "subject"
     )
 }
 
-/// Break, wait for the verdict, repair, wait for recovery; returns (detect, recover).
-async fn scenario(
-    h: &TestDaemon,
-    reason: &'static str,
-    bound: Duration,
-    break_it: impl FnOnce(),
-    repair: Option<Box<dyn FnOnce() + Send>>,
-) -> (Duration, Option<Duration>) {
+/// Witness and subject healthy, and both probe endpoints answering 200, before the fault.
+pub async fn healthy_at_first(h: &TestDaemon) {
     h.timed_wait(
         "witness",
         SLACK,
@@ -70,6 +64,17 @@ async fn scenario(
     )
     .await;
     h.assert_probes(200, 200).await;
+}
+
+/// Break, wait for the verdict, repair, wait for recovery; returns (detect, recover).
+async fn scenario(
+    h: &TestDaemon,
+    reason: &'static str,
+    bound: Duration,
+    break_it: impl FnOnce(),
+    repair: Option<Box<dyn FnOnce() + Send>>,
+) -> (Duration, Option<Duration>) {
+    healthy_at_first(h).await;
     break_it();
     let detect = h
         .timed_wait(

@@ -5,7 +5,7 @@
 use std::sync::atomic::Ordering;
 use std::time::Instant;
 
-use super::{BOUND, SLACK, config, scenario};
+use super::{BOUND, SLACK, config, healthy_at_first, scenario};
 use crate::support::daemon::{TestDaemon, status_is};
 use crate::support::peers::{
     ANSWER, FAIL_500, HANG_MID_BODY, HOLD, HttpPeer, OK, SLOW, TcpPeer, report,
@@ -40,21 +40,7 @@ async fn tcp_connection_refused() {
     let port = peer.addr.port();
     let check = format!("kind = \"tcp\"\nhost = \"127.0.0.1\"\nport = {port}");
     let h = TestDaemon::start(&config(&witness, &check, "")).await;
-    h.timed_wait(
-        "witness",
-        SLACK,
-        "healthy at first",
-        status_is("healthy", None),
-    )
-    .await;
-    h.timed_wait(
-        "subject",
-        SLACK,
-        "healthy at first",
-        status_is("healthy", None),
-    )
-    .await;
-    h.assert_probes(200, 200).await;
+    healthy_at_first(&h).await;
     peer.stop_listening().await;
     let detect = h
         .timed_wait(
