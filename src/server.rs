@@ -155,7 +155,7 @@ impl ProbeQuery {
             }
         }
         if let Some(accept) = headers.get(header::ACCEPT).and_then(|a| a.to_str().ok())
-            && accept.contains("application/json")
+            && accept.to_ascii_lowercase().contains("application/json")
         {
             q.json = true;
         }
@@ -244,6 +244,8 @@ async fn probe(
     for (c, excluded) in &v.members {
         let line = if *excluded {
             format!("[+]{} excluded: {}\n", c.name, c.status.word())
+        } else if c.pending {
+            format!("[+]{} pending: no result yet\n", c.name)
         } else if !allowed {
             match c.status {
                 Status::Healthy => format!("[+]{} ok\n", c.name),
@@ -303,7 +305,7 @@ async fn health(
         .iter()
         .map(|g| {
             let v = verdict(&snap, *g, None, &[], &policy, draining, true);
-            let summary = GroupSummary::of(v.members.iter().map(|(c, _)| c.status));
+            let summary = GroupSummary::of(v.members.iter().filter_map(|(c, _)| c.counted()));
             (
                 g.as_str(),
                 serde_json::json!({

@@ -188,11 +188,18 @@ impl HealthLoop {
                     .into_iter()
                     .map(|s| (s.meta.name.clone(), s))
                     .collect();
+                // A reload must not flip a started group: a changed check keeps its last
+                // verdict until its new definition has a result, an added one is left out
+                // of its groups until it has one (both bounded by the check's staleness).
+                let now = Instant::now();
+                let started = self.started;
                 self.states = metas
                     .into_iter()
                     .map(|m| match old.remove(&m.name) {
                         Some(s) if s.meta == m => s,
-                        _ => CheckState::new(m),
+                        Some(s) => CheckState::changed(m, s, now),
+                        None if started => CheckState::added(m, now),
+                        None => CheckState::new(m),
                     })
                     .collect();
                 self.index = self
@@ -288,7 +295,7 @@ impl HealthLoop {
                 let members = checks
                     .iter()
                     .filter(|c| c.groups.contains(g))
-                    .map(|c| c.status);
+                    .filter_map(|c| c.counted());
                 (*g, GroupSummary::of(members))
             })
             .collect();

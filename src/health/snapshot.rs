@@ -66,6 +66,17 @@ pub struct CheckView {
     /// A healthd self-check (the heartbeat, config reload, telemetry) rather than a probe.
     #[serde(skip)]
     pub builtin: bool,
+    /// Added by a reload and not run yet: left out of its groups' verdicts until its first
+    /// result, or until that is overdue (its `max_staleness` after the reload).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub pending: bool,
+}
+
+impl CheckView {
+    /// The status this check contributes to its groups: none while `pending`.
+    pub fn counted(&self) -> Option<Status> {
+        (!self.pending).then_some(self.status)
+    }
 }
 
 pub(crate) fn ser_time<S: serde::Serializer>(
@@ -142,7 +153,8 @@ impl Snapshot {
         self.checks
             .iter()
             .filter(|c| !c.builtin)
-            .fold(Status::Healthy, |s, c| s.worst(c.status))
+            .filter_map(|c| c.counted())
+            .fold(Status::Healthy, |s, c| s.worst(c))
     }
 }
 

@@ -76,6 +76,9 @@ pub(crate) struct CheckState {
     flap: FlapDetector,
     /// When the latest result arrived, and how long it stays trustworthy.
     fresh_until: Option<Instant>,
+    /// A definition that has not produced its first result yet, because a reload changed
+    /// or added it: when the first of those reloads happened.
+    awaiting_since: Option<Instant>,
 }
 
 impl CheckState {
@@ -105,6 +108,7 @@ impl CheckState {
             reported: false,
             passed_once: false,
             builtin: false,
+            pending: false,
         };
         let flap = FlapDetector::new(meta.resilience.flap_window, meta.resilience.flap_threshold);
         CheckState {
@@ -114,6 +118,86 @@ impl CheckState {
             machine: Status::Unknown,
             flap,
             fresh_until: None,
+            awaiting_since: None,
+        }
+    }
+
+    /// How long a new definition may take to produce its first result: its first run comes
+    /// within one interval, and staleness allows two plus the timeout.
+    fn first_result_bound(meta: &CheckMeta) -> Duration {
+        meta.resilience
+            .stale_after(meta.interval, meta.interval, meta.timeout)
+    }
+
+    /// The state of a check that a reload added after startup: `unknown` and `pending`, so
+    /// that it does not count in its groups until its first result, or until its first
+    /// result is overdue (then it counts as `unknown`).
+    pub(crate) fn added(meta: CheckMeta, now: Instant) -> CheckState {
+        let mut s = CheckState::new(meta);
+        Arc::make_mut(&mut s.view).pending = true;
+        s.awaiting_since = Some(now);
+        s
+    }
+
+    /// The state of a check whose definition a reload changed: it keeps showing the old
+    /// definition's verdict until the new one has a result, and no longer than the old
+    /// result's freshness or the new definition's first-result bound (counted from the
+    /// first of several reloads in a row, so reloading faster than the check runs cannot
+    /// keep an old verdict alive for ever). The new definition's first result then decides
+    /// at once, as from `unknown`.
+    pub(crate) fn changed(meta: CheckMeta, old: CheckState, now: Instant) -> CheckState {
+        let mut s = CheckState::new(meta);
+        if !old.view.reported || old.view.stale {
+            // Nothing worth carrying: an old definition that never reported, or went stale.
+            s.view = Arc::new(CheckView {
+                pending: old.view.pending,
+                ..CheckView::clone(&s.view)
+            });
+            s.awaiting_since = old.awaiting_since.or(Some(now));
+            return s;
+        }
+        let since = old.awaiting_since.unwrap_or(now);
+        let bound = since.checked_add(Self::first_result_bound(&s.meta));
+        s.fresh_until = match (old.fresh_until, bound) {
+            (Some(a), Some(b)) => Some(a.max(b)),
+            _ => None,
+        };
+        s.awaiting_since = Some(since);
+        let fresh = &s.view;
+        let carried = CheckView {
+            name: fresh.name.clone(),
+            kind: fresh.kind,
+            critical: fresh.critical,
+            groups: fresh.groups.clone(),
+            consecutive_failures: 0,
+            consecutive_successes: 0,
+            breaker: fresh.breaker,
+            next_run: None,
+            flapping: false,
+            stale: false,
+            pending: false,
+            builtin: false,
+            ..Arc::unwrap_or_clone(old.view)
+        };
+        s.view = Arc::new(carried);
+        s
+    }
+
+    /// A pending check whose first result is overdue starts counting (as `unknown`).
+    fn settle_pending(&mut self, now: Instant) {
+        let (Some(since), true) = (self.awaiting_since, self.view.pending) else {
+            return;
+        };
+        if since
+            .checked_add(Self::first_result_bound(&self.meta))
+            .is_some_and(|due| now > due)
+        {
+            let v = Arc::make_mut(&mut self.view);
+            v.pending = false;
+            v.message = format!(
+                "no result yet, {} after it was added",
+                fmt_latency(now.saturating_duration_since(since))
+            );
         }
     }
 
@@ -136,6 +220,8 @@ impl CheckState {
         // An absurd bound (beyond the clock's range) means never stale.
         self.fresh_until = Instant::now().checked_add(stale_after);
         Arc::make_mut(&mut self.view).stale = false;
+        Arc::make_mut(&mut self.view).pending = false;
+        self.awaiting_since = None;
         let prev_reason = self.view.reason;
         self.step(obs);
         self.machine = self.view.status;
@@ -223,6 +309,7 @@ impl CheckState {
     /// Turn the check `unknown` if its latest result is too old; returns the old status
     /// when that happened just now.
     pub(crate) fn expire(&mut self, now: Instant, at: SystemTime) -> Option<Status> {
+        self.settle_pending(now);
         let deadline = self.fresh_until?;
         if self.view.stale || now <= deadline {
             return None;
@@ -329,6 +416,44 @@ mod tests {
         assert_eq!(run(&mut s, &[O, D, O, F, D]), vec![SH, SD, SH, SH, SD]);
         assert_eq!(s.view.stats.runs.get(&None), Some(&4));
         assert_eq!(s.view.stats.runs.get(&Some(Reason::Connect)), Some(&1));
+    }
+
+    #[test]
+    fn a_changed_check_keeps_its_verdict_until_the_new_definition_reports() {
+        let mut old = CheckState::new(meta(true, 3, 1));
+        old.apply(obs(O));
+        let now = Instant::now();
+        let mut new = CheckState::changed(meta(true, 3, 1), old, now);
+        assert_eq!((new.view.status, new.view.pending), (SH, false));
+        // Not stale within the old result's freshness; unknown once the bound has passed.
+        assert_eq!(new.expire(now, SystemTime::now()), None);
+        let bound = CheckState::first_result_bound(&new.meta);
+        let mut first = CheckState::new(meta(true, 3, 1));
+        first.apply(obs(O));
+        let twice = CheckState::changed(meta(true, 3, 1), first, now);
+        let mut carried = CheckState::changed(meta(true, 3, 1), twice, now + bound / 2);
+        assert_eq!(
+            carried.expire(now + bound * 2, SystemTime::now()),
+            Some(SH),
+            "a verdict carried over several reloads must still go stale"
+        );
+        // The new definition's first result decides at once, despite failure_threshold 3.
+        assert_eq!(run(&mut new, &[F]), vec![SU]);
+    }
+
+    #[test]
+    fn an_added_check_is_left_out_of_its_groups_until_it_reports_or_is_overdue() {
+        let now = Instant::now();
+        let mut s = CheckState::added(meta(true, 1, 1), now);
+        assert_eq!(s.view.counted(), None);
+        let bound = CheckState::first_result_bound(&s.meta);
+        s.expire(now + bound / 2, SystemTime::now());
+        assert_eq!(s.view.counted(), None);
+        s.expire(now + bound * 2, SystemTime::now());
+        assert_eq!(s.view.counted(), Some(Status::Unknown));
+        let mut s = CheckState::added(meta(true, 1, 1), now);
+        s.apply(obs(O));
+        assert_eq!(s.view.counted(), Some(SH));
     }
 
     #[test]

@@ -134,7 +134,8 @@ pub fn verdict<'a>(
         None => members
             .iter()
             .filter(|(_, excluded)| !excluded)
-            .fold(Status::Healthy, |s, (c, _)| s.worst(c.status)),
+            .filter_map(|(c, _)| c.counted())
+            .fold(Status::Healthy, |s, c| s.worst(c)),
     };
     let (status, word) = match group {
         Group::Readiness if draining => (Status::Unhealthy, "shutting down"),

@@ -22,6 +22,7 @@ mod redis;
 mod reload;
 mod resilience_config;
 mod scheduler_run_once;
+mod siege;
 mod support;
 mod system;
 mod systemd_notify;
