@@ -248,6 +248,13 @@ pub async fn run(sources: Sources, listen_override: Option<SocketAddr>) -> Resul
     let mut hup = signal(SignalKind::hangup()).map_err(RunError::Signals)?;
     let mut term = signal(SignalKind::terminate()).map_err(RunError::Signals)?;
     let mut int = signal(SignalKind::interrupt()).map_err(RunError::Signals)?;
+    match crate::descriptors::raise_limit() {
+        Ok(r) if r.was != r.now => {
+            tracing::info!(was = ?r.was, now = ?r.now, "File descriptor limit raised to the hard limit.")
+        }
+        Ok(_) => {}
+        Err(e) => tracing::warn!(error = %e, "Cannot raise the file descriptor limit."),
+    }
     let mut daemon = Daemon::start(sources, listen_override).await?;
     let notifier = crate::systemd::Notifier::ready(daemon.state.verdicts.clone()).await;
     loop {

@@ -9,6 +9,7 @@
 pub mod check;
 pub mod config;
 pub mod daemon;
+pub mod descriptors;
 pub mod health;
 pub mod model;
 pub mod redact;

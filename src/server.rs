@@ -2,6 +2,7 @@
 //! snapshot. No handler runs a probe or waits on one.
 
 pub mod auth;
+pub mod conns;
 pub mod limits;
 pub mod tls;
 

@@ -10,9 +10,11 @@ use arc_swap::ArcSwap;
 use tokio::sync::{broadcast, mpsc};
 use tokio_util::sync::CancellationToken;
 
+use super::descriptors::DescriptorWatch;
 use super::snapshot::{CheckView, HEARTBEAT, ReloadInfo, SharedSnapshot, Snapshot};
 use super::state::{CheckMeta, CheckState, Observation};
 use super::stats::RunStats;
+use crate::model::classify::out_of_descriptors;
 use crate::model::{Group, GroupSummary, Level, Reason, Status};
 use crate::resilience::Resilience;
 
@@ -74,6 +76,7 @@ pub struct HealthLoop {
     started: bool,
     reload: Option<ReloadInfo>,
     lateness: RunStats,
+    descriptors: DescriptorWatch,
     seq: u64,
     out: SharedSnapshot,
     changes: broadcast::Sender<StatusChange>,
@@ -105,6 +108,7 @@ impl HealthLoop {
             started: false,
             reload: None,
             lateness: RunStats::default(),
+            descriptors: DescriptorWatch::default(),
             seq: 0,
             out: out.clone(),
             changes: changes.clone(),
@@ -155,6 +159,13 @@ impl HealthLoop {
                 self.lateness.record(None, obs.lateness);
                 let state = &mut self.states[i];
                 if state.meta.generation != obs.generation {
+                    return;
+                }
+                // healthd ran out of file descriptors: its own failure, not the
+                // dependency's. The check keeps its verdict (until that goes stale).
+                if obs.outcome.level == Level::Failed && out_of_descriptors(&obs.outcome.message) {
+                    state.skip(&obs.outcome.message);
+                    self.descriptors.skipped(&obs.check);
                     return;
                 }
                 let at = obs.at;
@@ -268,6 +279,20 @@ impl HealthLoop {
         heartbeat.reported = true;
         heartbeat.passed_once = true;
         heartbeat.message = format!("snapshot loop alive, {probes} checks scheduled");
+        if let Some((status, message)) = self.descriptors.change(mono) {
+            let view = self
+                .builtins
+                .entry(DescriptorWatch::NAME.to_string())
+                .or_insert_with(|| self_check_view(DescriptorWatch::NAME.into(), vec![], false));
+            if view.status != status {
+                view.since = Some(now);
+            }
+            view.reason = (status != Status::Healthy).then_some(Reason::Internal);
+            view.status = status;
+            view.message = message;
+            view.last_run = Some(now);
+            view.reported = true;
+        }
 
         if !self.started && self.configured {
             self.started = self.states.iter().all(|s| s.view.reported)

@@ -5,8 +5,10 @@
 //! - [`state`]: the pure per-check state machine (thresholds, flapping, staleness);
 //! - [`event_loop`]: the single writer that applies events and publishes snapshots;
 //! - [`snapshot`]: what is published; [`stats`]: run counters and latency histograms;
+//! - `descriptors`: the self-check for runs lost to healthd's own descriptor shortage;
 //! - [`verdict`]: a group's verdict for the HTTP, gRPC and systemd renderers.
 
+mod descriptors;
 pub mod event_loop;
 pub mod snapshot;
 pub mod state;

@@ -239,6 +239,14 @@ impl CheckState {
         }
     }
 
+    /// A run that healthd itself could not carry out (it ran out of file descriptors): the
+    /// verdict stands, the message says why nothing newer is known, and the result's
+    /// freshness is not renewed, so a lasting shortage turns the check `unknown`.
+    pub(crate) fn skip(&mut self, why: &str) {
+        Arc::make_mut(&mut self.view).message =
+            format!("not run, healthd's own failure (the verdict stands): {why}");
+    }
+
     /// The kubelet-style state machine proper.
     fn step(&mut self, obs: Observation) {
         let v = Arc::make_mut(&mut self.view);

@@ -24,6 +24,9 @@ pub fn classify(e: &(dyn Error + 'static)) -> Option<Reason> {
         text.push(' ');
         tls |= is_rustls_error(s);
         if let Some(io) = s.downcast_ref::<std::io::Error>() {
+            if matches!(io.raw_os_error(), Some(EMFILE | ENFILE)) {
+                return Some(Reason::Internal);
+            }
             kind = kind.or(Some(io.kind()));
         }
         source = s.source();
@@ -55,7 +58,9 @@ pub fn classify(e: &(dyn Error + 'static)) -> Option<Reason> {
 pub fn classify_text(text: &str) -> Option<Reason> {
     let t = text.to_lowercase();
     let has = |words: &[&str]| mentions_any(&t, words);
-    if has(&[
+    if out_of_descriptors(&t) {
+        Some(Reason::Internal)
+    } else if has(&[
         "dns error",
         "failed to lookup address",
         "name or service not known",
@@ -83,6 +88,25 @@ pub fn classify_text(text: &str) -> Option<Reason> {
     } else {
         None
     }
+}
+
+/// `EMFILE` and `ENFILE` (Linux): the process or the system is out of file descriptors.
+const EMFILE: i32 = 24;
+const ENFILE: i32 = 23;
+
+/// The text of a run that failed because healthd (or the host) ran out of file
+/// descriptors: healthd's own failure, which says nothing about the dependency.
+pub fn out_of_descriptors(text: &str) -> bool {
+    let t = text.to_lowercase();
+    mentions_any(
+        &t,
+        &[
+            "too many open files",
+            "file table overflow",
+            "os error 24)",
+            "os error 23)",
+        ],
+    )
 }
 
 /// A rustls error, directly or inside the `io::Error` that tokio-rustls wraps it in
@@ -138,6 +162,16 @@ mod tests {
         assert_eq!(classify(&e), Some(Reason::Connect));
         assert_eq!(classify_text("operation timed out"), Some(Reason::Timeout));
         assert_eq!(classify_text("unexpected message"), None);
+    }
+
+    #[test]
+    fn running_out_of_descriptors_is_healthds_own_failure() {
+        let e = std::io::Error::from_raw_os_error(24);
+        assert_eq!(classify(&e), Some(Reason::Internal));
+        let wrapped = io(ErrorKind::Other, &format!("error connecting: {e}"));
+        assert_eq!(classify(&wrapped), Some(Reason::Internal));
+        assert!(out_of_descriptors(&wrapped.to_string()));
+        assert!(!out_of_descriptors("connection refused (os error 111)"));
     }
 
     #[test]

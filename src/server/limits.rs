@@ -17,12 +17,17 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tower::ServiceBuilder;
 
+use super::conns::{Budget, Member};
 use super::tls::TlsReloader;
 use crate::config::server::LimitsConfig;
+
+/// Below this share of free connection slots, the listener counts as crowded.
+const CROWDED: f64 = 0.25;
+/// The header read timeout of a connection accepted while crowded (unless shorter already).
+const CROWDED_HEADER_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// Put the limits around the two halves of the router: `probes` (the Kubernetes probe
 /// endpoints) and `details` (`/health`, `/metrics`) get separate concurrency budgets with
@@ -122,7 +127,15 @@ pub async fn serve(
     limits: LimitsConfig,
     stop: CancellationToken,
 ) {
-    let slots = Arc::new(Semaphore::new(limits.max_connections.max(1)));
+    let cap = crate::descriptors::client_cap(limits.max_connections);
+    if cap < limits.max_connections {
+        tracing::warn!(
+            configured = limits.max_connections,
+            cap,
+            "server.limits.max_connections is above a quarter of the file descriptor limit; capped."
+        );
+    }
+    let budget = Budget::new(cap);
     let limits = Arc::new(limits);
     let mut refused: u64 = 0;
     loop {
@@ -138,10 +151,16 @@ pub async fn serve(
                 }
             },
         };
-        let Ok(slot) = slots.clone().try_acquire_owned() else {
+        // Nearly full: new connections get little time to send their request head.
+        let header_timeout = if budget.free_share() < CROWDED {
+            limits.header_read_timeout.min(CROWDED_HEADER_TIMEOUT)
+        } else {
+            limits.header_read_timeout
+        };
+        let Some(member) = budget.admit() else {
             refused += 1;
             if refused.is_power_of_two() {
-                tracing::warn!(peer = %peer, refused, "Too many open connections; closing new ones.");
+                tracing::warn!(peer = %peer, refused, "Every connection has a request in progress; closing new ones.");
             }
             drop(stream);
             continue;
@@ -152,44 +171,60 @@ pub async fn serve(
         let limits = limits.clone();
         let tls = tls.clone();
         tokio::spawn(async move {
-            let _slot = slot;
-            match tls {
-                None => connection(stream, peer, app, &limits, stop).await,
-                Some(tls) => {
-                    let acceptor = tls.acceptor();
-                    match tokio::time::timeout(limits.header_read_timeout, acceptor.accept(stream))
-                        .await
-                    {
-                        Ok(Ok(s)) => connection(s, peer, app, &limits, stop).await,
-                        Ok(Err(e)) => {
-                            tracing::debug!(peer = %peer, error = %e, "TLS handshake failed.")
+            let close = member.close.clone();
+            let serve = async {
+                match tls {
+                    None => {
+                        connection(stream, peer, app, &member, header_timeout, &limits, stop).await
+                    }
+                    Some(tls) => {
+                        let acceptor = tls.acceptor();
+                        match tokio::time::timeout(header_timeout, acceptor.accept(stream)).await {
+                            Ok(Ok(s)) => {
+                                connection(s, peer, app, &member, header_timeout, &limits, stop)
+                                    .await
+                            }
+                            Ok(Err(e)) => {
+                                tracing::debug!(peer = %peer, error = %e, "TLS handshake failed.")
+                            }
+                            Err(_) => tracing::debug!(peer = %peer, "TLS handshake timed out."),
                         }
-                        Err(_) => tracing::debug!(peer = %peer, "TLS handshake timed out."),
                     }
                 }
+            };
+            // Closed to make room for a newcomer: dropping the connection closes it.
+            tokio::select! {
+                _ = serve => {}
+                _ = close.cancelled() => tracing::debug!(peer = %peer, "Idle connection closed to make room."),
             }
         });
     }
     // Wait for open connections to finish (the caller bounds this wait).
-    let all = u32::try_from(limits.max_connections.max(1)).unwrap_or(u32::MAX);
-    let _ = slots.acquire_many(all).await;
+    budget.drained().await;
 }
 
 async fn connection<I>(
     io: I,
     peer: SocketAddr,
     app: Router,
+    member: &Member,
+    header_timeout: Duration,
     limits: &LimitsConfig,
     stop: CancellationToken,
 ) where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
+    let activity = member.activity.clone();
     let service = tower::service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
         req.extensions_mut().insert(ConnectInfo(peer));
         let app = app.clone();
+        // Busy from the complete request head until the response is handed over: a
+        // connection in a request is never closed to make room.
+        let busy = activity.request();
         async move {
             let r: Result<Response, Infallible> =
                 tower::ServiceExt::oneshot(app, req.map(Body::new)).await;
+            drop(busy);
             r
         }
     });
@@ -199,7 +234,7 @@ async fn connection<I>(
     builder
         .http1()
         .timer(TokioTimer::new())
-        .header_read_timeout(limits.header_read_timeout)
+        .header_read_timeout(header_timeout)
         .max_buf_size((limits.max_header_bytes + limits.max_uri_bytes + 1024).max(8192));
     let conn = builder.serve_connection(
         TokioIo::new(io),

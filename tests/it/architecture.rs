@@ -11,6 +11,7 @@ const LAYERS: &[(&str, u8)] = &[
     ("model", 0),
     ("redact", 1),
     ("resilience", 1),
+    ("descriptors", 1),
     ("check", 2),
     ("config", 3),
     ("health", 4),

@@ -106,6 +106,12 @@ fn valid_reload_applies_changes_and_unchanged_checks_keep_their_state() {
             assert_eq!(now["status"], was["status"], "{name} flapped: {now}");
             assert_eq!(now["since"], was["since"], "{name} lost its history: {now}");
         }
+        // The changed check keeps its verdict until its new definition has reported.
+        let changed = check(&after, "changed").expect("changed check vanished");
+        assert_eq!(
+            changed["status"], "healthy",
+            "changed check lost its verdict: {changed}"
+        );
         after["reload"]["ok"] == true && check(&after, "added").is_some()
     });
     assert_eq!(after["reload"]["errors"], serde_json::json!([]));
@@ -125,11 +131,20 @@ fn valid_reload_applies_changes_and_unchanged_checks_keep_their_state() {
             >= counter(&down_before, "consecutive_failures"),
         "down's failure count restarted: before {down_before}, after {down_after}"
     );
-    // The changed check restarted: a fresh state whose status dates from after the reload.
+    // The changed check restarted: its new definition reports after the reload, and its
+    // healthy verdict runs on without a break (the same `since`).
+    let reloaded_at = after["reload"]["at"]
+        .as_str()
+        .expect("reload time")
+        .to_string();
     eventually("the changed check to report again", START_TIMEOUT, || {
         let h = healthd.health();
         let c = check(&h, "changed").expect("changed").clone();
-        c["status"] == "healthy" && c["since"] != changed_before["since"]
+        c["status"] == "healthy"
+            && c["last_run"]
+                .as_str()
+                .is_some_and(|t| t > reloaded_at.as_str())
+            && c["since"] == changed_before["since"]
     });
     eventually("the added check to report", START_TIMEOUT, || {
         status(&healthd.health(), "added").as_deref() == Some("healthy")

@@ -109,7 +109,9 @@ async fn json_on_probe_endpoints_and_health_shape() {
 
     let by_query = get(&d, "/readyz?format=json").await;
     let by_accept = request(&d, Method::GET, "/readyz", Some("application/json")).await;
-    for r in [&by_query, &by_accept] {
+    // Media types ignore case (RFC 9110 §8.3.1).
+    let by_other_case = request(&d, Method::GET, "/readyz", Some("Application/JSON")).await;
+    for r in [&by_query, &by_accept, &by_other_case] {
         assert_eq!(r.status, StatusCode::OK);
         assert_eq!(r.content_type, "application/json");
         let v: Value = serde_json::from_str(&r.body).unwrap();

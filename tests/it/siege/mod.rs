@@ -2,8 +2,8 @@
 //! healthy throughout: `/readyz` must not give one wrong answer. Reloads under steady
 //! polling, file descriptors exhausted, idle connections filling the connection budget.
 
-// mod fds;
-// mod idle;
+mod fds;
+mod idle;
 mod reload;
 
 use std::sync::Arc;
@@ -41,9 +41,30 @@ impl Poller {
         Poller { stop, handle }
     }
 
-    /// Stop polling; `(polls, the answers that were not 200)`.
-    pub fn finish(self) -> (usize, Vec<String>) {
+    /// Stop polling and assert that every answer was `200` (and that there were enough).
+    pub fn assert_all_ready(self) {
         self.stop.store(true, Ordering::Relaxed);
-        self.handle.join().expect("poller thread")
+        let (polls, wrong) = self.handle.join().expect("poller thread");
+        assert!(polls > 100, "only {polls} polls");
+        assert!(
+            wrong.is_empty(),
+            "{} of {polls} /readyz answers were wrong or missing while every dependency was healthy; first: {:?}",
+            wrong.len(),
+            wrong.first()
+        );
     }
+}
+
+/// The `[server]` and `[defaults]` of these tests (`interval`, `timeout` as given).
+pub fn main_config(interval: &str, timeout: &str) -> String {
+    format!(
+        "[server]\nshutdown_delay = \"1s\"\n\n[defaults]\ninterval = \"{interval}\"\ntimeout = \"{timeout}\"\n"
+    )
+}
+
+/// A tcp check on loopback, with `extra` lines.
+pub fn tcp(name: &str, port: u16, extra: &str) -> String {
+    format!(
+        "[[checks]]\nname = \"{name}\"\nkind = \"tcp\"\nhost = \"127.0.0.1\"\nport = {port}\n{extra}\n"
+    )
 }

@@ -4,35 +4,20 @@
 
 use std::fs;
 
-use super::Poller;
+use super::{Poller, main_config, tcp};
 use crate::support::config::ConfigDir;
 use crate::support::daemon::Subprocess;
 use crate::support::peers::live_port;
 use crate::support::{START_TIMEOUT, eventually};
 
-const MAIN: &str = r#"
-[server]
-shutdown_delay = "1s"
-
-[defaults]
-interval = "200ms"
-timeout = "150ms"
-"#;
-
-fn tcp(name: &str, port: u16, timeout: &str) -> String {
-    format!(
-        "[[checks]]\nname = \"{name}\"\nkind = \"tcp\"\nhost = \"127.0.0.1\"\nport = {port}\ntimeout = \"{timeout}\"\n"
-    )
-}
-
 #[test]
 fn reloads_that_change_add_and_remove_checks_never_drop_readiness() {
-    let dir = ConfigDir::new(MAIN);
+    let dir = ConfigDir::new(&main_config("200ms", "150ms"));
     let port = live_port();
     let probes = dir.probes_dir();
     let write = |name: &str, text: String| fs::write(probes.join(name), text).expect("write");
-    write("db.toml", tcp("db", port, "150ms"));
-    write("cache.toml", tcp("cache", port, "150ms"));
+    write("db.toml", tcp("db", port, ""));
+    write("cache.toml", tcp("cache", port, ""));
     let healthd = Subprocess::start(&dir, &[]);
     eventually("readiness", START_TIMEOUT, || {
         healthd.get("/readyz").0 == 200
@@ -42,9 +27,16 @@ fn reloads_that_change_add_and_remove_checks_never_drop_readiness() {
     const RELOADS: usize = 16;
     for i in 0..RELOADS {
         // Every reload changes `db`; every other one adds `extra`, the next removes it.
-        write("db.toml", tcp("db", port, ["140ms", "160ms"][i % 2]));
+        write(
+            "db.toml",
+            tcp(
+                "db",
+                port,
+                ["timeout = \"140ms\"", "timeout = \"160ms\""][i % 2],
+            ),
+        );
         if i % 2 == 0 {
-            write("extra.toml", tcp("extra", port, "150ms"));
+            write("extra.toml", tcp("extra", port, ""));
         } else {
             fs::remove_file(probes.join("extra.toml")).expect("remove extra");
         }
@@ -54,7 +46,7 @@ fn reloads_that_change_add_and_remove_checks_never_drop_readiness() {
         std::thread::sleep(std::time::Duration::from_millis(300));
     }
     std::thread::sleep(std::time::Duration::from_millis(500));
-    let (polls, wrong) = poller.finish();
+    poller.assert_all_ready();
 
     let h = healthd.health();
     assert_eq!(
@@ -74,12 +66,5 @@ fn reloads_that_change_add_and_remove_checks_never_drop_readiness() {
         reloads >= RELOADS - 1,
         "only {reloads} of {RELOADS} reloads applied; log:\n{}",
         healthd.logs()
-    );
-    assert!(polls > 100, "only {polls} polls");
-    assert!(
-        wrong.is_empty(),
-        "{} of {polls} /readyz answers were wrong while every dependency was healthy; first: {:?}",
-        wrong.len(),
-        wrong.first()
     );
 }

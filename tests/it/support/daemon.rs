@@ -295,18 +295,36 @@ impl Subprocess {
     /// WATCHDOG_* / RUST_LOG of the test's own), logging to `DIR/healthd.log`; waits until it
     /// listens.
     pub fn start(dir: &ConfigDir, envs: &[(&str, &str)]) -> Subprocess {
-        Self::spawn("info", dir, envs)
+        Self::spawn("info", dir, envs, None)
     }
 
     /// The same at `--log-level debug`.
     pub fn start_debug(dir: &ConfigDir, envs: &[(&str, &str)]) -> Subprocess {
-        Self::spawn("debug", dir, envs)
+        Self::spawn("debug", dir, envs, None)
     }
 
-    fn spawn(level: &str, dir: &ConfigDir, envs: &[(&str, &str)]) -> Subprocess {
+    /// The same with `RLIMIT_NOFILE` set to `soft:hard` (through util-linux's `prlimit`,
+    /// which execs healthd, so the PID is healthd's).
+    pub fn start_with_nofile(dir: &ConfigDir, soft: u64, hard: u64) -> Subprocess {
+        Self::spawn("info", dir, &[], Some((soft, hard)))
+    }
+
+    fn spawn(
+        level: &str,
+        dir: &ConfigDir,
+        envs: &[(&str, &str)],
+        nofile: Option<(u64, u64)>,
+    ) -> Subprocess {
         let log = dir.dir.path().join("healthd.log");
         let log_file = std::fs::File::create(&log).expect("create log file");
-        let mut cmd = Command::new(binary());
+        let mut cmd = match nofile {
+            None => Command::new(binary()),
+            Some((soft, hard)) => {
+                let mut c = Command::new("prlimit");
+                c.arg(format!("--nofile={soft}:{hard}")).arg(binary());
+                c
+            }
+        };
         cmd.args([
             "--log-format",
             "json",

@@ -112,6 +112,26 @@ pub fn live_port() -> u16 {
     port
 }
 
+/// A loopback port whose peer answers `PONG\n` to the first bytes of every connection after
+/// `delay` (a thread per connection), so probes hold their connection that long.
+pub fn slow_answer_port(delay: std::time::Duration) -> u16 {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind slow listener");
+    let port = listener.local_addr().expect("local addr").port();
+    std::thread::spawn(move || {
+        for mut conn in listener.incoming().flatten() {
+            std::thread::spawn(move || {
+                let mut buf = [0u8; 256];
+                if conn.read(&mut buf).is_ok_and(|n| n > 0) {
+                    std::thread::sleep(delay);
+                    let _ = conn.write_all(b"PONG\n");
+                }
+            });
+        }
+    });
+    port
+}
+
 /// A TCP peer: counts open connections; in mode `ANSWER` it replies `PONG\n` to anything, in
 /// `HOLD` it accepts and never answers. It reads until the client closes, so the client
 /// closes first.
