@@ -163,6 +163,7 @@ impl Daemon {
                     "Reload rejected; the running configuration stays in force."
                 );
                 let texts: Vec<String> = errors.iter().map(|e| e.to_string()).collect();
+                let locked = self.state.recheck_secrets(&self.config);
                 // The self-check first: a snapshot that shows this reload shows its verdict.
                 self.send(Event::SelfCheck {
                     name: CONFIG_CHECK.into(),
@@ -170,8 +171,13 @@ impl Daemon {
                     status: Status::Degraded,
                     reason: Some(Reason::Config),
                     message: format!(
-                        "last reload rejected: {} problem(s); running the previous configuration",
-                        errors.len()
+                        "last reload rejected: {} problem(s); running the previous configuration{}",
+                        errors.len(),
+                        if locked {
+                            "; the auth token file is unreadable: details are denied to everyone"
+                        } else {
+                            ""
+                        }
                     ),
                 })
                 .await;

@@ -130,6 +130,15 @@ fn init_logging(level: Option<&str>, format: LogFormat) {
     {
         filter = filter.add_directive(d);
     }
+    // The HTTP client's own debug and trace lines print connection-pool keys (scheme and
+    // authority): kept out unless named, so no URL with userinfo can reach the log.
+    for client in ["hyper_util", "reqwest"] {
+        if !spec.contains(client)
+            && let Ok(d) = format!("{client}=info").parse()
+        {
+            filter = filter.add_directive(d);
+        }
+    }
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)

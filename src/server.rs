@@ -64,6 +64,16 @@ impl AppState {
         self.verdicts.policy.store(Arc::new(Policy::of(config)));
         self.options.store(Arc::new(ServerOptions::of(config)));
     }
+
+    /// After a rejected reload: re-read the running config's secrets, so that a token file
+    /// removed or made unreadable locks details for everyone (fail closed) instead of
+    /// leaving the old token valid. Returns whether details are now locked.
+    pub fn recheck_secrets(&self, running: &Config) -> bool {
+        let options = ServerOptions::of(running);
+        let locked = options.auth.locked();
+        self.options.store(Arc::new(options));
+        locked
+    }
 }
 
 /// Whether the caller may see details (check names' reasons, messages, JSON, metrics).

@@ -32,7 +32,8 @@ pub struct HttpConfig {
     pub body_contains: Option<String>,
     /// Regular expression the body must match.
     pub body_regex: Option<String>,
-    /// Follow redirects (up to 10). Default false: a 3xx is judged as it is.
+    /// Follow redirects (up to 10; never to a target with credentials in it). Default false:
+    /// a 3xx is judged as it is.
     #[serde(default)]
     pub follow_redirects: bool,
     /// PEM file with extra CA certificates to trust, on top of the system roots.
@@ -191,7 +192,7 @@ fn shared_client(key: ClientKey) -> Result<reqwest::Client, String> {
         .pool_max_idle_per_host(IDLE_PER_HOST)
         .user_agent(concat!("healthd/", env!("CARGO_PKG_VERSION")))
         .redirect(if key.follow_redirects {
-            reqwest::redirect::Policy::limited(10)
+            reqwest::redirect::Policy::custom(follow)
         } else {
             reqwest::redirect::Policy::none()
         });
@@ -353,6 +354,22 @@ async fn drain(response: &mut reqwest::Response) {
 
 /// How long [`drain`] waits for the rest of a body.
 const DRAIN_FOR: Duration = Duration::from_millis(50);
+
+/// Most redirects followed in one run.
+const MAX_REDIRECTS: usize = 10;
+
+/// Follow up to [`MAX_REDIRECTS`] redirects, but never one whose target carries credentials
+/// (`user:password@`): the HTTP client would log them at trace level and send them on.
+fn follow(attempt: reqwest::redirect::Attempt) -> reqwest::redirect::Action {
+    let target = attempt.url();
+    if !target.username().is_empty() || target.password().is_some() {
+        attempt.error("redirect refused: its target carries credentials (user:password@)")
+    } else if attempt.previous().len() > MAX_REDIRECTS {
+        attempt.error(format!("more than {MAX_REDIRECTS} redirects"))
+    } else {
+        attempt.follow()
+    }
+}
 
 /// Map a reqwest error to a reason: reqwest's own timeout flag, then the common classifier,
 /// then reqwest's connect flag; an answer that is not HTTP is `protocol`.

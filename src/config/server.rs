@@ -139,6 +139,13 @@ pub(crate) fn read_token(path: &std::path::Path) -> Result<Vec<u8>, String> {
     if token.is_empty() {
         return Err(format!("{} is empty", path.display()));
     }
+    // A bearer token is one line; a second line could never match any request.
+    if token.contains(['\n', '\r']) {
+        return Err(format!(
+            "{} holds more than one line (put one token on one line)",
+            path.display()
+        ));
+    }
     Ok(token.as_bytes().to_vec())
 }
 

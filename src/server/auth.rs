@@ -16,6 +16,8 @@ pub struct Authorizer {
     enabled: bool,
     token: Option<Vec<u8>>,
     networks: Vec<IpNet>,
+    /// The token file could not be read: nobody is let in.
+    locked: bool,
 }
 
 impl std::fmt::Debug for Authorizer {
@@ -24,6 +26,7 @@ impl std::fmt::Debug for Authorizer {
             .field("enabled", &self.enabled)
             .field("token", &self.token.as_ref().map(|_| crate::redact::MASK))
             .field("networks", &self.networks)
+            .field("locked", &self.locked)
             .finish()
     }
 }
@@ -50,6 +53,7 @@ impl Authorizer {
                         enabled: true,
                         token: None,
                         networks: Vec::new(),
+                        locked: true,
                     };
                 }
             },
@@ -58,11 +62,17 @@ impl Authorizer {
             enabled: true,
             token,
             networks,
+            locked: false,
         }
     }
 
     pub fn enabled(&self) -> bool {
         self.enabled
+    }
+
+    /// The token file was unreadable when this was built: details are denied to everyone.
+    pub fn locked(&self) -> bool {
+        self.locked
     }
 
     /// Whether a caller from `peer` sending `headers` may see details.

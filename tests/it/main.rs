@@ -22,9 +22,11 @@ mod redis;
 mod reload;
 mod resilience_config;
 mod scheduler_run_once;
+mod secrets;
 mod siege;
 mod support;
 mod system;
+
 mod systemd_notify;
 mod systemd_unit;
 mod tcp;

@@ -303,6 +303,11 @@ impl Subprocess {
         Self::spawn("debug", dir, envs, None)
     }
 
+    /// The same with `--log-level SPEC` (e.g. `trace,hyper_util=trace`).
+    pub fn start_logging(dir: &ConfigDir, spec: &str) -> Subprocess {
+        Self::spawn(spec, dir, &[], None)
+    }
+
     /// The same with `RLIMIT_NOFILE` set to `soft:hard` (through util-linux's `prlimit`,
     /// which execs healthd, so the PID is healthd's).
     pub fn start_with_nofile(dir: &ConfigDir, soft: u64, hard: u64) -> Subprocess {
