@@ -41,6 +41,8 @@ pub struct Daemon {
     pub state: AppState,
     pub health: HealthHandle,
     pub local_addr: SocketAddr,
+    /// Where `[server.grpc]` listens, when it is on.
+    pub grpc_addr: Option<SocketAddr>,
     scheduler: Scheduler,
     config: Config,
     sources: Sources,
@@ -48,6 +50,7 @@ pub struct Daemon {
     cancel: CancellationToken,
     server_stop: CancellationToken,
     server_task: tokio::task::JoinHandle<()>,
+    grpc_task: Option<tokio::task::JoinHandle<()>>,
     health_task: tokio::task::JoinHandle<()>,
     telemetry: Option<crate::telemetry::otlp::Telemetry>,
 }
@@ -95,6 +98,27 @@ impl Daemon {
             server_stop.clone(),
         ));
         tracing::info!(address = %local_addr, checks = config.checks.len(), "Listening.");
+        let mut grpc_addr = None;
+        let grpc_task = match &config.server.grpc {
+            None => None,
+            Some(g) => {
+                let listener = tokio::net::TcpListener::bind(g.listen)
+                    .await
+                    .map_err(|source| RunError::Listen {
+                        addr: g.listen,
+                        source,
+                    })?;
+                let addr = listener.local_addr().unwrap_or(g.listen);
+                grpc_addr = Some(addr);
+                tracing::info!(address = %addr, "Serving grpc.health.v1.");
+                Some(tokio::spawn(server::grpc::serve(
+                    listener,
+                    state.verdicts.clone(),
+                    g.max_watchers,
+                    server_stop.clone(),
+                )))
+            }
+        };
         let mut scheduler = Scheduler::new(
             health.events.clone(),
             cancel.child_token(),
@@ -112,6 +136,7 @@ impl Daemon {
             state,
             health,
             local_addr,
+            grpc_addr,
             scheduler,
             config,
             sources,
@@ -119,6 +144,7 @@ impl Daemon {
             cancel,
             server_stop,
             server_task,
+            grpc_task,
             health_task,
             telemetry,
         })
@@ -135,6 +161,11 @@ impl Daemon {
                     && new.server.listen != self.config.server.listen
                 {
                     tracing::warn!(old = %self.config.server.listen, new = %new.server.listen, "server.listen changed; restart healthd to apply it.");
+                }
+                if new.server.grpc.as_ref().map(|g| g.listen)
+                    != self.config.server.grpc.as_ref().map(|g| g.listen)
+                {
+                    tracing::warn!("server.grpc changed; restart healthd to apply it.");
                 }
                 self.scheduler.apply(&new.checks).await;
                 self.state.reconfigure(&new);
@@ -211,6 +242,9 @@ impl Daemon {
             self.scheduler.stop(STOP_GRACE).await;
             self.server_stop.cancel();
             let _ = tokio::time::timeout(STOP_GRACE, self.server_task).await;
+            if let Some(grpc) = self.grpc_task {
+                let _ = tokio::time::timeout(STOP_GRACE, grpc).await;
+            }
             // Flush telemetry after the last check results, under its own bound.
             if let Some(t) = self.telemetry {
                 t.shutdown().await;

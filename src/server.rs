@@ -3,6 +3,7 @@
 
 pub mod auth;
 pub mod conns;
+pub mod grpc;
 pub mod limits;
 pub mod tls;
 

@@ -39,6 +39,25 @@ pub struct ServerConfig {
     pub tls: Option<TlsConfig>,
     /// `[server.limits]`: request limits of the HTTP edge.
     pub limits: LimitsConfig,
+    /// `[server.grpc]`: serve the verdicts over `grpc.health.v1`. Absent: off.
+    pub grpc: Option<GrpcServerConfig>,
+}
+
+/// `[server.grpc]`: a plaintext gRPC listener serving `grpc.health.v1.Health` (kubelet's
+/// `grpc:` probes cannot do TLS or tokens, so it serves verdicts only, never details).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GrpcServerConfig {
+    /// Address to listen on, e.g. `"0.0.0.0:9751"`. Changing it needs a restart.
+    #[serde(deserialize_with = "de_listen")]
+    pub listen: SocketAddr,
+    /// `Watch` streams open at once; more are refused with `RESOURCE_EXHAUSTED`.
+    #[serde(default = "default_max_watchers")]
+    pub max_watchers: usize,
+}
+
+fn default_max_watchers() -> usize {
+    256
 }
 
 impl Default for ServerConfig {
@@ -51,6 +70,7 @@ impl Default for ServerConfig {
             auth: None,
             tls: None,
             limits: Default::default(),
+            grpc: None,
         }
     }
 }
@@ -74,6 +94,20 @@ impl ServerConfig {
         }
         for (k, r) in self.limits.validate() {
             problems.push((format!("server.limits.{k}"), r));
+        }
+        if let Some(g) = &self.grpc {
+            if g.max_watchers == 0 {
+                problems.push((
+                    "server.grpc.max_watchers".into(),
+                    "must be at least 1".into(),
+                ));
+            }
+            if g.listen == self.listen {
+                problems.push((
+                    "server.grpc.listen".into(),
+                    format!("{} is server.listen already (use another port)", g.listen),
+                ));
+            }
         }
         problems
     }

@@ -8,7 +8,7 @@ use std::path::Path;
 
 use serde_json::Value;
 
-use crate::support::config::ConfigDir;
+use crate::support::config::{ConfigDir, tcp_toml as tcp_check};
 use crate::support::daemon::{Subprocess, binary, check_in as check};
 use crate::support::peers::{RefusingPort, live_port};
 use crate::support::{START_TIMEOUT, eventually};
@@ -22,12 +22,6 @@ interval = "300ms"
 timeout = "250ms"
 failure_threshold = 3
 "#;
-
-fn tcp_check(name: &str, port: u16, extra: &str) -> String {
-    format!(
-        "[[checks]]\nname = \"{name}\"\nkind = \"tcp\"\nhost = \"127.0.0.1\"\nport = {port}\n{extra}\n"
-    )
-}
 
 fn write(path: &Path, text: &str) {
     fs::write(path, text).unwrap_or_else(|e| panic!("write {}: {e}", path.display()));

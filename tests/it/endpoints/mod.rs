@@ -17,12 +17,12 @@ use std::time::Duration;
 use axum::body::Body;
 use axum::http::{Method, Request, StatusCode, header};
 use serde_json::Value;
-use tokio::net::TcpListener;
-use tokio::task::JoinHandle;
 use tower::ServiceExt;
 
+use crate::support::config::tcp_toml as tcp;
 use crate::support::daemon::TestDaemon;
 use crate::support::eventually_async;
+use crate::support::peers::Switch;
 
 struct Reply {
     status: StatusCode,
@@ -91,52 +91,6 @@ async fn wait_reported(d: &TestDaemon, names: &[&str], started: bool) -> Value {
         (all && (!started || h["started"] == true)).then_some(h)
     })
     .await
-}
-
-/// A TCP peer that can be taken down (port closed: refused) and brought back on the same
-/// port.
-struct Switch {
-    port: u16,
-    task: Option<JoinHandle<()>>,
-}
-
-impl Switch {
-    async fn up_on(port: u16) -> Switch {
-        let mut s = Switch { port, task: None };
-        s.up().await;
-        s
-    }
-
-    async fn new_up() -> Switch {
-        let port = {
-            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-            l.local_addr().unwrap().port()
-        };
-        Self::up_on(port).await
-    }
-
-    async fn up(&mut self) {
-        if self.task.is_some() {
-            return;
-        }
-        let listener = TcpListener::bind(("127.0.0.1", self.port)).await.unwrap();
-        self.task = Some(tokio::spawn(async move {
-            while listener.accept().await.is_ok() {}
-        }));
-    }
-
-    async fn down(&mut self) {
-        if let Some(t) = self.task.take() {
-            t.abort();
-            let _ = t.await;
-        }
-    }
-}
-
-fn tcp(name: &str, port: u16, extra: &str) -> String {
-    format!(
-        "[[checks]]\nname = \"{name}\"\nkind = \"tcp\"\nhost = \"127.0.0.1\"\nport = {port}\n{extra}\n"
-    )
 }
 
 const FAST: &str = "[defaults]\ninterval = \"200ms\"\ntimeout = \"150ms\"\n";

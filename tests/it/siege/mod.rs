@@ -11,6 +11,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
+pub use crate::support::config::tcp_toml as tcp;
 use crate::support::daemon::http_get;
 
 /// Polls `/readyz?verbose` over fresh connections until stopped (or for at most a minute),
@@ -59,12 +60,5 @@ impl Poller {
 pub fn main_config(interval: &str, timeout: &str) -> String {
     format!(
         "[server]\nshutdown_delay = \"1s\"\n\n[defaults]\ninterval = \"{interval}\"\ntimeout = \"{timeout}\"\n"
-    )
-}
-
-/// A tcp check on loopback, with `extra` lines.
-pub fn tcp(name: &str, port: u16, extra: &str) -> String {
-    format!(
-        "[[checks]]\nname = \"{name}\"\nkind = \"tcp\"\nhost = \"127.0.0.1\"\nport = {port}\n{extra}\n"
     )
 }

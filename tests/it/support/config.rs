@@ -97,3 +97,10 @@ pub fn kinds_list() -> String {
     }
     list
 }
+
+/// A `[[checks]]` entry of kind tcp on loopback `port`, with `extra` lines.
+pub fn tcp_toml(name: &str, port: u16, extra: &str) -> String {
+    format!(
+        "[[checks]]\nname = \"{name}\"\nkind = \"tcp\"\nhost = \"127.0.0.1\"\nport = {port}\n{extra}\n"
+    )
+}

@@ -386,3 +386,43 @@ fn openssl(dir: &Path, args: &[&str]) {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// A TCP peer that can be taken down (port closed: refused) and brought back on the same
+/// port.
+pub struct Switch {
+    pub port: u16,
+    task: Option<JoinHandle<()>>,
+}
+
+impl Switch {
+    pub async fn up_on(port: u16) -> Switch {
+        let mut s = Switch { port, task: None };
+        s.up().await;
+        s
+    }
+
+    pub async fn new_up() -> Switch {
+        let port = {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            l.local_addr().unwrap().port()
+        };
+        Self::up_on(port).await
+    }
+
+    pub async fn up(&mut self) {
+        if self.task.is_some() {
+            return;
+        }
+        let listener = TcpListener::bind(("127.0.0.1", self.port)).await.unwrap();
+        self.task = Some(tokio::spawn(async move {
+            while listener.accept().await.is_ok() {}
+        }));
+    }
+
+    pub async fn down(&mut self) {
+        if let Some(t) = self.task.take() {
+            t.abort();
+            let _ = t.await;
+        }
+    }
+}

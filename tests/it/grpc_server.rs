@@ -1,0 +1,172 @@
+//! healthd's own verdicts over `grpc.health.v1` (`[server.grpc]`), with a tonic client as
+//! kubelet's `grpc:` probe: every service name, unknown services, `Watch` following a
+//! dependency down and back, draining, and a thousand concurrent `Check` calls.
+
+use std::time::Duration;
+
+use tonic::Code;
+use tonic::transport::Channel;
+use tonic_health::pb::health_check_response::ServingStatus;
+use tonic_health::pb::health_client::HealthClient;
+use tonic_health::pb::{HealthCheckRequest, HealthCheckResponse};
+
+use crate::support::config::tcp_toml as tcp;
+use crate::support::daemon::TestDaemon;
+use crate::support::peers::{RefusingPort, Switch};
+use crate::support::{START_TIMEOUT, eventually_async};
+
+const MAIN: &str = "[server]\nshutdown_delay = \"2s\"\n\n[server.grpc]\nlisten = \"127.0.0.1:0\"\n\n[defaults]\ninterval = \"200ms\"\ntimeout = \"150ms\"\n";
+
+async fn client(d: &TestDaemon) -> HealthClient<Channel> {
+    let addr = d.daemon.grpc_addr.expect("grpc listener");
+    let channel = Channel::from_shared(format!("http://{addr}"))
+        .expect("endpoint")
+        .connect()
+        .await
+        .expect("connect to the gRPC health server");
+    HealthClient::new(channel)
+}
+
+async fn check(c: &mut HealthClient<Channel>, service: &str) -> Result<ServingStatus, Code> {
+    c.check(HealthCheckRequest {
+        service: service.into(),
+    })
+    .await
+    .map(|r| status_of(&r.into_inner()))
+    .map_err(|s| s.code())
+}
+
+fn status_of(r: &HealthCheckResponse) -> ServingStatus {
+    ServingStatus::try_from(r.status).expect("a known serving status")
+}
+
+async fn started(d: &TestDaemon) {
+    eventually_async("startup", START_TIMEOUT, || async {
+        (d.get("/startupz").await.0 == 200).then_some(())
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn check_answers_every_service_name_as_the_http_endpoints_do() {
+    let up = Switch::new_up().await;
+    let down = RefusingPort::new();
+    let d = TestDaemon::start(&format!(
+        "{MAIN}{}{}",
+        tcp("api", up.port, ""),
+        tcp("db", down.port, ""),
+    ))
+    .await;
+    started(&d).await;
+    let mut c = client(&d).await;
+    use ServingStatus::{NotServing, Serving};
+    for (service, want) in [
+        ("", NotServing),
+        ("readiness", NotServing),
+        ("readyz", NotServing),
+        ("liveness", Serving),
+        ("livez", Serving),
+        ("startup", Serving),
+        ("startupz", Serving),
+        ("readiness/api", Serving),
+        ("readiness/db", NotServing),
+    ] {
+        assert_eq!(
+            check(&mut c, service).await,
+            Ok(want),
+            "service {service:?}"
+        );
+    }
+    let (code, _) = d.get("/readyz").await;
+    assert_eq!(code, 503, "HTTP agrees");
+    for unknown in ["nope", "readiness/nope", "liveness/api", "readiness/"] {
+        assert_eq!(
+            check(&mut c, unknown).await,
+            Err(Code::NotFound),
+            "service {unknown:?}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watch_follows_a_dependency_down_and_back_and_unknown_services_stay_open() {
+    let mut peer = Switch::new_up().await;
+    let d = TestDaemon::start(&format!("{MAIN}{}", tcp("db", peer.port, ""))).await;
+    started(&d).await;
+    let mut c = client(&d).await;
+    let mut ready = c
+        .watch(HealthCheckRequest {
+            service: "readiness".into(),
+        })
+        .await
+        .expect("watch readiness")
+        .into_inner();
+    let mut unknown = c
+        .watch(HealthCheckRequest {
+            service: "readiness/later".into(),
+        })
+        .await
+        .expect("watch an unknown service: not an error")
+        .into_inner();
+    assert_eq!(next(&mut ready).await, ServingStatus::Serving);
+    assert_eq!(next(&mut unknown).await, ServingStatus::ServiceUnknown);
+    peer.down().await;
+    assert_eq!(next(&mut ready).await, ServingStatus::NotServing);
+    peer.up().await;
+    assert_eq!(next(&mut ready).await, ServingStatus::Serving);
+}
+
+/// The next message of a Watch stream, within 10 s.
+async fn next(s: &mut tonic::Streaming<HealthCheckResponse>) -> ServingStatus {
+    let m = tokio::time::timeout(Duration::from_secs(10), s.message())
+        .await
+        .expect("a Watch message within 10 s")
+        .expect("stream ok")
+        .expect("stream open");
+    status_of(&m)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn draining_fails_readiness_but_not_liveness() {
+    let up = Switch::new_up().await;
+    let d = TestDaemon::start(&format!("{MAIN}{}", tcp("api", up.port, ""))).await;
+    started(&d).await;
+    let mut c = client(&d).await;
+    assert_eq!(check(&mut c, "").await, Ok(ServingStatus::Serving));
+    d.daemon
+        .state
+        .verdicts
+        .draining
+        .store(true, std::sync::atomic::Ordering::Relaxed);
+    assert_eq!(check(&mut c, "").await, Ok(ServingStatus::NotServing));
+    assert_eq!(
+        check(&mut c, "readiness/api").await,
+        Ok(ServingStatus::NotServing)
+    );
+    assert_eq!(check(&mut c, "liveness").await, Ok(ServingStatus::Serving));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_thousand_concurrent_checks_leave_readyz_answering() {
+    let up = Switch::new_up().await;
+    let d = TestDaemon::start(&format!("{MAIN}{}", tcp("api", up.port, ""))).await;
+    started(&d).await;
+    let c = client(&d).await;
+    let calls: Vec<_> = (0..1000)
+        .map(|_| {
+            let mut c = c.clone();
+            tokio::spawn(async move { check(&mut c, "readiness").await })
+        })
+        .collect();
+    // While they run, the HTTP probe keeps answering.
+    let (code, _) = d.get("/readyz").await;
+    assert_eq!(code, 200);
+    let mut serving = 0;
+    for call in calls {
+        if call.await.expect("task") == Ok(ServingStatus::Serving) {
+            serving += 1;
+        }
+    }
+    assert_eq!(serving, 1000, "every Check answered SERVING");
+    assert_eq!(d.get("/readyz").await.0, 200);
+}
