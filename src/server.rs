@@ -5,6 +5,7 @@ pub mod auth;
 pub mod conns;
 pub mod grpc;
 pub mod limits;
+mod probe;
 pub mod tls;
 
 use std::collections::BTreeMap;
@@ -18,12 +19,11 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use serde::Serialize;
 
 use crate::config::Config;
 use crate::config::server::LimitsConfig;
-use crate::health::{CheckView, Policy, SharedSnapshot, Verdicts, verdict};
-use crate::model::{Group, GroupSummary, Status};
+use crate::health::{Policy, SharedSnapshot, Verdicts, verdict};
+use crate::model::{Group, GroupSummary};
 
 /// Options the endpoints read on every request; swapped on reload.
 #[derive(Debug, Clone, Default)]
@@ -79,7 +79,7 @@ impl AppState {
 
 /// Whether the caller may see details (check names' reasons, messages, JSON, metrics).
 #[derive(Debug, Clone, Copy)]
-struct Access(bool);
+struct Access(pub(crate) bool);
 
 /// Decide [`Access`] once per request from the peer address and the bearer token.
 async fn access(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
@@ -89,7 +89,14 @@ async fn access(State(state): State<AppState>, mut req: Request, next: Next) -> 
         .map(|c| c.0.ip());
     let allowed = state.options.load().auth.allows(peer, req.headers());
     req.extensions_mut().insert(Access(allowed));
-    next.run(req).await
+    let mut r = next.run(req).await;
+    // Draining: every answer closes its connection, so load balancers and keep-alive
+    // clients reconnect (and re-resolve) instead of reusing a connection to a leaving pod.
+    if state.verdicts.draining() {
+        r.headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    }
+    r
 }
 
 fn unauthorized() -> Response {
@@ -117,10 +124,12 @@ pub fn router(state: AppState) -> Router {
                 &format!("/{}", group.path()),
                 get(
                     move |s: State<AppState>, a: Extension<Access>, q: RawQuery, h: HeaderMap| {
-                        probe(s, a, q, h, group, None)
+                        probe::probe(s, a, q, h, group, None)
                     },
                 ),
             )
+            // As the Kubernetes API server: always `ok` while the process answers.
+            .route(&format!("/{}/ping", group.path()), get(probe::ping))
             .route(
                 &format!("/{}/{{check}}", group.path()),
                 get(
@@ -129,7 +138,7 @@ pub fn router(state: AppState) -> Router {
                           Path(check): Path<String>,
                           q: RawQuery,
                           h: HeaderMap| {
-                        probe(s, a, q, h, group, Some(check))
+                        probe::probe(s, a, q, h, group, Some(check))
                     },
                 ),
             );
@@ -142,165 +151,6 @@ pub fn router(state: AppState) -> Router {
 
 async fn not_found() -> Response {
     text(StatusCode::NOT_FOUND, "not found\n".to_string())
-}
-
-/// Query parameters the probe endpoints understand; anything else is ignored, as the
-/// Kubernetes API server does.
-#[derive(Debug, Default)]
-struct ProbeQuery {
-    verbose: bool,
-    json: bool,
-    exclude: Vec<String>,
-}
-
-impl ProbeQuery {
-    fn parse(raw: Option<&str>, headers: &HeaderMap) -> ProbeQuery {
-        let mut q = ProbeQuery::default();
-        for (k, v) in form_urlencoded::parse(raw.unwrap_or("").as_bytes()) {
-            match k.as_ref() {
-                "verbose" => q.verbose = !matches!(v.as_ref(), "false" | "0"),
-                "format" => q.json = v == "json",
-                "exclude" => q
-                    .exclude
-                    .extend(v.split(',').filter(|s| !s.is_empty()).map(str::to_string)),
-                _ => {}
-            }
-        }
-        if let Some(accept) = headers.get(header::ACCEPT).and_then(|a| a.to_str().ok())
-            && accept.to_ascii_lowercase().contains("application/json")
-        {
-            q.json = true;
-        }
-        q
-    }
-}
-
-/// One member of a group as an endpoint shows it.
-#[derive(Serialize)]
-struct Member<'a> {
-    #[serde(flatten)]
-    check: &'a CheckView,
-    #[serde(skip_serializing_if = "std::ops::Not::not")]
-    excluded: bool,
-}
-
-async fn probe(
-    State(state): State<AppState>,
-    Extension(Access(allowed)): Extension<Access>,
-    RawQuery(raw): RawQuery,
-    headers: HeaderMap,
-    group: Group,
-    check: Option<String>,
-) -> Response {
-    let snap = state.verdicts.snapshot.load_full();
-    let policy = state.verdicts.policy.load();
-    let q = ProbeQuery::parse(raw.as_deref(), &headers);
-    // Single-check paths reveal names and JSON carries messages: both need authorisation.
-    if !allowed && (check.is_some() || q.json) {
-        return unauthorized();
-    }
-    let only = match &check {
-        Some(name) => match snap.members(group).find(|c| &c.name == name) {
-            Some(c) => Some(c.clone()),
-            None => {
-                return text(
-                    StatusCode::NOT_FOUND,
-                    format!(
-                        "no check named \"{}\" in {}\n",
-                        sanitize(name),
-                        group.as_str()
-                    ),
-                );
-            }
-        },
-        None => None,
-    };
-    let draining = state.verdicts.draining();
-    let v = verdict(
-        &snap,
-        group,
-        only.as_ref(),
-        &q.exclude,
-        &policy,
-        draining,
-        q.json || q.verbose,
-    );
-    let code = if v.pass {
-        StatusCode::OK
-    } else {
-        StatusCode::SERVICE_UNAVAILABLE
-    };
-    if q.json {
-        let members: Vec<Member> = v
-            .members
-            .iter()
-            .map(|(c, excluded)| Member {
-                check: c,
-                excluded: *excluded,
-            })
-            .collect();
-        let body = serde_json::json!({
-            "group": group.as_str(),
-            "status": v.status,
-            "pass": v.pass,
-            "started": v.snapshot.started,
-            "draining": draining,
-            "checks": members,
-        });
-        return json(code, &body);
-    }
-    if !q.verbose {
-        return text(code, format!("{}\n", v.word));
-    }
-    let mut body = String::new();
-    for (c, excluded) in &v.members {
-        let line = if *excluded {
-            format!("[+]{} excluded: {}\n", c.name, c.status.word())
-        } else if c.pending {
-            format!("[+]{} pending: no result yet\n", c.name)
-        } else if !allowed {
-            match c.status {
-                Status::Healthy => format!("[+]{} ok\n", c.name),
-                Status::Degraded => format!("[+]{} degraded: reason withheld\n", c.name),
-                Status::Unhealthy => format!("[-]{} failed: reason withheld\n", c.name),
-                Status::Unknown => format!("[-]{} unknown: reason withheld\n", c.name),
-            }
-        } else {
-            match c.status {
-                Status::Healthy => format!("[+]{} ok\n", c.name),
-                Status::Degraded => format!("[+]{} degraded: {}\n", c.name, reason_of(c)),
-                Status::Unhealthy => format!("[-]{} failed: {}\n", c.name, reason_of(c)),
-                Status::Unknown => format!("[-]{} unknown: {}\n", c.name, reason_of(c)),
-            }
-        };
-        body.push_str(&line);
-    }
-    let name = check
-        .as_deref()
-        .map(sanitize)
-        .unwrap_or_else(|| group.path().to_string());
-    if v.pass {
-        body.push_str(&format!("{name} check passed\n"));
-    } else {
-        body.push_str(&format!("{name} check failed: {}\n", v.word));
-    }
-    text(code, body)
-}
-
-fn reason_of(c: &CheckView) -> &'static str {
-    match c.reason {
-        Some(r) => r.as_str(),
-        None if c.status == Status::Unknown => "no result yet",
-        None => "no reason",
-    }
-}
-
-/// A name echoed back in a body: printable ASCII only, bounded.
-fn sanitize(name: &str) -> String {
-    name.chars()
-        .filter(|c| c.is_ascii_graphic())
-        .take(64)
-        .collect()
 }
 
 async fn health(

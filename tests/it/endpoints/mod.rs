@@ -9,6 +9,7 @@
 //! every dependency hangs, and across a reload).
 
 mod availability;
+mod conventions;
 mod model;
 mod requests;
 

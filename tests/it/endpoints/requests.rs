@@ -34,7 +34,7 @@ async fn exclude_verbose_single_check_and_404() {
     let r = get(&d, "/readyz?verbose").await;
     assert_eq!(
         r.body,
-        "[+]api ok\n[-]db failed: connect\n[-]cache failed: connect\nreadyz check failed: unhealthy\n"
+        "[+]api ok\n[-]db failed: connect\n[-]cache failed: connect\nreadyz check failed\n"
     );
 
     // One excluded: still failing.
@@ -47,10 +47,23 @@ async fn exclude_verbose_single_check_and_404() {
         r.body,
         "[+]api ok\n[+]db excluded: unhealthy\n[+]cache excluded: unhealthy\nreadyz check passed\n"
     );
-    // Excluding an unknown name changes nothing.
+    // Excluding an unknown name changes nothing, and verbose warns as the API server does.
     assert_eq!(
         get(&d, "/readyz?exclude=nope").await.status,
         StatusCode::SERVICE_UNAVAILABLE
+    );
+    let r = get(
+        &d,
+        "/readyz?exclude=db&exclude=cache&exclude=nope,gone&verbose",
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert!(
+        r.body.ends_with(
+            "[+]cache excluded: unhealthy\nwarn: some health checks cannot be excluded: no matches for \"nope\",\"gone\"\nreadyz check passed\n"
+        ),
+        "{}",
+        r.body
     );
 
     // Single-check paths.
@@ -62,10 +75,7 @@ async fn exclude_verbose_single_check_and_404() {
         (StatusCode::SERVICE_UNAVAILABLE, "unhealthy\n")
     );
     let r = get(&d, "/readyz/db?verbose").await;
-    assert_eq!(
-        r.body,
-        "[-]db failed: connect\ndb check failed: unhealthy\n"
-    );
+    assert_eq!(r.body, "[-]db failed: connect\ndb check failed\n");
     let r = get(&d, "/readyz/nope").await;
     assert_eq!(r.status, StatusCode::NOT_FOUND);
     assert!(
