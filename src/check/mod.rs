@@ -110,6 +110,7 @@ kinds! {
     #[path = "system/disk.rs"] disk::DiskConfig => Disk,
     postgres::PostgresConfig => Postgres,
     redis::RedisConfig => Redis,
+    dns::DnsConfig => Dns,
 }
 
 #[cfg(test)]

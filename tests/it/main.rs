@@ -8,6 +8,7 @@ mod cli;
 mod config;
 mod database;
 mod deb;
+mod dns;
 mod drain;
 mod endpoints;
 mod faults;
