@@ -111,6 +111,7 @@ kinds! {
     postgres::PostgresConfig => Postgres,
     redis::RedisConfig => Redis,
     dns::DnsConfig => Dns,
+    exec::ExecConfig => Exec,
 }
 
 #[cfg(test)]

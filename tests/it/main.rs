@@ -11,6 +11,7 @@ mod deb;
 mod dns;
 mod drain;
 mod endpoints;
+mod exec;
 mod faults;
 mod faults_deps;
 mod fuzz;
