@@ -3,6 +3,7 @@
 
 pub mod auth;
 pub mod limits;
+pub mod push;
 pub mod tls;
 
 use std::collections::BTreeMap;
@@ -17,10 +18,11 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use serde::Serialize;
+use tokio::sync::mpsc;
 
 use crate::config::Config;
 use crate::config::server::LimitsConfig;
-use crate::health::{CheckView, Policy, SharedSnapshot, Verdicts, verdict};
+use crate::health::{CheckView, Event, Policy, SharedSnapshot, Verdicts, verdict};
 use crate::model::{Group, GroupSummary, Status};
 
 /// Options the endpoints read on every request; swapped on reload.
@@ -30,6 +32,8 @@ pub struct ServerOptions {
     pub auth: Arc<auth::Authorizer>,
     /// Request limits; read when the router is built.
     pub limits: LimitsConfig,
+    /// The push checks (`POST /push/…`) with their tokens.
+    pub push: Arc<push::PushTargets>,
 }
 
 impl ServerOptions {
@@ -37,6 +41,7 @@ impl ServerOptions {
         ServerOptions {
             auth: Arc::new(auth::Authorizer::of(&config.server.auth)),
             limits: config.server.limits.clone(),
+            push: Arc::new(push::PushTargets::of(config)),
         }
     }
 }
@@ -47,6 +52,9 @@ pub struct AppState {
     /// The snapshot, the drain flag and the verdict policy, shared with the other renderers.
     pub verdicts: Verdicts,
     pub options: Arc<ArcSwap<ServerOptions>>,
+    /// Where an accepted push goes at once (the health loop); `None` drops it (tests of
+    /// the router alone).
+    pub events: Option<mpsc::Sender<Event>>,
 }
 
 impl AppState {
@@ -54,6 +62,15 @@ impl AppState {
         AppState {
             verdicts: Verdicts::new(snapshot, policy),
             options: Arc::new(ArcSwap::from_pointee(options)),
+            events: None,
+        }
+    }
+
+    /// Send accepted pushes to the health loop.
+    pub fn with_events(self, events: mpsc::Sender<Event>) -> AppState {
+        AppState {
+            events: Some(events),
+            ..self
         }
     }
 
@@ -97,6 +114,7 @@ pub fn router(state: AppState) -> Router {
     let details = Router::new()
         .route("/health", get(health))
         .route("/metrics", get(metrics))
+        .merge(push::routes())
         .fallback(not_found);
     let mut app = Router::new();
     for group in Group::ALL {

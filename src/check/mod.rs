@@ -112,6 +112,7 @@ kinds! {
     redis::RedisConfig => Redis,
     dns::DnsConfig => Dns,
     exec::ExecConfig => Exec,
+    push::PushConfig => Push,
 }
 
 #[cfg(test)]

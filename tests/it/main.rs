@@ -19,6 +19,7 @@ mod harness;
 mod http;
 mod otlp;
 mod postgres;
+mod push;
 mod readyz_summary;
 mod redis;
 mod reload;
