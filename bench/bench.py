@@ -741,7 +741,7 @@ def fig_probe_cost(R, D):
     target = f"127.0.0.1:{nginx.port}"
     dns = start_dnsmasq()
     modules = {"tcp": "tcp_connect", "http": "http_2xx", "dns": "dns_a"}
-    for kind in ("tcp", "http", "dns"):
+    for kind in [k for k in ("tcp", "http", "dns") if k in ARGS.kinds.split(",")]:
         h_cost, b_cost, h_rate, b_rate, b_ok = [], [], [], [], []
         for r in range(R):
             checks = {"tcp": lambda: tcp_checks(100, nginx.port, "100ms", "90ms"),
@@ -1051,6 +1051,7 @@ def main():
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--healthd", required=True)
     ap.add_argument("--only", default="1234567", help="figures to run, e.g. 15")
+    ap.add_argument("--kinds", default="tcp,http,dns", help="probe kinds of figure 2, e.g. dns")
     ARGS = ap.parse_args()
     raise_nofile()
     TMP = tempfile.mkdtemp(prefix="healthd-bench-")
