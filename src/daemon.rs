@@ -74,7 +74,8 @@ impl Daemon {
             health.snapshot.clone(),
             Policy::of(&config),
             ServerOptions::of(&config),
-        );
+        )
+        .with_events(health.events.clone());
         let addr = listen_override.unwrap_or(config.server.listen);
         let listener = tokio::net::TcpListener::bind(addr)
             .await
@@ -154,7 +155,8 @@ impl Daemon {
     pub async fn reload(&mut self) -> Result<(), Vec<ConfigError>> {
         let at = Some(SystemTime::now());
         match config::load(&self.sources) {
-            Ok(new) => {
+            Ok(mut new) => {
+                server::push::carry_over(&self.config.checks, &mut new.checks);
                 let addr = self.listen_override.unwrap_or(new.server.listen);
                 if addr != self.local_addr
                     && self.listen_override.is_none()

@@ -287,6 +287,7 @@ pub fn status_of(outcome: &Outcome, critical: bool) -> Status {
         Level::Degraded => Status::Degraded,
         Level::Failed if critical => Status::Unhealthy,
         Level::Failed => Status::Degraded,
+        Level::Unknown => Status::Unknown,
     }
 }
 

@@ -6,6 +6,7 @@ pub mod conns;
 pub mod grpc;
 pub mod limits;
 mod probe;
+pub mod push;
 pub mod tls;
 
 use std::collections::BTreeMap;
@@ -19,10 +20,11 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
+use tokio::sync::mpsc;
 
 use crate::config::Config;
 use crate::config::server::LimitsConfig;
-use crate::health::{Policy, SharedSnapshot, Verdicts, verdict};
+use crate::health::{Event, Policy, SharedSnapshot, Verdicts, verdict};
 use crate::model::{Group, GroupSummary};
 
 /// Options the endpoints read on every request; swapped on reload.
@@ -32,6 +34,8 @@ pub struct ServerOptions {
     pub auth: Arc<auth::Authorizer>,
     /// Request limits; read when the router is built.
     pub limits: LimitsConfig,
+    /// The push checks (`POST /push/…`) with their tokens.
+    pub push: Arc<push::PushTargets>,
 }
 
 impl ServerOptions {
@@ -39,6 +43,7 @@ impl ServerOptions {
         ServerOptions {
             auth: Arc::new(auth::Authorizer::of(&config.server.auth)),
             limits: config.server.limits.clone(),
+            push: Arc::new(push::PushTargets::of(config)),
         }
     }
 }
@@ -49,6 +54,9 @@ pub struct AppState {
     /// The snapshot, the drain flag and the verdict policy, shared with the other renderers.
     pub verdicts: Verdicts,
     pub options: Arc<ArcSwap<ServerOptions>>,
+    /// Where an accepted push goes at once (the health loop); `None` drops it (tests of
+    /// the router alone).
+    pub events: Option<mpsc::Sender<Event>>,
 }
 
 impl AppState {
@@ -56,6 +64,15 @@ impl AppState {
         AppState {
             verdicts: Verdicts::new(snapshot, policy),
             options: Arc::new(ArcSwap::from_pointee(options)),
+            events: None,
+        }
+    }
+
+    /// Send accepted pushes to the health loop.
+    pub fn with_events(self, events: mpsc::Sender<Event>) -> AppState {
+        AppState {
+            events: Some(events),
+            ..self
         }
     }
 
@@ -116,6 +133,7 @@ pub fn router(state: AppState) -> Router {
     let details = Router::new()
         .route("/health", get(health))
         .route("/metrics", get(metrics))
+        .merge(push::routes())
         .fallback(not_found);
     let mut app = Router::new();
     for group in Group::ALL {
@@ -243,4 +261,12 @@ fn no_store(mut r: Response) -> Response {
     r.headers_mut()
         .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     r
+}
+
+/// A name echoed back in a body: printable ASCII only, bounded.
+pub(crate) fn sanitize(name: &str) -> String {
+    name.chars()
+        .filter(|c| c.is_ascii_graphic())
+        .take(64)
+        .collect()
 }

@@ -110,6 +110,9 @@ kinds! {
     #[path = "system/disk.rs"] disk::DiskConfig => Disk,
     postgres::PostgresConfig => Postgres,
     redis::RedisConfig => Redis,
+    dns::DnsConfig => Dns,
+    exec::ExecConfig => Exec,
+    push::PushConfig => Push,
 }
 
 #[cfg(test)]

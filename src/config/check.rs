@@ -139,9 +139,13 @@ pub(crate) fn parse_check(
     if let Some(reason) = not_below(timeout, interval, "the interval") {
         problems.push(file, join_key(&at, "timeout"), reason);
     }
-    let failure_threshold = common
-        .failure_threshold
-        .unwrap_or(defaults.failure_threshold);
+    // A push is the job's own verdict: it counts at once unless the check says otherwise.
+    let is_push = matches!(probe, Some(ProbeConfig::Push(_)));
+    let failure_threshold = common.failure_threshold.unwrap_or(if is_push {
+        1
+    } else {
+        defaults.failure_threshold
+    });
     let success_threshold = common
         .success_threshold
         .unwrap_or(defaults.success_threshold);

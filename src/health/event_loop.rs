@@ -58,6 +58,9 @@ pub enum Event {
     },
     /// A config reload finished.
     Reloaded(ReloadInfo),
+    /// A push check's verdict right after `POST /push/…`, recorded at once under the
+    /// check's current definition (its `generation` is ignored).
+    Pushed(Observation),
 }
 
 /// Least time between two published snapshots; results arriving meanwhile are batched.
@@ -243,6 +246,12 @@ impl HealthLoop {
                 view.reported = true;
             }
             Event::Reloaded(info) => self.reload = Some(info),
+            Event::Pushed(mut obs) => {
+                if let Some(&i) = self.index.get(&obs.check) {
+                    obs.generation = self.states[i].meta.generation;
+                    self.handle(Event::Observation(obs));
+                }
+            }
         }
     }
 

@@ -270,6 +270,15 @@ impl CheckState {
         if obs.outcome.sample.is_some() {
             v.sample = obs.outcome.sample;
         }
+        if obs.outcome.level == Level::Unknown {
+            // The probe could not tell: no threshold applies, and the run counts neither
+            // towards failures nor towards successes.
+            v.status = Status::Unknown;
+            v.consecutive_failures = 0;
+            v.consecutive_successes = 0;
+            v.reason = reason;
+            return;
+        }
         if failed {
             v.consecutive_failures += 1;
             v.consecutive_successes = 0;
@@ -368,6 +377,7 @@ mod tests {
             Level::Ok => Outcome::ok("fine"),
             Level::Degraded => Outcome::degraded(Reason::Timeout, "slow"),
             Level::Failed => Outcome::failed(Reason::Connect, "refused"),
+            Level::Unknown => Outcome::unknown(Some(Reason::Config), "cannot tell"),
         };
         Observation {
             check: "c".into(),
@@ -409,6 +419,20 @@ mod tests {
         let mut s = CheckState::new(meta(true, 3, 3));
         assert_eq!(run(&mut s, &[F]), vec![SU]);
         let mut s = CheckState::new(meta(true, 3, 3));
+        assert_eq!(run(&mut s, &[O]), vec![SH]);
+    }
+
+    #[test]
+    fn an_unknown_result_is_unknown_at_once_and_counts_as_neither() {
+        let mut s = CheckState::new(meta(true, 3, 3));
+        assert_eq!(run(&mut s, &[O, F]), vec![SH, SH]);
+        s.apply(obs(Level::Unknown));
+        assert_eq!(s.view.status, Status::Unknown);
+        assert_eq!(s.view.reason, Some(Reason::Config));
+        assert_eq!(
+            (s.view.consecutive_failures, s.view.consecutive_successes),
+            (0, 0)
+        );
         assert_eq!(run(&mut s, &[O]), vec![SH]);
     }
 

@@ -68,6 +68,10 @@ pub enum Level {
     Degraded,
     /// It failed.
     Failed,
+    /// The probe ran but could not tell (a Nagios plugin exiting 3, a push check still
+    /// waiting for its first heartbeat): the check turns `unknown`, neither a success nor a
+    /// failure.
+    Unknown,
 }
 
 /// The result of one run of a probe.
@@ -112,6 +116,15 @@ impl Outcome {
         Outcome {
             level: Level::Failed,
             reason: Some(reason),
+            ..Outcome::ok(message)
+        }
+    }
+
+    /// A run that could not tell (see [`Level::Unknown`]).
+    pub fn unknown(reason: Option<Reason>, message: impl Into<String>) -> Self {
+        Outcome {
+            level: Level::Unknown,
+            reason,
             ..Outcome::ok(message)
         }
     }

@@ -10,6 +10,27 @@ pub enum Sample {
     Cpu(CpuSample),
     Memory(MemorySample),
     Disk(Vec<DiskSample>),
+    /// Nagios performance data of an `exec` check.
+    Perfdata(Vec<Perfdata>),
+}
+
+/// One Nagios performance-data item (`'label'=value[UOM];warn;crit;min;max`), the value
+/// in base units where the unit of measure says so (seconds, bytes).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Perfdata {
+    pub label: String,
+    pub value: f64,
+    /// The unit of measure after conversion: `s`, `B`, `%`, `c` (a counter) or empty.
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub unit: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub warn: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub crit: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub min: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max: Option<f64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]

@@ -47,15 +47,17 @@ impl Thresholds {
     /// An outcome for a measured percentage, with a message naming what was measured.
     pub fn outcome(&self, what: &str, percent: f64) -> Outcome {
         let level = self.level(percent);
-        let message = match level {
-            Level::Ok => format!("{what} {percent:.1}% used"),
-            Level::Degraded => format!("{what} {percent:.1}% used, above {}%", self.degraded_above),
-            Level::Failed => format!("{what} {percent:.1}% used, above {}%", self.unhealthy_above),
-        };
         match level {
-            Level::Ok => Outcome::ok(message),
-            Level::Degraded => Outcome::degraded(Reason::Threshold, message),
-            Level::Failed => Outcome::failed(Reason::Threshold, message),
+            Level::Degraded => Outcome::degraded(
+                Reason::Threshold,
+                format!("{what} {percent:.1}% used, above {}%", self.degraded_above),
+            ),
+            Level::Failed => Outcome::failed(
+                Reason::Threshold,
+                format!("{what} {percent:.1}% used, above {}%", self.unhealthy_above),
+            ),
+            // `level` gives only the three above; Unknown is not a measured percentage.
+            Level::Ok | Level::Unknown => Outcome::ok(format!("{what} {percent:.1}% used")),
         }
     }
 }

@@ -9,7 +9,7 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::Response;
 use serde::Serialize;
 
-use super::{Access, AppState, json, text, unauthorized};
+use super::{Access, AppState, json, sanitize, text, unauthorized};
 use crate::health::{CheckView, verdict};
 use crate::model::{Group, Status};
 
@@ -221,12 +221,4 @@ fn reason_of(c: &CheckView) -> &'static str {
         None if c.status == Status::Unknown => "no result yet",
         None => "no reason",
     }
-}
-
-/// A name echoed back in a body: printable ASCII only, bounded.
-fn sanitize(name: &str) -> String {
-    name.chars()
-        .filter(|c| c.is_ascii_graphic())
-        .take(64)
-        .collect()
 }

@@ -139,6 +139,7 @@ impl<'a> Host<'a> {
                 Sample::Memory(m) => {
                     host.memory.get_or_insert(m);
                 }
+                Sample::Perfdata(_) => {}
                 Sample::Disk(list) => {
                     for d in list {
                         if !host

@@ -11,7 +11,7 @@ use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::registry::{Registry, Unit};
 
 use crate::health::{RunStats, Snapshot};
-use crate::model::{DiskSample, Status};
+use crate::model::{DiskSample, Sample, Status};
 use crate::telemetry::host::{self, Host, MetricName};
 
 /// The content type of [`render`].
@@ -165,6 +165,13 @@ impl Collector for SnapshotCollector {
         }
         gauge_family(
             &mut enc,
+            "healthd_exec_perfdata",
+            "Performance data an exec check's program printed, in base units (seconds, bytes)",
+            None,
+            probes.iter().flat_map(|c| perfdata_series(c)),
+        )?;
+        gauge_family(
+            &mut enc,
             host::GROUP_STATUS.prometheus,
             host::GROUP_STATUS.help,
             None,
@@ -295,6 +302,28 @@ impl SnapshotCollector {
         )?;
         Ok(())
     }
+}
+
+/// One series per perfdata label of an exec check (a label repeated by the program counts
+/// once: the first value).
+fn perfdata_series(c: &crate::health::CheckView) -> Vec<(Labels<'_>, f64)> {
+    let Some(Sample::Perfdata(items)) = &c.sample else {
+        return Vec::new();
+    };
+    let mut seen = std::collections::HashSet::new();
+    items
+        .iter()
+        .filter(|p| seen.insert(p.label.as_str()))
+        .map(|p| {
+            (
+                vec![
+                    ("healthd_check_name", c.name.as_str()),
+                    ("label", p.label.as_str()),
+                ],
+                p.value,
+            )
+        })
+        .collect()
 }
 
 /// A gauge family under its full Prometheus name (the unit suffix is part of the name).

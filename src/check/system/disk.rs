@@ -129,7 +129,8 @@ impl Run for DiskProbe {
             let rank = |l: Level| match l {
                 Level::Ok => 0,
                 Level::Degraded => 1,
-                Level::Failed => 2,
+                Level::Unknown => 2,
+                Level::Failed => 3,
             };
             let replace = match &worst {
                 None => true,

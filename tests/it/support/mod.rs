@@ -28,11 +28,13 @@
 //!   one way to read and wait on its endpoints;
 //! - [`peers`]: real peers on loopback (silent, refusing, switchable TCP and HTTP peers,
 //!   accept-and-close listeners, a throwaway PKI);
+//! - [`dnsmasq`]: a real DNS server ([`dnsmasq::DnsServer`]) with its own hosts file;
 //! - [`postgres`]: real PostgreSQL servers ([`postgres::PgServer`]), and [`redis`]: real
 //!   Redis servers ([`redis::RedisServer`]).
 
 pub mod config;
 pub mod daemon;
+pub mod dnsmasq;
 pub mod peers;
 pub mod postgres;
 pub mod redis;
