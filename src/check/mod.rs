@@ -26,6 +26,7 @@ use crate::model::Outcome;
 
 pub mod matcher;
 pub mod session;
+pub mod tls_client;
 
 /// A kind's settings: validated as data, then built into the probe that runs.
 pub trait Kind {
