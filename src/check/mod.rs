@@ -111,6 +111,7 @@ kinds! {
     #[path = "system/disk.rs"] disk::DiskConfig => Disk,
     postgres::PostgresConfig => Postgres,
     redis::RedisConfig => Redis,
+    tls::TlsConfig => Tls,
 }
 
 #[cfg(test)]

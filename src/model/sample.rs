@@ -1,15 +1,26 @@
-//! Typed measurements of the host's resources, kept in the snapshot for the metric
-//! renderers. The resource kinds produce them; the renderers only read them.
+//! Typed measurements kept in the snapshot for the metric renderers: the host's resources
+//! (from the resource kinds) and the certificate a `tls` check read. The kinds produce them;
+//! the renderers only read them.
 
 use serde::Serialize;
 
-/// One resource check's measurement.
+/// One check's measurement.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(tag = "kind", rename_all = "lowercase")]
 pub enum Sample {
     Cpu(CpuSample),
     Memory(MemorySample),
     Disk(Vec<DiskSample>),
+    Tls(CertSample),
+}
+
+/// The certificate chain a `tls` check read last, also when it had expired or did not verify
+/// (a run that reads no chain keeps the previous sample).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct CertSample {
+    /// The earliest `not_after` in the chain, in seconds since the Unix epoch (negative
+    /// before 1970).
+    pub not_after: i64,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]

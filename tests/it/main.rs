@@ -27,3 +27,4 @@ mod system;
 mod systemd_notify;
 mod systemd_unit;
 mod tcp;
+mod tls;

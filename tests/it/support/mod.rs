@@ -28,12 +28,15 @@
 //!   one way to read and wait on its endpoints;
 //! - [`peers`]: real peers on loopback (silent, refusing, switchable TCP and HTTP peers,
 //!   accept-and-close listeners, a throwaway PKI);
+//! - [`pki`]: certificates made with rcgen for chosen validity dates, and a rustls server
+//!   presenting them ([`pki::TlsPeer`]);
 //! - [`postgres`]: real PostgreSQL servers ([`postgres::PgServer`]), and [`redis`]: real
 //!   Redis servers ([`redis::RedisServer`]).
 
 pub mod config;
 pub mod daemon;
 pub mod peers;
+pub mod pki;
 pub mod postgres;
 pub mod redis;
 
