@@ -112,6 +112,7 @@ kinds! {
     postgres::PostgresConfig => Postgres,
     redis::RedisConfig => Redis,
     tls::TlsConfig => Tls,
+    grpc::GrpcConfig => Grpc,
 }
 
 #[cfg(test)]

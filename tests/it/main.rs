@@ -13,6 +13,7 @@ mod endpoints;
 mod faults;
 mod faults_deps;
 mod fuzz;
+mod grpc;
 mod harness;
 mod http;
 mod otlp;

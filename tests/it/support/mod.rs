@@ -28,6 +28,8 @@
 //!   one way to read and wait on its endpoints;
 //! - [`peers`]: real peers on loopback (silent, refusing, switchable TCP and HTTP peers,
 //!   accept-and-close listeners, a throwaway PKI);
+//! - [`grpc`]: gRPC health servers (tonic + tonic-health, a scripted one, and the Python
+//!   reference implementation);
 //! - [`pki`]: certificates made with rcgen for chosen validity dates, and a rustls server
 //!   presenting them ([`pki::TlsPeer`]);
 //! - [`postgres`]: real PostgreSQL servers ([`postgres::PgServer`]), and [`redis`]: real
@@ -35,6 +37,7 @@
 
 pub mod config;
 pub mod daemon;
+pub mod grpc;
 pub mod peers;
 pub mod pki;
 pub mod postgres;

@@ -7,7 +7,10 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
-use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair};
+use rcgen::{
+    BasicConstraints, CertificateParams, CertifiedIssuer, DnType, ExtendedKeyUsagePurpose, IsCa,
+    KeyPair,
+};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use time::{Duration as Days, OffsetDateTime};
 use tokio::io::AsyncReadExt;
@@ -78,11 +81,20 @@ impl Pki {
         self.issue(params(cn, names, valid))
     }
 
+    /// A client certificate with CN `cn` (extended key usage clientAuth).
+    pub fn client(&self, cn: &str) -> Served {
+        let mut p = params(cn, &[], Valid::for_days(30));
+        p.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+        self.issue(p)
+    }
+
     fn issue(&self, p: CertificateParams) -> Served {
         let key = KeyPair::generate().expect("leaf key");
         let cert = p.signed_by(&key, &self.ca).expect("sign the leaf");
         Served {
             chain: vec![cert.der().clone(), self.ca.der().clone()],
+            cert_pem: cert.pem() + &self.ca.pem(),
+            key_pem: key.serialize_pem(),
             key_der: key.serialize_der(),
         }
     }
@@ -97,6 +109,8 @@ pub fn self_signed(names: &[&str], valid: Valid) -> Served {
         .expect("self-sign");
     Served {
         chain: vec![cert.der().clone()],
+        cert_pem: cert.pem(),
+        key_pem: key.serialize_pem(),
         key_der: key.serialize_der(),
     }
 }
@@ -106,6 +120,9 @@ pub fn self_signed(names: &[&str], valid: Valid) -> Served {
 pub struct Served {
     /// The leaf first.
     pub chain: Vec<CertificateDer<'static>>,
+    /// The chain as PEM (leaf first) and the key as PEM (PKCS#8).
+    pub cert_pem: String,
+    pub key_pem: String,
     key_der: Vec<u8>,
 }
 
@@ -121,6 +138,15 @@ impl Served {
             )
             .expect("server config");
         Arc::new(config)
+    }
+
+    /// Write `dir/<stem>.pem` (chain) and `dir/<stem>.key`; returns both paths.
+    pub fn write(&self, dir: &Path, stem: &str) -> (PathBuf, PathBuf) {
+        let cert = dir.join(format!("{stem}.pem"));
+        let key = dir.join(format!("{stem}.key"));
+        std::fs::write(&cert, &self.cert_pem).expect("write certificate");
+        std::fs::write(&key, &self.key_pem).expect("write key");
+        (cert, key)
     }
 }
 
