@@ -200,6 +200,15 @@ async fn refused_then_a_restarted_server_is_found_again() {
     let o = run_once(&mut probe, &check).await;
     assert_eq!(o.level, Level::Ok, "{o:?}");
     assert_eq!(peer.connections.load(Ordering::SeqCst), 1);
+
+    // Restarted while the check was idle: the run finds its connection gone and succeeds on
+    // a new one, without reporting a failure.
+    peer.stop().await;
+    let peer = GrpcPeer::start_on(addr).await;
+    let o = run_once(&mut probe, &check).await;
+    assert_eq!(o.level, Level::Ok, "{o:?}");
+    assert!(detail(&o, "connect_ms").is_number(), "reconnected: {o:?}");
+    assert_eq!(peer.connections.load(Ordering::SeqCst), 1);
 }
 
 #[tokio::test]
