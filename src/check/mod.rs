@@ -26,6 +26,7 @@ use crate::model::Outcome;
 
 pub mod matcher;
 pub mod session;
+pub mod tls_client;
 
 /// A kind's settings: validated as data, then built into the probe that runs.
 pub trait Kind {
@@ -113,6 +114,8 @@ kinds! {
     dns::DnsConfig => Dns,
     exec::ExecConfig => Exec,
     push::PushConfig => Push,
+    tls::TlsConfig => Tls,
+    grpc::GrpcConfig => Grpc,
 }
 
 #[cfg(test)]

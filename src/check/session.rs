@@ -7,7 +7,7 @@
 //! the `connect_ms` detail, and scrubbing every secret out of the message.
 
 use std::future::Future;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use super::Run;
@@ -206,21 +206,8 @@ impl Passwords {
                 format!("give the password one way only (found {})", set.join(", ")),
             ));
         }
-        if let Some(var) = &self.env
-            && (var.is_empty() || var.contains('='))
-        {
-            problems.push((
-                "password_env".into(),
-                "must be the name of an environment variable".into(),
-            ));
-        }
-        if let Some(var) = &self.env
-            && var.to_uppercase().starts_with("HEALTHD_")
-        {
-            problems.push((
-                "password_env".into(),
-                "HEALTHD_* variables are configuration overrides; use another name".into(),
-            ));
+        if let Some(var) = &self.env {
+            validate_secret_env(var, "password_env", problems);
         }
         if let Some(path) = &self.file
             && path.as_os_str().is_empty()
@@ -236,30 +223,52 @@ impl Passwords {
     /// secret is picked up at the next reconnect). Errors never contain the secret.
     pub fn resolve(&self) -> Result<Option<String>, String> {
         if let Some(path) = &self.file {
-            let text = std::fs::read_to_string(path)
-                .map_err(|e| format!("cannot read password_file {}: {e}", path.display()))?;
-            // One trailing newline is how files are written by editors and `echo`.
-            let pw = text
-                .strip_suffix("\r\n")
-                .or_else(|| text.strip_suffix('\n'))
-                .unwrap_or(&text);
-            if pw.is_empty() {
-                return Err(format!("password_file {} is empty", path.display()));
-            }
-            return Ok(Some(pw.to_string()));
+            return read_secret_file(path, "password_file").map(Some);
         }
         if let Some(var) = &self.env {
-            return match std::env::var(var) {
-                Ok(v) if !v.is_empty() => Ok(Some(v)),
-                Ok(_) => Err(format!(
-                    "environment variable {var} (password_env) is empty"
-                )),
-                Err(_) => Err(format!(
-                    "environment variable {var} (password_env) is not set"
-                )),
-            };
+            return read_secret_env(var, "password_env").map(Some);
         }
         Ok(self.inline.clone())
+    }
+}
+
+/// Problems with `var`, the name of an environment variable holding a secret (`key` is the
+/// setting).
+pub fn validate_secret_env(var: &str, key: &str, problems: &mut Vec<(String, String)>) {
+    if var.is_empty() || var.contains('=') {
+        problems.push((
+            key.into(),
+            "must be the name of an environment variable".into(),
+        ));
+    } else if var.to_uppercase().starts_with("HEALTHD_") {
+        problems.push((
+            key.into(),
+            "HEALTHD_* variables are configuration overrides; use another name".into(),
+        ));
+    }
+}
+
+/// A secret read from a file now: one trailing newline ignored (how editors and `echo`
+/// write files), empty is an error. Errors name `key` and the file, never the content.
+pub fn read_secret_file(path: &Path, key: &str) -> Result<String, String> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("cannot read {key} {}: {e}", path.display()))?;
+    let secret = text
+        .strip_suffix("\r\n")
+        .or_else(|| text.strip_suffix('\n'))
+        .unwrap_or(&text);
+    if secret.is_empty() {
+        return Err(format!("{key} {} is empty", path.display()));
+    }
+    Ok(secret.to_string())
+}
+
+/// A secret read from an environment variable now; unset or empty is an error.
+pub fn read_secret_env(var: &str, key: &str) -> Result<String, String> {
+    match std::env::var(var) {
+        Ok(v) if !v.is_empty() => Ok(v),
+        Ok(_) => Err(format!("environment variable {var} ({key}) is empty")),
+        Err(_) => Err(format!("environment variable {var} ({key}) is not set")),
     }
 }
 

@@ -20,7 +20,8 @@ pub enum Reason {
     Timeout,
     /// The TLS handshake or certificate verification failed.
     Tls,
-    /// An unexpected HTTP status.
+    /// An unexpected status: an HTTP status code outside `expect_status`, a gRPC serving
+    /// status other than SERVING (or an unknown service).
     Status,
     /// The response body did not match.
     Body,

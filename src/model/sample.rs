@@ -1,9 +1,10 @@
-//! Typed measurements of the host's resources, kept in the snapshot for the metric
-//! renderers. The resource kinds produce them; the renderers only read them.
+//! Typed measurements kept in the snapshot for the metric renderers: the host's resources
+//! (from the resource kinds) and the certificate a `tls` check read. The kinds produce them;
+//! the renderers only read them.
 
 use serde::Serialize;
 
-/// One resource check's measurement.
+/// One check's measurement.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(tag = "kind", rename_all = "lowercase")]
 pub enum Sample {
@@ -12,6 +13,7 @@ pub enum Sample {
     Disk(Vec<DiskSample>),
     /// Nagios performance data of an `exec` check.
     Perfdata(Vec<Perfdata>),
+    Tls(CertSample),
 }
 
 /// One Nagios performance-data item (`'label'=value[UOM];warn;crit;min;max`), the value
@@ -31,6 +33,15 @@ pub struct Perfdata {
     pub min: Option<f64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub max: Option<f64>,
+}
+
+/// The certificate chain a `tls` check read last, also when it had expired or did not verify
+/// (a run that reads no chain keeps the previous sample).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct CertSample {
+    /// The earliest `not_after` in the chain, in seconds since the Unix epoch (negative
+    /// before 1970).
+    pub not_after: i64,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]

@@ -1,7 +1,8 @@
-//! Host metrics from the resource checks' samples, shared by the Prometheus and OTLP
-//! renderers so both show the same series under the same (translated) names.
+//! Host metrics from the resource checks' samples, and the certificate expiry the `tls`
+//! checks read, shared by the Prometheus and OTLP renderers so both show the same series
+//! under the same (translated) names.
 
-use crate::health::Snapshot;
+use crate::health::{CheckView, Snapshot};
 use crate::model::{CpuSample, DiskSample, MemorySample, Sample, used_percent};
 
 /// A metric's names and unit in both worlds.
@@ -119,6 +120,23 @@ metric!(
     "Duration of check runs"
 );
 
+metric!(
+    TLS_CERT_NOT_AFTER,
+    "healthd.tls.cert.not_after",
+    "s",
+    "healthd_tls_cert_not_after_seconds",
+    "Earliest not_after in the certificate chain a tls check read last, in seconds since the Unix epoch"
+);
+
+/// Each `tls` check's latest certificate sample: the check and its chain's earliest
+/// `not_after`. Kept while the certificate is expired (the check still reads the chain).
+pub fn cert_not_after(snapshot: &Snapshot) -> impl Iterator<Item = (&CheckView, i64)> {
+    snapshot.checks.iter().filter_map(|c| match &c.sample {
+        Some(Sample::Tls(cert)) => Some((c.as_ref(), cert.not_after)),
+        _ => None,
+    })
+}
+
 /// The host as the latest samples describe it. Several checks of one kind measure the same
 /// host: the first of each kind is used (file systems: the first per mount point).
 #[derive(Debug, Default)]
@@ -140,6 +158,7 @@ impl<'a> Host<'a> {
                     host.memory.get_or_insert(m);
                 }
                 Sample::Perfdata(_) => {}
+                Sample::Tls(_) => {}
                 Sample::Disk(list) => {
                     for d in list {
                         if !host

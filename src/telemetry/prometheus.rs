@@ -188,6 +188,20 @@ impl Collector for SnapshotCollector {
             }),
         )?;
 
+        gauge(
+            &mut enc,
+            host::TLS_CERT_NOT_AFTER,
+            host::cert_not_after(snap).map(|(c, not_after)| {
+                (
+                    vec![
+                        ("healthd_check_name", c.name.as_str()),
+                        ("healthd_check_kind", c.kind),
+                    ],
+                    not_after as f64,
+                )
+            }),
+        )?;
+
         if !probes.is_empty() {
             let mut runs = enc.encode_descriptor(
                 host::CHECK_RUNS.prometheus.trim_end_matches("_total"),

@@ -99,6 +99,16 @@ pub(super) fn register_instruments(provider: &SdkMeterProvider, snapshot: Shared
         .build();
 
     let snap = snapshot.clone();
+    let _ = described!(meter, i64_observable_gauge, host::TLS_CERT_NOT_AFTER)
+        .with_callback(move |o| {
+            let s = snap.load();
+            for (c, not_after) in host::cert_not_after(&s) {
+                o.observe(not_after, &status_attrs(&c.name, c.kind));
+            }
+        })
+        .build();
+
+    let snap = snapshot.clone();
     let _ = described!(meter, f64_observable_gauge, host::CPU_UTILIZATION)
         .with_callback(move |o| {
             let s = snap.load();

@@ -6,8 +6,8 @@
 //! daemon side (the checks every test runs, waiting for a complete export, bounded stop).
 //! Tests by subject: [`export`] (what an export holds, gRPC and HTTP), [`failing_collector`]
 //! (a collector that dies, rejects or is slow), [`tls`] (mutual TLS), [`prometheus`]
-//! (`/metrics` through promtool) and [`settings`] (the `[telemetry]` section: validation,
-//! environment, example, reload).
+//! (`/metrics` through promtool), [`tls_cert`] (the tls kind's certificate expiry gauge) and
+//! [`settings`] (the `[telemetry]` section: validation, environment, example, reload).
 
 mod decode;
 mod export;
@@ -16,6 +16,7 @@ mod prometheus;
 mod receiver;
 mod settings;
 mod tls;
+mod tls_cert;
 
 use std::time::Duration;
 

@@ -29,13 +29,19 @@
 //! - [`peers`]: real peers on loopback (silent, refusing, switchable TCP and HTTP peers,
 //!   accept-and-close listeners, a throwaway PKI);
 //! - [`dnsmasq`]: a real DNS server ([`dnsmasq::DnsServer`]) with its own hosts file;
+//! - [`grpc`]: gRPC health servers (tonic + tonic-health, a scripted one, and the Python
+//!   reference implementation);
+//! - [`pki`]: certificates made with rcgen for chosen validity dates, and a rustls server
+//!   presenting them ([`pki::TlsPeer`]);
 //! - [`postgres`]: real PostgreSQL servers ([`postgres::PgServer`]), and [`redis`]: real
 //!   Redis servers ([`redis::RedisServer`]).
 
 pub mod config;
 pub mod daemon;
 pub mod dnsmasq;
+pub mod grpc;
 pub mod peers;
+pub mod pki;
 pub mod postgres;
 pub mod redis;
 
