@@ -5,6 +5,7 @@ pub mod auth;
 pub mod conns;
 pub mod grpc;
 pub mod limits;
+pub mod page;
 mod probe;
 pub mod push;
 pub mod tls;
@@ -36,6 +37,10 @@ pub struct ServerOptions {
     pub limits: LimitsConfig,
     /// The push checks (`POST /push/…`) with their tokens.
     pub push: Arc<push::PushTargets>,
+    /// The listener speaks TLS (the login cookie is then `Secure`).
+    pub tls: bool,
+    /// `[server.status_page] enabled`; read when the router is built.
+    pub status_page: bool,
 }
 
 impl ServerOptions {
@@ -44,6 +49,8 @@ impl ServerOptions {
             auth: Arc::new(auth::Authorizer::of(&config.server.auth)),
             limits: config.server.limits.clone(),
             push: Arc::new(push::PushTargets::of(config)),
+            tls: config.server.tls.is_some(),
+            status_page: config.server.status_page.enabled,
         }
     }
 }
@@ -135,6 +142,11 @@ pub fn router(state: AppState) -> Router {
         .route("/metrics", get(metrics))
         .merge(push::routes())
         .fallback(not_found);
+    let details = if state.options.load().status_page {
+        details.merge(page::routes(std::time::Instant::now()))
+    } else {
+        details
+    };
     let mut app = Router::new();
     for group in Group::ALL {
         app = app

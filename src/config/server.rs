@@ -41,6 +41,22 @@ pub struct ServerConfig {
     pub limits: LimitsConfig,
     /// `[server.grpc]`: serve the verdicts over `grpc.health.v1`. Absent: off.
     pub grpc: Option<GrpcServerConfig>,
+    /// `[server.status_page]`: the status page at `/`.
+    pub status_page: StatusPageConfig,
+}
+
+/// `[server.status_page]`. Read when the listener starts; a change needs a restart.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StatusPageConfig {
+    /// Serve the status page, its JSON, login and badges. Default true.
+    pub enabled: bool,
+}
+
+impl Default for StatusPageConfig {
+    fn default() -> Self {
+        StatusPageConfig { enabled: true }
+    }
 }
 
 /// `[server.grpc]`: a plaintext gRPC listener serving `grpc.health.v1.Health` (kubelet's
@@ -71,6 +87,7 @@ impl Default for ServerConfig {
             tls: None,
             limits: Default::default(),
             grpc: None,
+            status_page: StatusPageConfig::default(),
         }
     }
 }

@@ -86,11 +86,47 @@ impl Authorizer {
                 return true;
             }
         }
-        let (Some(want), Some(got)) = (&self.token, bearer(headers)) else {
+        let Some(want) = &self.token else {
             return false;
         };
-        bool::from(want.as_slice().ct_eq(got))
+        if bearer(headers).is_some_and(|got| bool::from(want.as_slice().ct_eq(got))) {
+            return true;
+        }
+        // The status page's login cookie: the token's SHA-256, never the token itself.
+        let digest = digest_hex(want);
+        cookie(headers).is_some_and(|got| bool::from(digest.as_bytes().ct_eq(got)))
     }
+
+    /// Whether `token` is the configured token (the status page's login form).
+    pub fn accepts_token(&self, token: &[u8]) -> bool {
+        match &self.token {
+            Some(want) => bool::from(want.as_slice().ct_eq(token.trim_ascii())),
+            None => false,
+        }
+    }
+}
+
+/// The name of the status page's login cookie.
+pub const COOKIE: &str = "healthd_token";
+
+/// The SHA-256 of a token, in hex: what the login cookie holds.
+pub fn digest_hex(token: &[u8]) -> String {
+    ring::digest::digest(&ring::digest::SHA256, token)
+        .as_ref()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+fn cookie(headers: &HeaderMap) -> Option<&[u8]> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .flat_map(|v| v.as_bytes().split(|b| *b == b';'))
+        .find_map(|pair| {
+            let pair = pair.trim_ascii();
+            pair.strip_prefix(COOKIE.as_bytes())?.strip_prefix(b"=")
+        })
 }
 
 fn bearer(headers: &HeaderMap) -> Option<&[u8]> {

@@ -109,7 +109,9 @@ async fn guard(limits: &LimitsConfig, req: Request, next: Next) -> Response {
             .get(header::CONTENT_LENGTH)
             .is_some_and(|v| v.as_bytes() != b"0");
     // A push may carry a short failure message; its handler bounds it (413 above 4 KiB).
-    if has_body && !req.uri().path().starts_with("/push/") {
+    // The status page's login form posts the token (its handler bounds the body).
+    let path = req.uri().path();
+    if has_body && !path.starts_with("/push/") && path != "/login" {
         return plain(
             StatusCode::PAYLOAD_TOO_LARGE,
             "request bodies are not accepted\n",

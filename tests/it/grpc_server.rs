@@ -13,7 +13,6 @@ use tonic_health::pb::{HealthCheckRequest, HealthCheckResponse};
 use crate::support::config::tcp_toml as tcp;
 use crate::support::daemon::TestDaemon;
 use crate::support::peers::{RefusingPort, Switch};
-use crate::support::{START_TIMEOUT, eventually_async};
 
 const MAIN: &str = "[server]\nshutdown_delay = \"2s\"\n\n[server.grpc]\nlisten = \"127.0.0.1:0\"\n\n[defaults]\ninterval = \"200ms\"\ntimeout = \"150ms\"\n";
 
@@ -40,13 +39,6 @@ fn status_of(r: &HealthCheckResponse) -> ServingStatus {
     ServingStatus::try_from(r.status).expect("a known serving status")
 }
 
-async fn started(d: &TestDaemon) {
-    eventually_async("startup", START_TIMEOUT, || async {
-        (d.get("/startupz").await.0 == 200).then_some(())
-    })
-    .await;
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn check_answers_every_service_name_as_the_http_endpoints_do() {
     let up = Switch::new_up().await;
@@ -57,7 +49,7 @@ async fn check_answers_every_service_name_as_the_http_endpoints_do() {
         tcp("db", down.port, ""),
     ))
     .await;
-    started(&d).await;
+    d.started().await;
     let mut c = client(&d).await;
     use ServingStatus::{NotServing, Serving};
     for (service, want) in [
@@ -92,7 +84,7 @@ async fn check_answers_every_service_name_as_the_http_endpoints_do() {
 async fn watch_follows_a_dependency_down_and_back_and_unknown_services_stay_open() {
     let mut peer = Switch::new_up().await;
     let d = TestDaemon::start(&format!("{MAIN}{}", tcp("db", peer.port, ""))).await;
-    started(&d).await;
+    d.started().await;
     let mut c = client(&d).await;
     let mut ready = c
         .watch(HealthCheckRequest {
@@ -130,7 +122,7 @@ async fn next(s: &mut tonic::Streaming<HealthCheckResponse>) -> ServingStatus {
 async fn draining_fails_readiness_but_not_liveness() {
     let up = Switch::new_up().await;
     let d = TestDaemon::start(&format!("{MAIN}{}", tcp("api", up.port, ""))).await;
-    started(&d).await;
+    d.started().await;
     let mut c = client(&d).await;
     assert_eq!(check(&mut c, "").await, Ok(ServingStatus::Serving));
     d.daemon
@@ -150,7 +142,7 @@ async fn draining_fails_readiness_but_not_liveness() {
 async fn a_thousand_concurrent_checks_leave_readyz_answering() {
     let up = Switch::new_up().await;
     let d = TestDaemon::start(&format!("{MAIN}{}", tcp("api", up.port, ""))).await;
-    started(&d).await;
+    d.started().await;
     let c = client(&d).await;
     let calls: Vec<_> = (0..1000)
         .map(|_| {

@@ -15,8 +15,8 @@ mod exec;
 mod faults;
 mod faults_deps;
 mod fuzz;
-mod grpc_server;
 mod grpc;
+mod grpc_server;
 mod harness;
 mod http;
 mod otlp;
@@ -29,6 +29,7 @@ mod resilience_config;
 mod scheduler_run_once;
 mod secrets;
 mod siege;
+mod status_page;
 mod support;
 mod system;
 

@@ -18,7 +18,7 @@ use healthd::server;
 use serde_json::Value;
 
 use super::config::ConfigDir;
-use super::{START_TIMEOUT, install_crypto};
+use super::{START_TIMEOUT, eventually_async, install_crypto};
 
 /// How often the `/health` pollers ask.
 const HEALTH_POLL: Duration = Duration::from_millis(25);
@@ -264,9 +264,17 @@ impl TestDaemon {
         self.daemon.health.snapshot.load_full()
     }
 
+    /// Wait until `/startupz` passes (every check has reported).
+    pub async fn started(&self) {
+        eventually_async("startup", START_TIMEOUT, || async {
+            (self.get("/startupz").await.0 == 200).then_some(())
+        })
+        .await;
+    }
+
     /// Wait until the named check has reported at least `runs` times.
     pub async fn wait_runs(&self, check: &str, runs: u64, timeout: Duration) {
-        super::eventually_async(&format!("{runs} runs of {check}"), timeout, || async {
+        eventually_async(&format!("{runs} runs of {check}"), timeout, || async {
             let snap = self.snapshot();
             let c = snap.check(check)?;
             (c.stats.latency_count >= runs).then_some(())

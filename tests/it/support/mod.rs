@@ -22,6 +22,7 @@
 //! - this file: bounded polling ([`eventually`], [`eventually_async`]), ports, secrets
 //!   ([`unique_secret`], [`write_secret`]), subprocesses with timeouts and signals,
 //!   `promtool check metrics`, TOML quoting, repository paths;
+//! - [`browser`]: headless chromium over the DevTools protocol, for the status page;
 //! - [`config`]: [`config::ConfigDir`], a temporary `healthd.toml` + `probes.d/`;
 //! - [`daemon`]: healthd in-process ([`daemon::TestDaemon`]) or as a subprocess
 //!   ([`daemon::Subprocess`], [`daemon::healthd_check`]), and [`daemon::HealthClient`], the
@@ -36,6 +37,7 @@
 //! - [`postgres`]: real PostgreSQL servers ([`postgres::PgServer`]), and [`redis`]: real
 //!   Redis servers ([`redis::RedisServer`]).
 
+pub mod browser;
 pub mod config;
 pub mod daemon;
 pub mod dnsmasq;
