@@ -1,6 +1,7 @@
 //! healthd's own verdicts over `grpc.health.v1` (`[server.grpc]`), with a tonic client as
-//! kubelet's `grpc:` probe: every service name, unknown services, `Watch` following a
-//! dependency down and back, draining, and a thousand concurrent `Check` calls.
+//! kubelet's `grpc:` probe (and once the official Python client): every service name, unknown
+//! services, `Watch` following a dependency down and back, draining, and a thousand
+//! concurrent `Check` calls.
 
 use std::time::Duration;
 
@@ -161,4 +162,43 @@ async fn a_thousand_concurrent_checks_leave_readyz_answering() {
     }
     assert_eq!(serving, 1000, "every Check answered SERVING");
     assert_eq!(d.get("/readyz").await.0, 200);
+}
+
+/// The reference implementation's client (Python `grpcio-health-checking`) as kubelet.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_reference_python_client_reads_the_verdicts() {
+    let up = Switch::new_up().await;
+    let down = RefusingPort::new();
+    let d = TestDaemon::start(&format!(
+        "{MAIN}{}{}",
+        tcp("api", up.port, ""),
+        tcp("db", down.port, "critical = false"),
+    ))
+    .await;
+    d.started().await;
+    let addr = d.daemon.grpc_addr.expect("grpc listener");
+    let python = crate::support::grpc::python_venv().join("bin/python3");
+    let script = crate::support::repo_path("tests/it/support/grpc_health_client.py");
+    let out = tokio::process::Command::new(&python)
+        .arg(script)
+        .arg(addr.to_string())
+        .args(["", "readiness", "liveness", "readiness/db", "nope"])
+        .output()
+        .await
+        .unwrap_or_else(|e| {
+            panic!(
+                "run {}: {e} (scripts/test creates the venv)",
+                python.display()
+            )
+        });
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        text,
+        "(overall) SERVING\nreadiness SERVING\nliveness SERVING\nreadiness/db SERVING\nnope NOT_FOUND\n"
+    );
 }
