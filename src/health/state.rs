@@ -251,7 +251,8 @@ impl CheckState {
     fn step(&mut self, obs: Observation) {
         let v = Arc::make_mut(&mut self.view);
         let old = v.status;
-        let failed = obs.outcome.level == Level::Failed;
+        let level = obs.outcome.level;
+        let failed = level == Level::Failed;
         v.reported = true;
         v.stats.record(
             if failed {
@@ -265,12 +266,14 @@ impl CheckState {
         // Microsecond precision: float noise like 168.27848600000002 helps nobody.
         v.latency_ms = Some((obs.latency.as_secs_f64() * 1e6).round() / 1000.0);
         let reason = obs.outcome.reason;
-        v.message = obs.outcome.message;
-        v.details = obs.outcome.details;
-        if obs.outcome.sample.is_some() {
-            v.sample = obs.outcome.sample;
+        // Bounded and escaped before it is stored: every renderer reads it from here.
+        let outcome = obs.outcome.printable();
+        v.message = outcome.message;
+        v.details = outcome.details;
+        if outcome.sample.is_some() {
+            v.sample = outcome.sample;
         }
-        if obs.outcome.level == Level::Unknown {
+        if level == Level::Unknown {
             // The probe could not tell: no threshold applies, and the run counts neither
             // towards failures nor towards successes.
             v.status = Status::Unknown;
@@ -307,7 +310,7 @@ impl CheckState {
                 self.failing = false;
             }
             if !self.failing {
-                v.status = if obs.outcome.level == Level::Ok {
+                v.status = if level == Level::Ok {
                     Status::Healthy
                 } else {
                     Status::Degraded
@@ -389,6 +392,28 @@ mod tests {
             breaker: BreakerState::Closed,
             next_delay: Duration::from_secs(10),
         }
+    }
+
+    /// Whatever a probe reports, the stored message is one bounded, printable line.
+    #[test]
+    fn messages_are_escaped_and_capped_when_stored() {
+        let mut s = CheckState::new(meta(true, 1, 1));
+        let mut o = obs(Level::Failed);
+        o.outcome.message = format!("first\n\u{1b}[31m{}", "x".repeat(50_000));
+        o.outcome = o.outcome.with_detail("server_version", "y".repeat(50_000));
+        s.apply(o);
+        let m = &s.view.message;
+        assert!(m.starts_with("first\\n\\u{1b}[31mxxx"), "{m}");
+        assert!(
+            m.len() <= crate::model::MAX_MESSAGE + 32,
+            "{} bytes",
+            m.len()
+        );
+        assert!(!m.chars().any(char::is_control));
+        let detail = s.view.details["server_version"]
+            .as_str()
+            .unwrap_or_default();
+        assert!(detail.len() <= crate::model::MAX_MESSAGE + 32);
     }
 
     fn run(s: &mut CheckState, levels: &[Level]) -> Vec<Status> {

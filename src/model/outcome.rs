@@ -7,6 +7,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use super::sample::Sample;
+use super::text::{MAX_MESSAGE, printable};
 
 /// Why a run failed: a small fixed set, safe to use as a metric attribute.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -138,6 +139,19 @@ impl Outcome {
     /// Record how long the dependency took to answer (see [`Outcome::answered_in`]).
     pub fn answered_in(mut self, d: Duration) -> Self {
         self.answered_in = Some(d);
+        self
+    }
+
+    /// The message and string details made safe to show and store: control characters
+    /// escaped, at most [`MAX_MESSAGE`] bytes each. A peer's answer (or an echo of what it
+    /// was sent) goes into messages, and from there into `/health`, logs and notifications.
+    pub fn printable(mut self) -> Self {
+        self.message = printable(&self.message, MAX_MESSAGE);
+        for v in self.details.values_mut() {
+            if let serde_json::Value::String(s) = v {
+                *s = printable(s, MAX_MESSAGE);
+            }
+        }
         self
     }
 }

@@ -1,4 +1,11 @@
-//! Text for humans: one-line messages and error chains.
+//! Text for humans: one-line messages, error chains, and text from outside made safe to
+//! print.
+
+use std::fmt::Write as _;
+
+/// Most bytes of a check's message kept in the snapshot (and so in `/health`, logs,
+/// metrics and notifications).
+pub const MAX_MESSAGE: usize = 1024;
 
 /// Shorten a message to one line of reasonable length.
 pub fn one_line(text: &str) -> String {
@@ -10,6 +17,37 @@ pub fn one_line(text: &str) -> String {
     } else {
         line
     }
+}
+
+/// Text from outside (a peer's answer, a config value, a file name) made safe to print on
+/// one line of a terminal or a log: control characters (newline, ESC, DEL, C1 codes) and
+/// Unicode direction overrides become escapes (`\n`, `\u{1b}`), and at most `max` bytes
+/// are kept, the rest replaced by `…(N more bytes)`.
+pub fn printable(text: &str, max: usize) -> String {
+    let needs_escape =
+        |c: char| c.is_control() || matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}');
+    if text.len() <= max && !text.chars().any(needs_escape) {
+        return text.to_string();
+    }
+    let mut out = String::new();
+    for (at, c) in text.char_indices() {
+        let before = out.len();
+        match c {
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if needs_escape(c) => {
+                let _ = write!(out, "\\u{{{:x}}}", c as u32);
+            }
+            c => out.push(c),
+        }
+        if out.len() > max {
+            out.truncate(before);
+            let _ = write!(out, "…({} more bytes)", text.len() - at);
+            break;
+        }
+    }
+    out
 }
 
 /// Whether `text` holds any of `words` (callers lower-case both).
@@ -40,6 +78,20 @@ mod tests {
         assert_eq!(one_line(" a\n b\tc "), "a b c");
         let long = "x".repeat(300);
         assert_eq!(one_line(&long).chars().count(), 200);
+    }
+
+    #[test]
+    fn printable_escapes_controls_and_bounds_length() {
+        assert_eq!(printable("plain text", 100), "plain text");
+        assert_eq!(
+            printable("a\nok: 9 check(s)\u{1b}[31m\u{202e}", 100),
+            "a\\nok: 9 check(s)\\u{1b}[31m\\u{202e}"
+        );
+        let long = "x".repeat(5000);
+        let short = printable(&long, 100);
+        assert_eq!(short, format!("{}…(4900 more bytes)", "x".repeat(100)));
+        // Never cuts inside a character.
+        assert_eq!(printable("ééé", 3), "é…(4 more bytes)");
     }
 
     #[test]
