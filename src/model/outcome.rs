@@ -155,3 +155,31 @@ impl Outcome {
         self
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Whatever a probe reports, what is stored is one bounded, printable line.
+    #[test]
+    fn printable_escapes_and_caps_message_and_details() {
+        let o = Outcome::failed(
+            Reason::Protocol,
+            format!("first\n\u{1b}[31m{}", "x".repeat(50_000)),
+        )
+        .with_detail("server_version", "y".repeat(50_000))
+        .with_detail("code", 5)
+        .printable();
+        assert!(
+            o.message.starts_with("first\\n\\u{1b}[31mxxx"),
+            "{}",
+            o.message
+        );
+        assert!(o.message.ends_with("more bytes)"), "{}", o.message);
+        assert!(o.message.len() <= MAX_MESSAGE + 32);
+        assert!(!o.message.chars().any(char::is_control));
+        let version = o.details["server_version"].as_str().unwrap_or_default();
+        assert!(version.len() <= MAX_MESSAGE + 32);
+        assert_eq!(o.details["code"], 5);
+    }
+}
