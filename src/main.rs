@@ -8,7 +8,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
 use healthd::config::{self, ConfigError, Sources};
-use healthd::model::{Status, fmt_latency};
+use healthd::model::{Status, fmt_latency, one_log_line};
 use healthd::scheduler::{run_all_once, status_of};
 
 /// Exit code of `run` on a config error (EX_CONFIG from sysexits.h), so systemd can be told
@@ -168,13 +168,33 @@ fn init_logging(level: Option<&str>, format: LogFormat) {
             filter = filter.add_directive(d);
         }
     }
+    let colours = matches!(format, LogFormat::Plain) && std::io::stderr().is_terminal();
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+        .with_writer(move || OneLineStderr { colours })
         .with_target(false);
     match format {
         LogFormat::Json => builder.json().flatten_event(true).init(),
-        LogFormat::Plain => builder.with_ansi(std::io::stderr().is_terminal()).init(),
+        LogFormat::Plain => builder.with_ansi(colours).init(),
+    }
+}
+
+/// Stderr for log events, one line each: fields carry text from outside (file names, a
+/// collector's error, a panic), and the plain format prints them as they are. The
+/// formatter writes each event whole, so every write is one event ([`one_log_line`]).
+struct OneLineStderr {
+    colours: bool,
+}
+
+impl std::io::Write for OneLineStderr {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let event = one_log_line(&String::from_utf8_lossy(buf), self.colours);
+        std::io::stderr().write_all(event.as_bytes())?;
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        std::io::stderr().flush()
     }
 }
 

@@ -26,5 +26,5 @@ pub use sample::{
     CertSample, CpuSample, DiskSample, MemorySample, Perfdata, Sample, round1, used_percent,
 };
 pub use status::{Group, GroupSummary, Status};
-pub use text::{MAX_MESSAGE, error_chain, mentions_any, one_line, printable};
+pub use text::{MAX_MESSAGE, error_chain, mentions_any, one_line, one_log_line, printable};
 pub use thresholds::Thresholds;

@@ -98,14 +98,21 @@ fn every_bad_drop_in_is_an_error_naming_its_path() {
     }
 }
 
-/// A file name is text from outside too: shown escaped, it cannot forge a line.
+/// A file name is text from outside too: shown escaped, it cannot forge a line of
+/// `validate`'s output, nor of the log (here the world-readable warning that names it).
 #[test]
-fn a_drop_in_name_cannot_forge_validate_output() {
+fn a_drop_in_name_cannot_forge_output_or_log_lines() {
+    use std::os::unix::fs::PermissionsExt;
     let dir = ConfigDir::new("");
-    dir.drop_in("x\nok: 9 check(s)\u{1b}[0m.toml", &tcp("api", 1));
+    let name = "x\nFORGED ok: 9 check(s)\u{1b}[0m.toml";
+    let path = dir.drop_in(
+        name,
+        "[[checks]]\nname = \"r\"\nkind = \"redis\"\nhost = \"127.0.0.1\"\npassword = \"inline\"\n",
+    );
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
     let out = run_with_timeout(
         Command::new(binary())
-            .args(["validate", "--config"])
+            .args(["--log-format", "plain", "validate", "--config"])
             .arg(dir.path()),
         Duration::from_secs(30),
     )
@@ -114,9 +121,17 @@ fn a_drop_in_name_cannot_forge_validate_output() {
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert_eq!(stdout.lines().count(), 1, "{stdout:?}");
     assert!(
-        stdout.contains("x\\nok: 9 check(s)\\u{1b}[0m.toml"),
+        stdout.contains("x\\nFORGED ok: 9 check(s)\\u{1b}[0m.toml"),
         "{stdout:?}"
     );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("world-readable"), "{stderr}");
+    for line in stderr.lines() {
+        assert!(
+            line.starts_with("20") && !line.contains('\u{1b}'),
+            "a log line that is not an event: {line:?}\n{stderr}"
+        );
+    }
 }
 
 fn wait_reload(healthd: &Subprocess) -> Value {
