@@ -111,7 +111,7 @@ pub(crate) fn parse_check(
         problems.push(file, join_key(&at, &path), reason);
     }
     match &name {
-        None if !common_has_name(problems, before) => problems.push(
+        None if !common_has_name(problems, before, &at) => problems.push(
             file,
             join_key(&at, "name"),
             "missing (every check needs a name)",
@@ -271,9 +271,8 @@ fn valid_name(name: &str) -> bool {
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
 }
 
-/// Whether the common keys already reported a problem with `name` (e.g. not a string).
-fn common_has_name(problems: &Problems, before: usize) -> bool {
-    problems.errors[before..]
-        .iter()
-        .any(|e| e.key.ends_with(".name"))
+/// Whether a problem with `name` was already reported (e.g. not a string).
+fn common_has_name(problems: &Problems, before: usize, at: &str) -> bool {
+    let key = join_key(at, "name");
+    problems.errors[before..].iter().any(|e| e.key == key)
 }

@@ -93,7 +93,7 @@ where
             (Some(k), true) => k.clone(),
             _ => path,
         };
-        found.push((path.clone(), reason));
+        found.push((path, reason));
         match key {
             Some(k) if !keep.contains(&k.as_str()) && table.remove(&k).is_some() => removed.push(k),
             _ => break,
