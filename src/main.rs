@@ -8,7 +8,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
 use healthd::config::{self, ConfigError, Sources};
-use healthd::model::{Status, fmt_latency};
+use healthd::model::{Status, fmt_latency, one_log_line};
 use healthd::scheduler::{run_all_once, status_of};
 
 /// Exit code of `run` on a config error (EX_CONFIG from sysexits.h), so systemd can be told
@@ -89,8 +89,15 @@ enum OutputFormat {
     Json,
 }
 
+/// Exit code of `check` when its status is unknown, usage errors included (Nagios plugins
+/// exit 3 on a usage error: 2 would read as "unhealthy").
+const EXIT_UNKNOWN: u8 = 3;
+
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => return usage_error(&e),
+    };
     init_logging(cli.log_level.as_deref(), cli.log_format);
     // One process-wide TLS provider, before anything builds a TLS client.
     let _ = rustls::crypto::ring::default_provider().install_default();
@@ -111,6 +118,28 @@ fn main() -> ExitCode {
             Command::Validate { config } => validate(config.sources()),
         }
     })
+}
+
+/// Print clap's message for a usage error (or help and version) and exit with its code,
+/// except that `healthd check` exits 3 (unknown) on a usage error.
+fn usage_error(e: &clap::Error) -> ExitCode {
+    let _ = e.print();
+    let code = u8::try_from(e.exit_code()).unwrap_or(2);
+    // Help and version exit 0; `healthd` without a command is a usage error of no command.
+    if code == 0 || subcommand_named().as_deref() != Some("check") {
+        return ExitCode::from(code);
+    }
+    ExitCode::from(EXIT_UNKNOWN)
+}
+
+/// The command a failed command line was meant for, read leniently.
+fn subcommand_named() -> Option<String> {
+    use clap::CommandFactory;
+    Cli::command()
+        .ignore_errors(true)
+        .try_get_matches_from(std::env::args_os())
+        .ok()
+        .and_then(|m| m.subcommand_name().map(str::to_string))
 }
 
 fn init_logging(level: Option<&str>, format: LogFormat) {
@@ -139,13 +168,33 @@ fn init_logging(level: Option<&str>, format: LogFormat) {
             filter = filter.add_directive(d);
         }
     }
+    let colours = matches!(format, LogFormat::Plain) && std::io::stderr().is_terminal();
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+        .with_writer(move || OneLineStderr { colours })
         .with_target(false);
     match format {
         LogFormat::Json => builder.json().flatten_event(true).init(),
-        LogFormat::Plain => builder.with_ansi(std::io::stderr().is_terminal()).init(),
+        LogFormat::Plain => builder.with_ansi(colours).init(),
+    }
+}
+
+/// Stderr for log events, one line each: fields carry text from outside (file names, a
+/// collector's error, a panic), and the plain format prints them as they are. The
+/// formatter writes each event whole, so every write is one event ([`one_log_line`]).
+struct OneLineStderr {
+    colours: bool,
+}
+
+impl std::io::Write for OneLineStderr {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let event = one_log_line(&String::from_utf8_lossy(buf), self.colours);
+        std::io::stderr().write_all(event.as_bytes())?;
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        std::io::stderr().flush()
     }
 }
 
@@ -208,7 +257,7 @@ fn exit_code(status: Status) -> u8 {
         Status::Healthy => 0,
         Status::Degraded => 1,
         Status::Unhealthy => 2,
-        Status::Unknown => 3,
+        Status::Unknown => EXIT_UNKNOWN,
     }
 }
 
@@ -220,7 +269,11 @@ async fn check(sources: Sources, format: OutputFormat) -> ExitCode {
             return ExitCode::from(exit_code(Status::Unknown));
         }
     };
-    let results = run_all_once(&cfg.checks, cfg.server.max_in_flight).await;
+    let results: Vec<_> = run_all_once(&cfg.checks, cfg.server.max_in_flight)
+        .await
+        .into_iter()
+        .map(|(o, latency)| (o.printable(), latency))
+        .collect();
     let statuses: Vec<Status> = cfg
         .checks
         .iter()

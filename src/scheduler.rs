@@ -321,11 +321,9 @@ pub async fn run_all_once(
     out
 }
 
-/// `t + d`, or a year from `t` when that would overflow (absurd intervals stay harmless).
+/// `t + d` without overflow ([`crate::model::later`]), on tokio's clock.
 fn later(t: tokio::time::Instant, d: Duration) -> tokio::time::Instant {
-    t.checked_add(d)
-        .or_else(|| t.checked_add(Duration::from_secs(365 * 24 * 3600)))
-        .unwrap_or(t)
+    tokio::time::Instant::from_std(crate::model::later(t.into_std(), d))
 }
 
 fn random_below(d: Duration) -> Duration {

@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use super::Run;
-use crate::model::{Outcome, Reason, fmt_latency, round_ms};
+use crate::model::{Outcome, Reason, fmt_latency, later, round_ms};
 
 /// What a kind that keeps one connection supplies to the [`Session`] driver.
 pub trait Connector: Send {
@@ -372,7 +372,7 @@ impl Reconnect {
                 .saturating_mul(1u32 << (n - 2).min(16))
                 .min(cap),
         };
-        self.not_before = (!delay.is_zero()).then(|| Instant::now() + delay);
+        self.not_before = (!delay.is_zero()).then(|| later(Instant::now(), delay));
         self.last_error = Some(outcome);
     }
 

@@ -9,7 +9,7 @@ use tokio::net::TcpStream;
 
 use super::matcher::{Matcher, validate_regex};
 use super::{Kind, Run};
-use crate::model::{Outcome, Reason, classify, one_line};
+use crate::model::{Outcome, Reason, classify, later, one_line};
 
 /// Most bytes read while looking for `expect`.
 const MAX_READ: usize = 64 * 1024;
@@ -71,7 +71,10 @@ pub struct TcpProbe {
 
 impl Run for TcpProbe {
     async fn run(&mut self) -> Outcome {
-        let read_until = tokio::time::Instant::now() + self.read_window;
+        let read_until = tokio::time::Instant::from_std(later(
+            std::time::Instant::now(),
+            self.read_window,
+        ));
         let (mut stream, addr) = match connect(&self.host, self.port).await {
             Ok(v) => v,
             Err(outcome) => return outcome,

@@ -5,11 +5,12 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use super::lengths::refuse_long_strings;
 use super::problems::Problems;
-use super::recover::{deserialize_all, join_key};
-use super::{CheckConfig, DefaultsConfig};
+use super::recover::{MISSING, deserialize_all, join_key};
+use super::{CheckConfig, ConfigError, DefaultsConfig};
 use crate::check::ProbeConfig;
-use crate::model::{Group, de_opt_duration};
+use crate::model::{Group, de_opt_duration, printable};
 use crate::resilience::Resilience;
 
 /// A lenient view of the keys every check shares; unknown keys are left to the kind's struct.
@@ -77,23 +78,25 @@ pub(crate) fn collect_checks(
 pub(crate) fn parse_check(
     file: &str,
     index: usize,
-    value: toml::Value,
+    mut value: toml::Value,
     defaults: &DefaultsConfig,
     problems: &mut Problems,
 ) -> Option<CheckConfig> {
+    let name = value
+        .get("name")
+        .and_then(|n| n.as_str())
+        .map(str::to_string);
+    // Only a valid name goes into key paths: an invalid one may hold anything.
+    let at = match &name {
+        Some(n) if valid_name(n) => format!("checks.\"{n}\""),
+        _ => format!("checks[{index}]"),
+    };
+    let before = problems.errors.len();
+    refuse_long_strings(&mut value, &at, file, problems);
     let toml::Value::Table(mut table) = value else {
         problems.push(file, format!("checks[{index}]"), "must be a table");
         return None;
     };
-    let name = table
-        .get("name")
-        .and_then(|n| n.as_str())
-        .map(str::to_string);
-    let at = match &name {
-        Some(n) => format!("checks.\"{n}\""),
-        None => format!("checks[{index}]"),
-    };
-    let before = problems.errors.len();
 
     let mut common_table = toml::Table::new();
     for key in COMMON_KEYS {
@@ -108,7 +111,7 @@ pub(crate) fn parse_check(
         problems.push(file, join_key(&at, &path), reason);
     }
     match &name {
-        None => problems.push(
+        None if !common_has_name(problems, before, &at) => problems.push(
             file,
             join_key(&at, "name"),
             "missing (every check needs a name)",
@@ -116,22 +119,52 @@ pub(crate) fn parse_check(
         Some(n) if !valid_name(n) => problems.push(
             file,
             join_key(&at, "name"),
-            "use letters, digits, '-', '_' and '.' only (1 to 64 characters)",
+            format!("invalid name \"{}\" ({NAME_RULE})", printable(n, 80)),
         ),
-        Some(_) => {}
+        _ => {}
     }
 
-    let probe = if !table.contains_key("kind") {
-        problems.push(file, join_key(&at, "kind"), "missing (e.g. kind = \"tcp\")");
-        None
-    } else {
-        let mut found = Vec::new();
-        let probe =
-            deserialize_all::<ProbeConfig>(toml::Value::Table(table), &["kind"], &mut found);
-        for (path, reason) in found {
-            problems.push(file, join_key(&at, &path), reason);
+    let probe = match table
+        .get("kind")
+        .and_then(|k| k.as_str())
+        .map(str::to_string)
+    {
+        None if !table.contains_key("kind") => {
+            problems.push(file, join_key(&at, "kind"), "missing (e.g. kind = \"tcp\")");
+            None
         }
-        probe
+        kind => {
+            let kind_key = join_key(&at, "kind");
+            let kind_var = problems.env_keys.get(&kind_key).cloned();
+            let mut found = Vec::new();
+            let probe =
+                deserialize_all::<ProbeConfig>(toml::Value::Table(table), &["kind"], &mut found);
+            for (path, mut reason) in found {
+                let key = join_key(&at, &path);
+                if reason == MISSING
+                    && let Some(kind) = &kind
+                {
+                    reason = format!("missing (kind \"{kind}\" needs it)");
+                }
+                // Keys that do not fit a kind set by a variable: the variable is the cause.
+                match (&kind_var, &kind) {
+                    (Some(var), Some(kind))
+                        if path != "kind"
+                            && (reason.starts_with("unknown key") || reason.starts_with("missing")) =>
+                    {
+                        problems.errors.push(ConfigError::new(
+                            format!("environment ({var})"),
+                            &key,
+                            format!(
+                                "{reason}; {var} sets kind = \"{kind}\" for this check, defined in {file}"
+                            ),
+                        ))
+                    }
+                    _ => problems.push(file, key, reason),
+                }
+            }
+            probe
+        }
     };
 
     let interval = common.interval.unwrap_or(defaults.interval);
@@ -223,10 +256,23 @@ fn not_below(value: Duration, limit: Duration, what: &str) -> Option<String> {
     })
 }
 
+/// What a check name may be, for messages.
+const NAME_RULE: &str = "use 1 to 64 letters, digits, '-', '_' and '.', but not \".\" or \"..\"";
+
+/// A check name appears in URLs (`/readyz/<name>`), logs, metrics labels and environment
+/// variable names, so it is held to a small safe set.
 fn valid_name(name: &str) -> bool {
     !name.is_empty()
         && name.len() <= 64
+        && name != "."
+        && name != ".."
         && name
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+}
+
+/// Whether a problem with `name` was already reported (e.g. not a string).
+fn common_has_name(problems: &Problems, before: usize, at: &str) -> bool {
+    let key = join_key(at, "name");
+    problems.errors[before..].iter().any(|e| e.key == key)
 }

@@ -2,11 +2,11 @@
 //! section and check, and validate the whole; every problem at once.
 
 use std::collections::{BTreeMap, HashMap};
-use std::path::Path;
 
 use serde::Deserialize;
 
 use super::check::{collect_checks, parse_check};
+use super::lengths::refuse_long_strings;
 use super::problems::Problems;
 use super::recover::section;
 use super::sources::{apply_env, read_drop_ins, read_main, toml_reason};
@@ -39,6 +39,9 @@ pub fn load(sources: &Sources) -> Result<Config, Vec<ConfigError>> {
         None => std::env::vars().collect(),
     };
     let check_overrides = apply_env(&mut root, &env, &mut problems, &main_name);
+    for (key, value) in root.iter_mut().filter(|(k, _)| *k != "checks") {
+        refuse_long_strings(value, key, &main_name, &mut problems);
+    }
 
     for key in root.keys() {
         if !TOP_LEVEL_KEYS.contains(&key.as_str()) {
@@ -62,11 +65,11 @@ pub fn load(sources: &Sources) -> Result<Config, Vec<ConfigError>> {
     if let Err(errs) = super::telemetry::resolve(&config.telemetry, &env) {
         for p in errs {
             match p.var {
-                Some(var) => problems.errors.push(ConfigError {
-                    file: format!("environment ({var})"),
-                    key: p.key,
-                    reason: p.reason,
-                }),
+                Some(var) => problems.errors.push(ConfigError::new(
+                    format!("environment ({var})"),
+                    p.key,
+                    p.reason,
+                )),
                 None => problems.push(&main_name, p.key, p.reason),
             }
         }
@@ -104,9 +107,9 @@ pub fn load(sources: &Sources) -> Result<Config, Vec<ConfigError>> {
         .or(default_probes_dir)
         .filter(|d| sources.probes_dir.is_some() || d.is_dir());
     if let Some(dir) = probes_dir {
-        for (file, text) in read_drop_ins(&dir, &mut problems) {
+        for (path, file, text) in read_drop_ins(&dir, &mut problems) {
             if crate::redact::has_inline_secret(&text) {
-                crate::redact::warn_if_world_readable(Path::new(&file), "inline password or token");
+                crate::redact::warn_if_world_readable(&path, "inline password or token");
             }
             match toml::from_str::<toml::Table>(&text) {
                 Ok(mut table) => {
@@ -141,29 +144,38 @@ pub fn load(sources: &Sources) -> Result<Config, Vec<ConfigError>> {
                     .env_keys
                     .insert(format!("checks.\"{name}\".{key}"), var.clone());
             }
-            _ => problems.errors.push(ConfigError {
-                file: format!("environment ({var})"),
-                key: format!("checks.\"{check}\""),
-                reason: "no check with this name to override".into(),
-            }),
+            _ => problems.errors.push(ConfigError::new(
+                format!("environment ({var})"),
+                format!("checks.\"{check}\""),
+                "no check with this name to override",
+            )),
         }
     }
 
-    let mut first_seen: HashMap<String, String> = HashMap::new();
+    // Names are unique ignoring case: `HEALTHD_CHECKS__CACHE__PORT` must name one check,
+    // and `cache` beside `Cache` in one status page reads as a mistake.
+    let mut first_seen: HashMap<String, (String, String)> = HashMap::new();
     for (file, index, value) in entries {
         if let Some(check) = parse_check(&file, index, value, &config.defaults, &mut problems) {
-            if let Some(prev) = first_seen.get(&check.name) {
-                problems.push(
-                    &file,
-                    format!("checks.\"{}\".name", check.name),
+            if let Some((prev_name, prev)) = first_seen.get(&check.name.to_ascii_lowercase()) {
+                let reason = if *prev_name == check.name {
                     format!(
                         "duplicate check name \"{}\" (first defined in {prev})",
                         check.name
-                    ),
-                );
+                    )
+                } else {
+                    format!(
+                        "duplicate check name \"{}\": \"{prev_name}\" in {prev} differs only in case (names are unique ignoring case)",
+                        check.name
+                    )
+                };
+                problems.push(&file, format!("checks.\"{}\".name", check.name), reason);
                 continue;
             }
-            first_seen.insert(check.name.clone(), file.clone());
+            first_seen.insert(
+                check.name.to_ascii_lowercase(),
+                (check.name.clone(), file.clone()),
+            );
             config.origins.insert(check.name.clone(), file);
             config.checks.push(check);
         }

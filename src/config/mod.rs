@@ -8,6 +8,7 @@
 //! - this file: the types;
 //! - [`load`]: merging the sources and validating the whole;
 //! - [`sources`]: reading files and drop-ins, and the `HEALTHD_*` environment overlay;
+//! - [`files`]: reading a file without trusting it (size bound, regular drop-ins only);
 //! - [`recover`]: turning serde's first error into every error, each with its key path;
 //! - [`check`]: the keys every check shares (listed once, [`COMMON_KEYS`]) and one check's
 //!   parsing;
@@ -22,10 +23,12 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use crate::check::ProbeConfig;
-use crate::model::{Group, de_duration, de_opt_duration};
+use crate::model::{Group, MAX_MESSAGE, de_duration, de_opt_duration, printable};
 use crate::resilience::Resilience;
 
 pub mod check;
+mod files;
+mod lengths;
 pub mod load;
 mod problems;
 pub mod recover;
@@ -34,6 +37,8 @@ pub mod sources;
 pub mod telemetry;
 
 pub use check::COMMON_KEYS;
+pub use files::MAX_FILE_BYTES;
+pub use lengths::MAX_STRING_BYTES;
 pub use load::load;
 pub use server::{DEFAULT_MAX_IN_FLIGHT, ServerConfig};
 
@@ -55,6 +60,22 @@ pub struct ConfigError {
     pub key: String,
     /// What is wrong, in words an operator can act on.
     pub reason: String,
+}
+
+/// Longest file name or key path a [`ConfigError`] shows.
+pub(crate) const MAX_SHOWN: usize = 512;
+
+impl ConfigError {
+    /// A problem, with every part made safe to print ([`printable`]): a file name, a key
+    /// path and a reason can all hold text from the config (a check's name, a value), and
+    /// they end up on a terminal and in the journal.
+    pub fn new(file: impl AsRef<str>, key: impl AsRef<str>, reason: impl AsRef<str>) -> Self {
+        ConfigError {
+            file: printable(file.as_ref(), MAX_SHOWN),
+            key: printable(key.as_ref(), MAX_SHOWN),
+            reason: printable(reason.as_ref(), MAX_MESSAGE),
+        }
+    }
 }
 
 impl fmt::Display for ConfigError {

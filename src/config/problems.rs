@@ -19,10 +19,6 @@ impl Problems {
             Some(var) => format!("environment ({var})"),
             None => file.to_string(),
         };
-        self.errors.push(ConfigError {
-            file,
-            key,
-            reason: reason.into(),
-        });
+        self.errors.push(ConfigError::new(file, key, reason.into()));
     }
 }

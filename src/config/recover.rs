@@ -15,17 +15,38 @@ where
         return T::default();
     };
     let mut found = Vec::new();
-    let parsed = deserialize_all::<T>(value.clone(), &[], &mut found);
+    // What is left once the bad keys are set aside is still validated as a whole, so
+    // its problems show too.
+    let parsed = deserialize_rest::<T>(value.clone(), &[], &mut found);
     for (path, reason) in found {
         problems.push(file, join_key(name, &path), reason);
     }
     parsed.unwrap_or_default()
 }
 
+/// The reason given for a required key that is absent.
+pub(crate) const MISSING: &str = "missing (required)";
+
 /// Deserialize a table reporting every bad key, not only the first: after each error the
-/// offending key is set aside and the rest deserialized again. Keys in `keep` are never set
-/// aside (e.g. `kind`). Returns the value only when there was no problem.
+/// offending key is set aside and the rest deserialized again. A key inside a nested table
+/// (`limits.max_connections` of `[server]`) is set aside on its own, so the other keys of
+/// that table are still checked. Keys in `keep` are never set aside (e.g. `kind`). Returns
+/// the value only when there was no problem.
 pub(crate) fn deserialize_all<T>(
+    value: toml::Value,
+    keep: &[&str],
+    found: &mut Vec<(String, String)>,
+) -> Option<T>
+where
+    T: for<'de> Deserialize<'de>,
+{
+    let before = found.len();
+    deserialize_rest(value, keep, found).filter(|_| found.len() == before)
+}
+
+/// [`deserialize_all`], returning what is left once the bad keys are set aside (if that
+/// deserializes), even when there were problems.
+fn deserialize_rest<T>(
     value: toml::Value,
     keep: &[&str],
     found: &mut Vec<(String, String)>,
@@ -43,17 +64,26 @@ where
         };
     };
     let mut removed: Vec<String> = Vec::new();
-    let before = found.len();
-    for _ in 0..=table.len() {
+    for _ in 0..=count_keys(&table) {
         let (path, reason) = match deserialize_at::<T>(toml::Value::Table(table.clone())) {
-            Ok(v) => return (found.len() == before).then_some(v),
+            Ok(v) => return Some(v),
             Err(e) => e,
         };
-        // Setting a key aside makes it "missing"; that is not a new problem.
-        if let Some(field) = missing_field(&reason)
-            && removed.iter().any(|r| r == field)
-        {
-            break;
+        // Setting a key aside made a required one "missing": that is not a new problem,
+        // but its whole section has to go to see past it.
+        if reason == MISSING && removed.contains(&path) {
+            match first_segment(&path) {
+                Some(top) if top != path && !keep.contains(&top) => {
+                    table.remove(top);
+                    continue;
+                }
+                _ => break,
+            }
+        }
+        if path.contains('.') && set_aside_nested(&mut table, &path) {
+            found.push((path.clone(), reason));
+            removed.push(path);
+            continue;
         }
         let key = match first_segment(&path) {
             Some(k) => Some(k.to_string()),
@@ -72,12 +102,29 @@ where
     None
 }
 
-/// The field named by serde's "missing field `x`" message.
-fn missing_field(reason: &str) -> Option<&str> {
-    reason
-        .strip_prefix("missing field `")
-        .and_then(|r| r.split_once('`'))
-        .map(|(f, _)| f)
+/// Keys in a table and every table inside it: a bound on how many can be set aside.
+fn count_keys(table: &toml::Table) -> usize {
+    table
+        .values()
+        .map(|v| 1 + v.as_table().map_or(0, count_keys))
+        .sum()
+}
+
+/// Remove the key a dotted path such as `limits.max_connections` names inside nested
+/// tables; false if the path does not lead through tables to an existing key.
+fn set_aside_nested(table: &mut toml::Table, path: &str) -> bool {
+    let mut parts: Vec<&str> = path.split('.').collect();
+    let Some(last) = parts.pop() else {
+        return false;
+    };
+    let mut t = table;
+    for part in parts {
+        match t.get_mut(part) {
+            Some(toml::Value::Table(inner)) => t = inner,
+            _ => return false,
+        }
+    }
+    t.remove(last).is_some()
 }
 
 /// The top-level key of a path such as `headers.x` or `groups[1]`.
@@ -127,11 +174,29 @@ where
             }
             reason = format!("unknown key{}", expected.replace('`', "\""));
         }
+        // A required key that is absent: name the key itself.
+        if let Some(field) = reason
+            .strip_prefix("missing field `")
+            .and_then(|r| r.split_once('`'))
+            .map(|(f, _)| f.to_string())
+        {
+            path = join_key(&path, &field);
+            reason = MISSING.to_string();
+        }
+        // A negative count: the number is the problem, not its type.
+        if let Some(rest) = reason.strip_prefix("invalid value: integer `")
+            && let Some((n, expected)) = rest.split_once('`')
+            && [", expected u64", ", expected u32", ", expected usize"].contains(&expected)
+        {
+            reason = format!("out of range: {n} (expected a whole number, 0 or more)");
+        }
         // Rust type names mean nothing to an operator.
         for (rust, words) in [
             ("expected f64", "expected a number"),
             ("expected u64", "expected a whole number"),
             ("expected u32", "expected a whole number"),
+            ("expected u16", "expected a whole number"),
+            ("expected usize", "expected a whole number"),
             ("expected i64", "expected a whole number"),
             ("expected a sequence", "expected a list"),
         ] {

@@ -4,10 +4,19 @@
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 
+use super::files::{read_drop_in, read_main_file};
 use super::problems::Problems;
 use super::{
-    ConfigError, DEFAULT_CONFIG_PATH, EMBEDDED_DEFAULT, EMBEDDED_NAME, ENV_PREFIX, Sources,
+    ConfigError, DEFAULT_CONFIG_PATH, EMBEDDED_DEFAULT, EMBEDDED_NAME, ENV_PREFIX, MAX_SHOWN,
+    Sources,
 };
+use crate::model::printable;
+
+/// How a file is named in messages: its path, with anything unprintable escaped (a file
+/// name can hold a newline).
+pub(crate) fn shown_path(path: &Path) -> String {
+    printable(&path.display().to_string(), MAX_SHOWN)
+}
 
 pub(crate) fn read_main(
     sources: &Sources,
@@ -21,12 +30,8 @@ pub(crate) fn read_main(
     };
     match path {
         Some(p) => {
-            let name = p.display().to_string();
-            let text = std::fs::read_to_string(&p).map_err(|e| ConfigError {
-                file: name.clone(),
-                key: String::new(),
-                reason: format!("cannot read: {e}"),
-            })?;
+            let name = shown_path(&p);
+            let text = read_main_file(&p).map_err(|reason| ConfigError::new(&name, "", reason))?;
             let dir = p.parent().map(|d| d.join("probes.d"));
             Ok((name, text, dir))
         }
@@ -38,8 +43,11 @@ pub(crate) fn read_main(
     }
 }
 
-pub(crate) fn read_drop_ins(dir: &Path, problems: &mut Problems) -> Vec<(String, String)> {
-    let shown = dir.display().to_string();
+/// The drop-ins of `dir` in name order, as (path, name for messages, text). Every entry
+/// named `*.toml` must be a readable regular file (or a symlink to one); anything else
+/// there is an error, not skipped (a check that silently vanishes is worse).
+pub(crate) fn read_drop_ins(dir: &Path, problems: &mut Problems) -> Vec<(PathBuf, String, String)> {
+    let shown = shown_path(dir);
     let listing = match std::fs::read_dir(dir) {
         Ok(l) => l,
         Err(e) => {
@@ -47,19 +55,23 @@ pub(crate) fn read_drop_ins(dir: &Path, problems: &mut Problems) -> Vec<(String,
             return Vec::new();
         }
     };
-    let mut paths: Vec<PathBuf> = listing
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.extension().is_some_and(|x| x == "toml") && p.is_file())
-        .collect();
+    let mut paths: Vec<PathBuf> = Vec::new();
+    for entry in listing {
+        match entry {
+            Ok(e) if e.path().extension().is_some_and(|x| x == "toml") => paths.push(e.path()),
+            Ok(_) => {}
+            Err(e) => problems.push(&shown, "", format!("cannot list drop-in directory: {e}")),
+        }
+    }
     paths.sort();
     paths
         .into_iter()
         .filter_map(|p| {
-            let name = p.display().to_string();
-            match std::fs::read_to_string(&p) {
-                Ok(text) => Some((name, text)),
-                Err(e) => {
-                    problems.push(&name, "", format!("cannot read: {e}"));
+            let name = shown_path(&p);
+            match read_drop_in(&p) {
+                Ok(text) => Some((p, name, text)),
+                Err(reason) => {
+                    problems.push(&name, "", reason);
                     None
                 }
             }
@@ -126,11 +138,11 @@ pub(crate) fn apply_env(
             if parts.len() == 3 {
                 overrides.insert((parts[1].to_string(), parts[2].to_string()), (var, value));
             } else {
-                problems.errors.push(ConfigError {
-                    file: format!("environment ({var})"),
+                problems.errors.push(ConfigError::new(
+                    format!("environment ({var})"),
                     key,
-                    reason: "check overrides take the form HEALTHD_CHECKS__<NAME>__<KEY>".into(),
-                });
+                    "check overrides take the form HEALTHD_CHECKS__<NAME>__<KEY>",
+                ));
             }
             continue;
         }

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant, SystemTime};
 use super::snapshot::CheckView;
 use super::stats::RunStats;
 use crate::config::CheckConfig;
-use crate::model::{Group, Level, Outcome, Reason, Status, fmt_latency};
+use crate::model::{Group, Level, MAX_MESSAGE, Outcome, Reason, Status, fmt_latency, printable};
 use crate::resilience::{BreakerState, FlapDetector, Resilience};
 
 /// The static facts about a check that the state machine needs.
@@ -243,19 +243,22 @@ impl CheckState {
     /// verdict stands, the message says why nothing newer is known, and the result's
     /// freshness is not renewed, so a lasting shortage turns the check `unknown`.
     pub(crate) fn skip(&mut self, why: &str) {
+        let why = printable(why, MAX_MESSAGE);
         Arc::make_mut(&mut self.view).message =
             format!("not run, healthd's own failure (the verdict stands): {why}");
     }
 
     /// The kubelet-style state machine proper.
     fn step(&mut self, obs: Observation) {
+        // Bounded and escaped before it is stored: every renderer reads it from here.
+        let outcome = obs.outcome.printable();
         let v = Arc::make_mut(&mut self.view);
         let old = v.status;
-        let failed = obs.outcome.level == Level::Failed;
+        let failed = outcome.level == Level::Failed;
         v.reported = true;
         v.stats.record(
             if failed {
-                obs.outcome.reason.or(Some(Reason::Internal))
+                outcome.reason.or(Some(Reason::Internal))
             } else {
                 None
             },
@@ -264,13 +267,13 @@ impl CheckState {
         v.last_run = Some(obs.at);
         // Microsecond precision: float noise like 168.27848600000002 helps nobody.
         v.latency_ms = Some((obs.latency.as_secs_f64() * 1e6).round() / 1000.0);
-        let reason = obs.outcome.reason;
-        v.message = obs.outcome.message;
-        v.details = obs.outcome.details;
-        if obs.outcome.sample.is_some() {
-            v.sample = obs.outcome.sample;
+        let reason = outcome.reason;
+        v.message = outcome.message;
+        v.details = outcome.details;
+        if outcome.sample.is_some() {
+            v.sample = outcome.sample;
         }
-        if obs.outcome.level == Level::Unknown {
+        if outcome.level == Level::Unknown {
             // The probe could not tell: no threshold applies, and the run counts neither
             // towards failures nor towards successes.
             v.status = Status::Unknown;
@@ -307,7 +310,7 @@ impl CheckState {
                 self.failing = false;
             }
             if !self.failing {
-                v.status = if obs.outcome.level == Level::Ok {
+                v.status = if outcome.level == Level::Ok {
                     Status::Healthy
                 } else {
                     Status::Degraded

@@ -17,12 +17,14 @@ pub mod text;
 pub mod thresholds;
 
 pub use classify::classify;
-pub use duration::{de_duration, de_opt_duration, fmt_latency, parse_duration, round_ms};
+pub use duration::{
+    MAX_DURATION, de_duration, de_opt_duration, fmt_latency, later, parse_duration, round_ms,
+};
 pub use outcome::{Level, Outcome, Reason};
 pub use port::{de_opt_port, de_port};
 pub use sample::{
     CertSample, CpuSample, DiskSample, MemorySample, Perfdata, Sample, round1, used_percent,
 };
 pub use status::{Group, GroupSummary, Status};
-pub use text::{error_chain, mentions_any, one_line};
+pub use text::{MAX_MESSAGE, error_chain, mentions_any, one_line, one_log_line, printable};
 pub use thresholds::Thresholds;

@@ -7,6 +7,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use super::sample::Sample;
+use super::text::{MAX_MESSAGE, printable};
 
 /// Why a run failed: a small fixed set, safe to use as a metric attribute.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -139,5 +140,46 @@ impl Outcome {
     pub fn answered_in(mut self, d: Duration) -> Self {
         self.answered_in = Some(d);
         self
+    }
+
+    /// The message and string details made safe to show and store: control characters
+    /// escaped, at most [`MAX_MESSAGE`] bytes each. A peer's answer (or an echo of what it
+    /// was sent) goes into messages, and from there into `/health`, logs and notifications.
+    pub fn printable(mut self) -> Self {
+        self.message = printable(&self.message, MAX_MESSAGE);
+        for v in self.details.values_mut() {
+            if let serde_json::Value::String(s) = v {
+                *s = printable(s, MAX_MESSAGE);
+            }
+        }
+        self
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Whatever a probe reports, what is stored is one bounded, printable line.
+    #[test]
+    fn printable_escapes_and_caps_message_and_details() {
+        let o = Outcome::failed(
+            Reason::Protocol,
+            format!("first\n\u{1b}[31m{}", "x".repeat(50_000)),
+        )
+        .with_detail("server_version", "y".repeat(50_000))
+        .with_detail("code", 5)
+        .printable();
+        assert!(
+            o.message.starts_with("first\\n\\u{1b}[31mxxx"),
+            "{}",
+            o.message
+        );
+        assert!(o.message.ends_with("more bytes)"), "{}", o.message);
+        assert!(o.message.len() <= MAX_MESSAGE + 32);
+        assert!(!o.message.chars().any(char::is_control));
+        let version = o.details["server_version"].as_str().unwrap_or_default();
+        assert!(version.len() <= MAX_MESSAGE + 32);
+        assert_eq!(o.details["code"], 5);
     }
 }

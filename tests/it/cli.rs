@@ -134,7 +134,7 @@ fn validate_prints_every_error_of_every_fixture() {
         );
         checked += 1;
     }
-    assert!(checked >= 15, "only {checked} fixtures found");
+    assert!(checked >= 21, "only {checked} fixtures found");
 }
 
 fn check_output(config: &str, format: &str) -> (Option<i32>, String, String) {
@@ -225,6 +225,72 @@ fn check_text_output_is_a_table() {
     let col = lines[0].find("STATUS").unwrap();
     assert_eq!(&lines[1][col..col + 7], "healthy");
     assert_eq!(&lines[2][col..col + 8], "degraded");
+}
+
+/// What a peer answers ends up in the table: escaped, so it cannot forge rows or drive the
+/// terminal.
+#[test]
+fn check_text_output_escapes_what_a_peer_sends() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        use std::io::Write;
+        // One connection per run; a few at most.
+        for stream in listener.incoming().take(4) {
+            let Ok(mut s) = stream else { return };
+            let _ = s.write_all(b"EVIL\x1b[2J\x1b]0;title\x07\nforged: overall healthy\n");
+        }
+    });
+    let (code, stdout, _) = check_output(&tcp("evil", port, "expect = \"NEVER\""), "text");
+    assert_eq!(code, Some(2), "{stdout}");
+    assert!(
+        !stdout.contains('\u{1b}') && !stdout.contains('\u{7}'),
+        "{stdout:?}"
+    );
+    assert_eq!(stdout.lines().count(), 3, "{stdout}");
+    assert!(
+        stdout.contains("EVIL\\u{1b}[2J\\u{1b}]0;title\\u{7} forged"),
+        "{stdout}"
+    );
+}
+
+/// Usage errors of `check` exit 3 (unknown), as Nagios plugins do: 2 would read as
+/// "unhealthy". Other commands keep the usual usage exit code 2; help exits 0.
+#[test]
+fn check_usage_errors_exit_3() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = write_config(dir.path(), &tcp("api", live_port(), ""));
+    // (arguments before --config, HEALTHD_LOG_FORMAT)
+    let cases = [
+        (vec!["check", "--format", "xml"], None),
+        (vec!["check", "--bogus"], None),
+        (vec!["check", "--format"], None),
+        (vec!["check"], Some("xml")),
+        (vec!["--log-format", "xml", "check"], None),
+    ];
+    for (args, log_format) in cases {
+        let mut cmd = healthd();
+        cmd.args(&args).arg("--config").arg(&cfg);
+        if let Some(v) = log_format {
+            cmd.env("HEALTHD_LOG_FORMAT", v);
+        }
+        let out = run(&mut cmd);
+        assert_eq!(out.status.code(), Some(3), "{args:?} {log_format:?}");
+        assert!(
+            text(&out.stderr).starts_with("error: "),
+            "{}",
+            text(&out.stderr)
+        );
+        assert_eq!(text(&out.stdout), "");
+    }
+    assert_eq!(
+        run(healthd().args(["validate", "--bogus"])).status.code(),
+        Some(2)
+    );
+    assert_eq!(
+        run(healthd().args(["check", "--help"])).status.code(),
+        Some(0)
+    );
 }
 
 #[test]

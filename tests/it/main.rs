@@ -3,6 +3,7 @@
 //! Why one binary, and what the shared helpers are: see [`support`].
 
 mod abuse;
+mod abuse_config;
 mod architecture;
 mod cli;
 mod config;
@@ -10,6 +11,7 @@ mod database;
 mod deb;
 mod dns;
 mod drain;
+mod drop_ins;
 mod endpoints;
 mod exec;
 mod faults;

@@ -65,7 +65,7 @@ pub(super) fn parse_key_values(text: &str) -> Result<Vec<(String, String)>, Stri
         }
         if chars.next() != Some('=') {
             // The stray word could be a password: never echo it.
-            return Err("bad url: expected key=value pairs (a word without \"=\")".into());
+            return Err("a word without \"=\" (use a postgres:// URL or key=value pairs such as \"host=db user=app\")".into());
         }
         while chars.peek().is_some_and(|c| c.is_whitespace()) {
             chars.next();
@@ -77,11 +77,11 @@ pub(super) fn parse_key_values(text: &str) -> Result<Vec<(String, String)>, Stri
                 match chars.next() {
                     Some('\\') => match chars.next() {
                         Some(c) => value.push(c),
-                        None => return Err(format!("bad url: unterminated quoted value of {key}")),
+                        None => return Err(format!("unterminated quoted value of {key}")),
                     },
                     Some('\'') => break,
                     Some(c) => value.push(c),
-                    None => return Err(format!("bad url: unterminated quoted value of {key}")),
+                    None => return Err(format!("unterminated quoted value of {key}")),
                 }
             }
         } else {

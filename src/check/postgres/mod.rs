@@ -30,9 +30,10 @@ mod tls;
 pub struct PostgresConfig {
     /// Connection URL (`postgres://user@host:5432/db?sslmode=require`) or key/value DSN
     /// (`host=db user=app dbname=app`), instead of the separate fields. A password in it
-    /// works but is warned about: prefer `password_file` or `password_env`. Alias: `dsn`.
-    #[serde(alias = "dsn")]
+    /// works but is warned about: prefer `password_file` or `password_env`.
     pub url: Option<String>,
+    /// The same as `url`, under libpq's other name (messages name the key that was used).
+    pub dsn: Option<String>,
     /// Server host name, IP address, or a directory holding the Unix socket. Default
     /// `localhost`.
     pub host: Option<String>,
@@ -141,24 +142,34 @@ struct Target {
 }
 
 impl PostgresConfig {
+    /// The connection string and the key it was given under (`url` or `dsn`).
+    fn connection_string(&self) -> Option<(&'static str, &str)> {
+        match (&self.url, &self.dsn) {
+            (Some(url), _) => Some(("url", url)),
+            (None, Some(dsn)) => Some(("dsn", dsn)),
+            (None, None) => None,
+        }
+    }
+
     fn target(&self) -> Result<Target, String> {
         let mut sslmode = None;
         let mut ca_file = None;
-        let mut config = match &self.url {
-            Some(url) => {
-                let (rest, extracted) = split_tls_params(url)?;
-                for (key, value) in extracted {
-                    match key.as_str() {
+        let mut config = match self.connection_string() {
+            Some((key, text)) => {
+                let (rest, extracted) =
+                    split_tls_params(text).map_err(|e| format!("bad {key}: {e}"))?;
+                for (name, value) in extracted {
+                    match name.as_str() {
                         "sslmode" => {
                             sslmode = Some(SslMode::parse(&value).ok_or_else(|| {
-                                format!("unknown sslmode \"{value}\" in url (use disable, prefer, require, verify-ca or verify-full)")
+                                format!("unknown sslmode \"{value}\" in {key} (use disable, prefer, require, verify-ca or verify-full)")
                             })?)
                         }
                         _ => ca_file = Some(PathBuf::from(value)),
                     }
                 }
                 tokio_postgres::Config::from_str(&rest)
-                    .map_err(|e| format!("bad url: {}", error_chain(&e)))?
+                    .map_err(|e| format!("bad {key}: {}", error_chain(&e)))?
             }
             None => {
                 let mut c = tokio_postgres::Config::new();
@@ -226,7 +237,11 @@ impl Kind for PostgresConfig {
     }
 
     fn validate(&self, _timeout: Duration, problems: &mut Vec<(String, String)>) {
-        if self.url.is_some() {
+        if self.url.is_some() && self.dsn.is_some() {
+            problems.push(("dsn".into(), "set either url or dsn, not both".into()));
+        }
+        let conn_key = self.connection_string().map_or("url", |(key, _)| key);
+        if self.connection_string().is_some() {
             for (key, set) in [
                 ("host", self.host.is_some()),
                 ("port", self.port.is_some()),
@@ -236,7 +251,7 @@ impl Kind for PostgresConfig {
                 if set {
                     problems.push((
                         key.into(),
-                        "set either url or host/port/user/dbname, not both".into(),
+                        format!("set either {conn_key} or host/port/user/dbname, not both"),
                     ));
                 }
             }
@@ -244,12 +259,15 @@ impl Kind for PostgresConfig {
         match self.target() {
             Ok(t) => {
                 if t.config.get_user().is_none() {
-                    problems.push(("user".into(), "missing (set user, or a user in url)".into()));
+                    problems.push((
+                        "user".into(),
+                        format!("missing (set user, or a user in {conn_key})"),
+                    ));
                 }
                 self.passwords()
                     .validate(t.url_password.is_some(), problems);
                 if t.url_password.is_some() {
-                    warn_inline_password("postgres", &describe(&t.config), "url");
+                    warn_inline_password("postgres", &describe(&t.config), conn_key);
                 } else if self.password.is_some() {
                     warn_inline_password("postgres", &describe(&t.config), "password");
                 }
@@ -271,7 +289,7 @@ impl Kind for PostgresConfig {
                     ));
                 }
             }
-            Err(e) => problems.push(("url".into(), e)),
+            Err(e) => problems.push((conn_key.into(), e)),
         }
         if self.query.trim().is_empty() {
             problems.push(("query".into(), "must not be empty".into()));
@@ -369,6 +387,19 @@ mod tests {
         let bad: Result<PostgresConfig, _> =
             toml::from_str("user = \"a\"\nsslmode = \"sometimes\"");
         assert!(bad.is_err());
+    }
+
+    #[test]
+    fn a_bad_dsn_is_reported_as_dsn() {
+        let mut problems = Vec::new();
+        cfg("dsn = \"host=db s3cretword\"").validate(Duration::from_secs(2), &mut problems);
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert_eq!(problems[0].0, "dsn");
+        assert!(problems[0].1.starts_with("bad dsn: "), "{problems:?}");
+        let mut problems = Vec::new();
+        cfg("dsn = \"host=db user=a\"\nurl = \"postgres://a@b/c\"")
+            .validate(Duration::from_secs(2), &mut problems);
+        assert_eq!(problems[0].0, "dsn");
     }
 
     #[test]

@@ -133,8 +133,8 @@ pub fn slow_answer_port(delay: std::time::Duration) -> u16 {
 }
 
 /// A TCP peer: counts open connections; in mode `ANSWER` it replies `PONG\n` to anything, in
-/// `HOLD` it accepts and never answers. It reads until the client closes, so the client
-/// closes first.
+/// `HOLD` it accepts and never answers, in `ECHO` it sends back what it reads. It reads until
+/// the client closes, so the client closes first.
 pub struct TcpPeer {
     pub addr: SocketAddr,
     pub mode: Arc<AtomicU8>,
@@ -144,6 +144,7 @@ pub struct TcpPeer {
 
 pub const ANSWER: u8 = 0;
 pub const HOLD: u8 = 1;
+pub const ECHO: u8 = 2;
 
 impl TcpPeer {
     pub async fn start(mode: u8) -> TcpPeer {
@@ -167,6 +168,11 @@ impl TcpPeer {
                             Ok(0) | Err(_) => break,
                             Ok(_) if m.load(Ordering::SeqCst) == ANSWER => {
                                 if s.write_all(b"PONG\n").await.is_err() {
+                                    break;
+                                }
+                            }
+                            Ok(n) if m.load(Ordering::SeqCst) == ECHO => {
+                                if s.write_all(&buf[..n]).await.is_err() {
                                     break;
                                 }
                             }
