@@ -2,6 +2,7 @@
 //! snapshot. No handler runs a probe or waits on one.
 
 pub mod auth;
+mod cache;
 pub mod conns;
 pub mod grpc;
 pub mod limits;
@@ -64,6 +65,8 @@ pub struct AppState {
     /// Where an accepted push goes at once (the health loop); `None` drops it (tests of
     /// the router alone).
     pub events: Option<mpsc::Sender<Event>>,
+    /// `/health` and `/metrics` bodies, rendered once per snapshot.
+    rendered: Arc<cache::RenderCache>,
 }
 
 impl AppState {
@@ -72,6 +75,7 @@ impl AppState {
             verdicts: Verdicts::new(snapshot, policy),
             options: Arc::new(ArcSwap::from_pointee(options)),
             events: None,
+            rendered: Arc::default(),
         }
     }
 
@@ -191,38 +195,55 @@ async fn health(
         return unauthorized();
     }
     let snap = state.verdicts.snapshot.load_full();
-    let policy = state.verdicts.policy.load();
+    let policy = state.verdicts.policy.load_full();
     let draining = state.verdicts.draining();
-    let groups: BTreeMap<&str, serde_json::Value> = Group::ALL
-        .iter()
-        .map(|g| {
-            let v = verdict(&snap, *g, None, &[], &policy, draining, true);
-            let summary = GroupSummary::of(v.members.iter().filter_map(|(c, _)| c.counted()));
-            (
-                g.as_str(),
-                serde_json::json!({
-                    "status": v.status,
-                    "pass": v.pass,
-                    "checks": summary.checks,
-                    "healthy": summary.healthy,
-                    "degraded": summary.degraded,
-                    "unhealthy": summary.unhealthy,
-                    "unknown": summary.unknown,
-                }),
-            )
+    let key = (0, snap.seq, inputs(&policy, draining));
+    let body = state.rendered.get_or_render(key, || {
+        let groups: BTreeMap<&str, serde_json::Value> = Group::ALL
+            .iter()
+            .map(|g| {
+                let v = verdict(&snap, *g, None, &[], &policy, draining, true);
+                let summary = GroupSummary::of(v.members.iter().filter_map(|(c, _)| c.counted()));
+                (
+                    g.as_str(),
+                    serde_json::json!({
+                        "status": v.status,
+                        "pass": v.pass,
+                        "checks": summary.checks,
+                        "healthy": summary.healthy,
+                        "degraded": summary.degraded,
+                        "unhealthy": summary.unhealthy,
+                        "unknown": summary.unknown,
+                    }),
+                )
+            })
+            .collect();
+        serde_json::json!({
+            "status": snap.overall(),
+            "version": env!("CARGO_PKG_VERSION"),
+            "started": snap.started,
+            "draining": draining,
+            "generated_at": humantime::format_rfc3339_millis(snap.generated_at).to_string(),
+            "groups": groups,
+            "checks": snap.checks.iter().map(|c| c.as_ref()).collect::<Vec<_>>(),
+            "reload": snap.reload,
         })
-        .collect();
-    let body = serde_json::json!({
-        "status": snap.overall(),
-        "version": env!("CARGO_PKG_VERSION"),
-        "started": snap.started,
-        "draining": draining,
-        "generated_at": humantime::format_rfc3339_millis(snap.generated_at).to_string(),
-        "groups": groups,
-        "checks": snap.checks.iter().map(|c| c.as_ref()).collect::<Vec<_>>(),
-        "reload": snap.reload,
+        .to_string()
     });
-    json(StatusCode::OK, &body)
+    typed(StatusCode::OK, body, "application/json")
+}
+
+/// What a rendered body depends on besides the snapshot: the verdict policy (swapped on
+/// reload) and the drain flag.
+fn inputs(policy: &Arc<Policy>, draining: bool) -> u64 {
+    ((Arc::as_ptr(policy) as usize as u64) << 1) | u64::from(draining)
+}
+
+fn typed(code: StatusCode, body: axum::body::Bytes, content_type: &'static str) -> Response {
+    let mut r = (code, body).into_response();
+    r.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    no_store(r)
 }
 
 async fn metrics(
@@ -240,33 +261,26 @@ async fn metrics(
         .get(header::ACCEPT)
         .and_then(|v| v.to_str().ok())
         .unwrap_or("");
-    let (body, content_type) = if prom::wants_open_metrics(accept) {
-        (prom::render(snap), prom::CONTENT_TYPE)
+    let seq = snap.seq;
+    if prom::wants_open_metrics(accept) {
+        let body = state
+            .rendered
+            .get_or_render((1, seq, 0), || prom::render(snap));
+        typed(StatusCode::OK, body, prom::CONTENT_TYPE)
     } else {
-        (prom::render_text(snap), prom::TEXT_CONTENT_TYPE)
-    };
-    let mut r = (StatusCode::OK, body).into_response();
-    r.headers_mut()
-        .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
-    no_store(r)
+        let body = state
+            .rendered
+            .get_or_render((2, seq, 0), || prom::render_text(snap));
+        typed(StatusCode::OK, body, prom::TEXT_CONTENT_TYPE)
+    }
 }
 
 fn text(code: StatusCode, body: String) -> Response {
-    let mut r = (code, body).into_response();
-    r.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/plain; charset=utf-8"),
-    );
-    no_store(r)
+    typed(code, body.into(), "text/plain; charset=utf-8")
 }
 
 fn json(code: StatusCode, body: &serde_json::Value) -> Response {
-    let mut r = (code, body.to_string()).into_response();
-    r.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
-    no_store(r)
+    typed(code, body.to_string().into(), "application/json")
 }
 
 fn no_store(mut r: Response) -> Response {
