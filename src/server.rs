@@ -57,6 +57,8 @@ pub struct AppState {
     /// Where an accepted push goes at once (the health loop); `None` drops it (tests of
     /// the router alone).
     pub events: Option<mpsc::Sender<Event>>,
+    /// Series `/metrics` shows besides the snapshot's (the notifier's counters).
+    pub metrics_extra: Vec<crate::telemetry::prometheus::Extra>,
 }
 
 impl AppState {
@@ -65,7 +67,14 @@ impl AppState {
             verdicts: Verdicts::new(snapshot, policy),
             options: Arc::new(ArcSwap::from_pointee(options)),
             events: None,
+            metrics_extra: Vec::new(),
         }
+    }
+
+    /// Show these series in `/metrics` too.
+    pub fn with_metrics(mut self, extra: crate::telemetry::prometheus::Extra) -> AppState {
+        self.metrics_extra.push(extra);
+        self
     }
 
     /// Send accepted pushes to the health loop.
@@ -229,9 +238,15 @@ async fn metrics(
         .and_then(|v| v.to_str().ok())
         .unwrap_or("");
     let (body, content_type) = if prom::wants_open_metrics(accept) {
-        (prom::render(snap), prom::CONTENT_TYPE)
+        (
+            prom::render_with(snap, &state.metrics_extra),
+            prom::CONTENT_TYPE,
+        )
     } else {
-        (prom::render_text(snap), prom::TEXT_CONTENT_TYPE)
+        (
+            prom::render_text_with(snap, &state.metrics_extra),
+            prom::TEXT_CONTENT_TYPE,
+        )
     };
     let mut r = (StatusCode::OK, body).into_response();
     r.headers_mut()

@@ -37,6 +37,7 @@ struct CommonRaw {
     max_staleness: Option<Duration>,
     #[serde(default, deserialize_with = "de_opt_duration")]
     degraded_after: Option<Duration>,
+    depends_on: Option<Vec<String>>,
 }
 
 /// The keys every check shares, whatever its kind.
@@ -55,6 +56,7 @@ pub const COMMON_KEYS: &[&str] = &[
     "groups",
     "failure_threshold",
     "success_threshold",
+    "depends_on",
 ];
 
 pub(crate) fn collect_checks(
@@ -207,6 +209,7 @@ pub(crate) fn parse_check(
         failure_threshold,
         success_threshold,
         degraded_after: common.degraded_after,
+        depends_on: common.depends_on.unwrap_or_default(),
         resilience,
         probe,
     })
@@ -223,7 +226,7 @@ fn not_below(value: Duration, limit: Duration, what: &str) -> Option<String> {
     })
 }
 
-fn valid_name(name: &str) -> bool {
+pub(crate) fn valid_name(name: &str) -> bool {
     !name.is_empty()
         && name.len() <= 64
         && name

@@ -108,6 +108,9 @@ fn every_invalid_fixture_gives_exactly_its_expected_errors() {
         "invalid-drop-in-stray-key",
         "invalid-env-override",
         "invalid-many",
+        "invalid-notify",
+        "invalid-depends-on",
+        "invalid-maintenance",
     ] {
         assert!(names.contains(&required), "fixture {required} missing");
     }
