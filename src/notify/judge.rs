@@ -40,8 +40,9 @@ struct Track {
     unblocked_at: Option<SystemTime>,
 }
 
-/// How long to wait for a check's next run: its interval, its timeout and a second.
-pub type Settle = HashMap<String, Duration>;
+/// Per check: its interval, and how long after its next run is due a result may take (its
+/// timeout and a second).
+pub type Settle = HashMap<String, (Duration, Duration)>;
 
 /// The context of one evaluation.
 pub struct Context<'a> {
@@ -52,6 +53,9 @@ pub struct Context<'a> {
     /// Each check's `depends_on`.
     pub depends_on: &'a HashMap<String, Vec<String>>,
     pub settle: &'a Settle,
+    /// Each check's status before its latest change (from the health loop's changes), for
+    /// the `from` of a receiver that never saw it (its first look came after the change).
+    pub previous: &'a HashMap<String, Status>,
 }
 
 /// One receiver's memory of what it was told.
@@ -118,7 +122,10 @@ impl Judge {
             kind: v.kind,
             groups: v.groups.clone(),
             critical: v.critical,
-            from: t.told,
+            from: match t.told {
+                Status::Unknown => cx.previous.get(&v.name).copied().unwrap_or(Status::Unknown),
+                told => told,
+            },
             to: v.status,
             was_firing: t.announced.is_some(),
             firing,
@@ -179,24 +186,26 @@ impl Judge {
 /// Whether a newly failing check waits before it notifies (see the module doc).
 fn hold(v: &CheckView, t: &Track, cx: &Context) -> bool {
     let since = v.since.unwrap_or(cx.now);
-    let waited =
-        |d: Duration, from: SystemTime| cx.now.duration_since(from).unwrap_or_default() >= d;
+    let ran_since = |c: &CheckView, from: SystemTime| c.last_run.is_some_and(|r| r >= from);
+    // Until the check's next run after `from` is overdue (its backoff included).
+    let waiting = |c: &CheckView, from: SystemTime| {
+        let (interval, grace) = cx.settle.get(&c.name).copied().unwrap_or_default();
+        let due = c.next_run.filter(|n| *n > from).unwrap_or(from + interval);
+        cx.now < due + grace
+    };
     if let Some(parents) = cx.depends_on.get(&v.name) {
         for p in parents {
-            let Some(pv) = cx.views.get(p.as_str()) else {
-                continue;
-            };
-            let ran_since = pv.last_run.is_some_and(|r| r >= since);
-            let bound = cx.settle.get(p).copied().unwrap_or_default();
-            if !ran_since && !waited(bound, since) {
+            if let Some(pv) = cx.views.get(p.as_str())
+                && !ran_since(pv, since)
+                && waiting(pv, since)
+            {
                 return true;
             }
         }
     }
     if let Some(u) = t.unblocked_at {
         let failed_since = v.last_failure.is_some_and(|f| f > u);
-        let bound = cx.settle.get(&v.name).copied().unwrap_or_default();
-        if !failed_since && (v.consecutive_successes > 0 || !waited(bound, u)) {
+        if !failed_since && (v.consecutive_successes > 0 || (!ran_since(v, u) && waiting(v, u))) {
             return true;
         }
     }
@@ -245,6 +254,7 @@ mod tests {
         m0: Instant,
         depends_on: HashMap<String, Vec<String>>,
         settle: Settle,
+        previous: HashMap<String, Status>,
     }
 
     impl World {
@@ -256,6 +266,7 @@ mod tests {
                 m0: Instant::now(),
                 depends_on: HashMap::new(),
                 settle: HashMap::new(),
+                previous: HashMap::new(),
             }
         }
 
@@ -276,6 +287,7 @@ mod tests {
                 views: &views,
                 depends_on: &self.depends_on,
                 settle: &self.settle,
+                previous: &self.previous,
             };
             self.judge
                 .judge(&self.rules, v, muted, &cx)
@@ -357,8 +369,14 @@ mod tests {
     fn a_child_waits_for_its_parent_and_is_quiet_while_blocked() {
         let mut w = World::new("");
         w.depends_on.insert("db".into(), vec!["gw".into()]);
-        w.settle.insert("gw".into(), Duration::from_secs(10));
-        w.settle.insert("db".into(), Duration::from_secs(10));
+        w.settle.insert(
+            "gw".into(),
+            (Duration::from_secs(9), Duration::from_secs(1)),
+        );
+        w.settle.insert(
+            "db".into(),
+            (Duration::from_secs(9), Duration::from_secs(1)),
+        );
         let t = w.t0;
         let gw_ok = view("gw", H, t);
         // The child fails at t+1; the parent last ran at t: wait for it.
@@ -381,7 +399,10 @@ mod tests {
         // A parent that never reports does not hold the child for ever.
         let mut w2 = World::new("");
         w2.depends_on.insert("db".into(), vec!["gw".into()]);
-        w2.settle.insert("gw".into(), Duration::from_secs(10));
+        w2.settle.insert(
+            "gw".into(),
+            (Duration::from_secs(9), Duration::from_secs(1)),
+        );
         assert_eq!(w2.at(1, &db, &[&gw_ok], false), None);
         assert!(w2.at(11, &db, &[&gw_ok], false).is_some());
     }

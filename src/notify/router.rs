@@ -59,6 +59,8 @@ pub struct Router {
     depends_on: HashMap<String, Vec<String>>,
     settle: Settle,
     checks: Vec<String>,
+    /// Each check's status before its latest change.
+    previous: HashMap<String, crate::model::Status>,
 }
 
 impl Router {
@@ -78,6 +80,7 @@ impl Router {
             depends_on: HashMap::new(),
             settle: HashMap::new(),
             checks: Vec::new(),
+            previous: HashMap::new(),
         }
     }
 
@@ -102,9 +105,13 @@ impl Router {
                     None => break,
                 },
                 change = changes.recv(), if changes_open => {
-                    if matches!(change, Err(broadcast::error::RecvError::Closed)) {
-                        changes_open = false;
-                        continue;
+                    match change {
+                        Err(broadcast::error::RecvError::Closed) => {
+                            changes_open = false;
+                            continue;
+                        }
+                        Ok(c) => self.record(c),
+                        Err(broadcast::error::RecvError::Lagged(_)) => {}
                     }
                     // A change is announced before the snapshot that holds it is published.
                     let seen = self.snapshot.load().seq;
@@ -112,7 +119,9 @@ impl Router {
                     while self.snapshot.load().seq == seen && Instant::now() < deadline {
                         tokio::time::sleep(Duration::from_millis(5)).await;
                     }
-                    while changes.try_recv().is_ok() {}
+                    while let Ok(c) = changes.try_recv() {
+                        self.record(c);
+                    }
                     self.evaluate();
                 }
                 _ = tick.tick() => self.evaluate(),
@@ -123,6 +132,10 @@ impl Router {
                 t.stop.cancel();
             }
         }
+    }
+
+    fn record(&mut self, change: StatusChange) {
+        self.previous.insert(change.check, change.from);
     }
 
     fn evaluate(&mut self) {
@@ -145,6 +158,7 @@ impl Router {
             views: &views,
             depends_on: &self.depends_on,
             settle: &self.settle,
+            previous: &self.previous,
         };
         for r in &mut self.receivers {
             let forgotten: Vec<String> = r
@@ -193,6 +207,8 @@ impl Router {
     fn reconfigure(&mut self, config: &Config) {
         self.maintenance.set_windows(config.maintenance.clone());
         self.checks = config.checks.iter().map(|c| c.name.clone()).collect();
+        let checks = &self.checks;
+        self.previous.retain(|c, _| checks.contains(c));
         self.depends_on = config
             .checks
             .iter()
@@ -203,10 +219,8 @@ impl Router {
             .checks
             .iter()
             .map(|c| {
-                (
-                    c.name.clone(),
-                    c.interval + c.timeout + Duration::from_secs(1),
-                )
+                let grace = c.timeout + Duration::from_secs(1);
+                (c.name.clone(), (c.interval, grace))
             })
             .collect();
         let mut old: HashMap<String, Receiver> = std::mem::take(&mut self.receivers)

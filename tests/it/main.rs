@@ -18,6 +18,7 @@ mod fuzz;
 mod grpc_server;
 mod harness;
 mod http;
+mod notify;
 mod otlp;
 mod postgres;
 mod push;

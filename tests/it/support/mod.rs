@@ -30,14 +30,18 @@
 //!   accept-and-close listeners, a throwaway PKI);
 //! - [`dnsmasq`]: a real DNS server ([`dnsmasq::DnsServer`]) with its own hosts file;
 //! - [`postgres`]: real PostgreSQL servers ([`postgres::PgServer`]), and [`redis`]: real
-//!   Redis servers ([`redis::RedisServer`]).
+//!   Redis servers ([`redis::RedisServer`]);
+//! - [`alertmanager`]: a real Alertmanager ([`alertmanager::AlertmanagerServer`]), and
+//!   [`webhook`]: a webhook receiver that counts and scripts its answers.
 
+pub mod alertmanager;
 pub mod config;
 pub mod daemon;
 pub mod dnsmasq;
 pub mod peers;
 pub mod postgres;
 pub mod redis;
+pub mod webhook;
 
 use std::collections::HashSet;
 use std::collections::hash_map::RandomState;
