@@ -50,6 +50,18 @@ pub(crate) fn update_blocked(
     }
 }
 
+/// After a reload: a check that no longer has dependencies is no longer blocked.
+pub(crate) fn forget_removed(
+    states: &mut [CheckState],
+    depends_on: &BTreeMap<String, Vec<String>>,
+) {
+    for s in states.iter_mut() {
+        if !s.view.blocked_by.is_empty() && !depends_on.contains_key(&s.view.name) {
+            Arc::make_mut(&mut s.view).blocked_by.clear();
+        }
+    }
+}
+
 fn failing(status: Status) -> bool {
     matches!(status, Status::Unhealthy | Status::Degraded)
 }

@@ -251,7 +251,10 @@ impl HealthLoop {
                 view.reported = true;
             }
             Event::Reloaded(info) => self.reload = Some(info),
-            Event::Dependencies(d) => self.depends_on = d,
+            Event::Dependencies(d) => {
+                super::dependencies::forget_removed(&mut self.states, &d);
+                self.depends_on = d;
+            }
             Event::Pushed(mut obs) => {
                 if let Some(&i) = self.index.get(&obs.check) {
                     obs.generation = self.states[i].meta.generation;

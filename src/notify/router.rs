@@ -1,5 +1,5 @@
 //! The router: one task that follows the snapshot (woken by the health loop's status
-//! changes, and every second for reminders, resends and maintenance boundaries), asks each
+//! changes, and twice a second for reminders, resends and maintenance boundaries), asks each
 //! receiver's [`Judge`] what to tell it, and queues the notices on the receiver's targets.
 //! It owns the receivers, their queues and workers, and maintenance; reloads and
 //! `healthd maintenance` commands reach it as [`Command`]s.
@@ -24,8 +24,9 @@ use crate::config::Config;
 use crate::config::notify::{ReceiverConfig, ReceiverKind};
 use crate::health::{CheckView, SharedSnapshot, StatusChange};
 
-/// How often the router looks at the snapshot when nothing changed.
-const EVALUATE_EVERY: Duration = Duration::from_secs(1);
+/// How often the router looks at the snapshot when nothing changed (reminders, resends and
+/// maintenance boundaries are this precise).
+const EVALUATE_EVERY: Duration = Duration::from_millis(500);
 /// Bound on waiting for the snapshot that holds a change just announced.
 const PUBLISH_WAIT: Duration = Duration::from_millis(600);
 
@@ -110,14 +111,16 @@ impl Router {
                             changes_open = false;
                             continue;
                         }
-                        Ok(c) => self.record(c),
+                        Ok(c) => {
+                            // A change is announced before the snapshot that holds it is
+                            // published: wait for that one (briefly).
+                            let deadline = Instant::now() + PUBLISH_WAIT;
+                            while !self.shows(&c) && Instant::now() < deadline {
+                                tokio::time::sleep(Duration::from_millis(5)).await;
+                            }
+                            self.record(c);
+                        }
                         Err(broadcast::error::RecvError::Lagged(_)) => {}
-                    }
-                    // A change is announced before the snapshot that holds it is published.
-                    let seen = self.snapshot.load().seq;
-                    let deadline = Instant::now() + PUBLISH_WAIT;
-                    while self.snapshot.load().seq == seen && Instant::now() < deadline {
-                        tokio::time::sleep(Duration::from_millis(5)).await;
                     }
                     while let Ok(c) = changes.try_recv() {
                         self.record(c);
@@ -132,6 +135,14 @@ impl Router {
                 t.stop.cancel();
             }
         }
+    }
+
+    /// Whether the published snapshot shows a change (or a later one of the same check).
+    fn shows(&self, c: &StatusChange) -> bool {
+        self.snapshot
+            .load()
+            .check(&c.check)
+            .is_none_or(|v| v.status == c.to || v.since.is_some_and(|s| s > c.at))
     }
 
     fn record(&mut self, change: StatusChange) {

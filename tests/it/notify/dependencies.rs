@@ -22,16 +22,16 @@ async fn a_blocked_child_is_shown_and_not_notified() {
     let peer = WebhookPeer::start().await;
     let mut gw = Switch::new_up().await;
     let mut db = Switch::new_up().await;
-    let s = Setup::start(
-        &format!(
+    let (gw_port, db_port, url) = (gw.port, db.port, peer.url("/"));
+    let config = |db_keys: &str| {
+        format!(
             "{}{}[[notify]]\nname = \"hook\"\nkind = \"webhook\"\nurl = \"{}\"\n",
-            tcp("gw", gw.port, ""),
-            tcp("db", db.port, "depends_on = [\"gw\"]"),
-            peer.url("/")
-        ),
-        &[],
-    )
-    .await;
+            tcp("gw", gw_port, ""),
+            tcp("db", db_port, db_keys),
+            url
+        )
+    };
+    let mut s = Setup::start(&config("depends_on = [\"gw\"]"), &[]).await;
     for c in ["gw", "db"] {
         s.d.wait_check(c, "healthy", PROMPT, |v| v["status"] == "healthy")
             .await;
@@ -83,4 +83,14 @@ async fn a_blocked_child_is_shown_and_not_notified() {
     );
     let child = s.d.check("db").await;
     assert!(child.get("blocked_by").is_none(), "{child}");
+
+    // Blocked again, then a reload drops the dependency: no longer blocked.
+    gw.down().await;
+    s.d.wait_check("db", "blocked", PROMPT, |c| {
+        c["blocked_by"] == json!(["gw"])
+    })
+    .await;
+    s.reload(&config("")).await;
+    s.d.wait_check("db", "unblocked", PROMPT, |c| c.get("blocked_by").is_none())
+        .await;
 }
