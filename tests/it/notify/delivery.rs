@@ -1,7 +1,7 @@
 //! How notices are delivered: retried after a 503, not after a 400; a failure that recovered
 //! while its receiver was down is collapsed, not sent late; a receiver that hangs delays
 //! nobody else; pending notices survive a reload; secret headers and URLs never reach the
-//! log; the counters pass promtool.
+//! log; a full queue drops and counts; the counters pass promtool.
 
 use std::time::{Duration, Instant};
 
@@ -198,5 +198,41 @@ async fn secret_headers_and_the_url_never_reach_the_log() {
     assert_no_secret(
         &[("log", &log), ("/health", &health), ("/metrics", &metrics)],
         &[&header_secret, &env_secret, &path_secret],
+    );
+}
+
+#[tokio::test]
+async fn a_full_queue_drops_and_counts() {
+    let stuck = WebhookPeer::start().await;
+    stuck.hang();
+    let s = Setup::start(
+        &format!(
+            "{}{}{}{}",
+            push_check("a", "failure_threshold = 1"),
+            push_check("b", "failure_threshold = 1"),
+            push_check("c", "failure_threshold = 1"),
+            hook(
+                "stuck",
+                &stuck.url("/"),
+                "timeout = \"30s\"\nqueue_size = 1"
+            )
+        ),
+        &[],
+    )
+    .await;
+    // The first notice is in flight (the receiver never answers), the second waits in the
+    // one place of the queue, the third has no room.
+    for check in ["a", "b", "c"] {
+        s.set(check, false, "unhealthy").await;
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    eventually_async("a dropped notification", PROMPT, || async {
+        (s.counted("stuck", "dropped").await == 1).then_some(())
+    })
+    .await;
+    let (_, metrics) = s.d.get("/metrics").await;
+    assert!(
+        metrics.contains("healthd_notifications_queued{receiver=\"stuck\"} 1"),
+        "{metrics}"
     );
 }
