@@ -53,6 +53,7 @@ pub struct Daemon {
     grpc_task: Option<tokio::task::JoinHandle<()>>,
     health_task: tokio::task::JoinHandle<()>,
     telemetry: Option<crate::telemetry::otlp::Telemetry>,
+    pub notifier: crate::notify::Notifier,
 }
 
 impl Daemon {
@@ -70,12 +71,20 @@ impl Daemon {
             Some(stall) => tokio::spawn(crate::systemd::stallable(health_run, stall)),
             None => tokio::spawn(health_run),
         };
+        let notifier = crate::notify::Notifier::start(
+            &config,
+            &health,
+            env_of(&sources),
+            cancel.child_token(),
+        )
+        .await;
         let state = AppState::new(
             health.snapshot.clone(),
             Policy::of(&config),
             ServerOptions::of(&config),
         )
-        .with_events(health.events.clone());
+        .with_events(health.events.clone())
+        .with_metrics(Arc::new(notifier.metrics()));
         let addr = listen_override.unwrap_or(config.server.listen);
         let listener = tokio::net::TcpListener::bind(addr)
             .await
@@ -126,6 +135,7 @@ impl Daemon {
             config.server.max_in_flight,
         );
         scheduler.apply(&config.checks).await;
+        let _ = health.events.send(dependencies(&config)).await;
         let telemetry = crate::telemetry::otlp::apply(
             None,
             crate::telemetry::otlp::settings_of(&config, &env_of(&sources)),
@@ -148,6 +158,7 @@ impl Daemon {
             grpc_task,
             health_task,
             telemetry,
+            notifier,
         })
     }
 
@@ -170,6 +181,8 @@ impl Daemon {
                     tracing::warn!("server.grpc changed; restart healthd to apply it.");
                 }
                 self.scheduler.apply(&new.checks).await;
+                self.send(dependencies(&new)).await;
+                self.notifier.reconfigure(&new).await;
                 self.state.reconfigure(&new);
                 let wanted = crate::telemetry::otlp::settings_of(&new, &env_of(&self.sources));
                 self.telemetry =
@@ -247,6 +260,7 @@ impl Daemon {
             if let Some(grpc) = self.grpc_task {
                 let _ = tokio::time::timeout(STOP_GRACE, grpc).await;
             }
+            self.notifier.stop();
             // Flush telemetry after the last check results, under its own bound.
             if let Some(t) = self.telemetry {
                 t.shutdown().await;
@@ -275,6 +289,18 @@ fn config_loaded() -> Event {
         reason: None,
         message: "configuration loaded".into(),
     }
+}
+
+/// Each check's `depends_on`, for the health loop's `blocked_by`.
+fn dependencies(config: &Config) -> Event {
+    Event::Dependencies(
+        config
+            .checks
+            .iter()
+            .filter(|c| !c.depends_on.is_empty())
+            .map(|c| (c.name.clone(), c.depends_on.clone()))
+            .collect(),
+    )
 }
 
 /// The environment the config was resolved against (tests pass their own map).

@@ -12,6 +12,7 @@ pub mod daemon;
 pub mod descriptors;
 pub mod health;
 pub mod model;
+pub mod notify;
 pub mod redact;
 pub mod resilience;
 pub mod scheduler;

@@ -1,4 +1,4 @@
-//! The `healthd` command: `run`, `check`, `validate`.
+//! The `healthd` command: `run`, `check`, `validate`, `maintenance`.
 #![forbid(unsafe_code)]
 
 use std::io::IsTerminal;
@@ -81,6 +81,34 @@ enum Command {
         #[command(flatten)]
         config: ConfigArgs,
     },
+    /// Open or close a maintenance window on the running daemon (nothing notifies meanwhile).
+    Maintenance {
+        #[command(subcommand)]
+        action: MaintenanceAction,
+        /// The daemon's admin socket [default: [admin] socket of --config, else /run/healthd/admin.sock]
+        #[arg(long, global = true)]
+        socket: Option<PathBuf>,
+        /// Main config file, read for its [admin] socket only
+        #[arg(long, short, global = true)]
+        config: Option<PathBuf>,
+    },
+}
+
+#[derive(Subcommand)]
+enum MaintenanceAction {
+    /// Open a window now, for a while (replaces one opened before).
+    Start {
+        /// How long, e.g. 30m, 2h.
+        #[arg(long = "for", value_parser = healthd::model::parse_duration)]
+        length: std::time::Duration,
+        /// Only these checks (comma-separated or repeated) [default: all]
+        #[arg(long, value_delimiter = ',')]
+        checks: Vec<String>,
+    },
+    /// Close the window opened by start.
+    Stop,
+    /// Show the windows open now.
+    Status,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -116,6 +144,11 @@ fn main() -> ExitCode {
             Command::Run { config, listen } => run(config.sources(), listen).await,
             Command::Check { config, format } => check(config.sources(), format).await,
             Command::Validate { config } => validate(config.sources()),
+            Command::Maintenance {
+                action,
+                socket,
+                config,
+            } => maintenance(action, socket, config).await,
         }
     })
 }
@@ -247,6 +280,36 @@ fn validate(sources: Sources) -> ExitCode {
         Err(errors) => {
             print_errors(&errors);
             ExitCode::FAILURE
+        }
+    }
+}
+
+async fn maintenance(
+    action: MaintenanceAction,
+    socket: Option<PathBuf>,
+    config: Option<PathBuf>,
+) -> ExitCode {
+    use healthd::notify::admin::{self, Request};
+    let path = match admin::socket_path(socket, config.as_deref()) {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("healthd maintenance: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let request = match action {
+        MaintenanceAction::Start { length, checks } => Request::Start {
+            seconds: length.as_secs().max(1),
+            checks,
+        },
+        MaintenanceAction::Stop => Request::Stop,
+        MaintenanceAction::Status => Request::Status,
+    };
+    match admin::request(&path, &request).await {
+        Ok(r) => ExitCode::from(admin::print(&r)),
+        Err(e) => {
+            eprintln!("healthd maintenance: {e}");
+            ExitCode::from(2)
         }
     }
 }

@@ -67,6 +67,8 @@ pub struct AppState {
     pub events: Option<mpsc::Sender<Event>>,
     /// `/health` and `/metrics` bodies, rendered once per snapshot.
     rendered: Arc<cache::RenderCache>,
+    /// Series `/metrics` shows besides the snapshot's (the notifier's counters).
+    pub metrics_extra: Vec<crate::telemetry::prometheus::Extra>,
 }
 
 impl AppState {
@@ -76,7 +78,14 @@ impl AppState {
             options: Arc::new(ArcSwap::from_pointee(options)),
             events: None,
             rendered: Arc::default(),
+            metrics_extra: Vec::new(),
         }
+    }
+
+    /// Show these series in `/metrics` too.
+    pub fn with_metrics(mut self, extra: crate::telemetry::prometheus::Extra) -> AppState {
+        self.metrics_extra.push(extra);
+        self
     }
 
     /// Send accepted pushes to the health loop.
@@ -262,15 +271,24 @@ async fn metrics(
         .and_then(|v| v.to_str().ok())
         .unwrap_or("");
     let seq = snap.seq;
+    // The notifier's counters change without a new snapshot: with them, a body is reused
+    // for at most a second.
+    let tick = if state.metrics_extra.is_empty() {
+        0
+    } else {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs())
+    };
     if prom::wants_open_metrics(accept) {
-        let body = state
-            .rendered
-            .get_or_render((1, seq, 0), || prom::render(snap));
+        let body = state.rendered.get_or_render((1, seq, tick), || {
+            prom::render_with(snap, &state.metrics_extra)
+        });
         typed(StatusCode::OK, body, prom::CONTENT_TYPE)
     } else {
-        let body = state
-            .rendered
-            .get_or_render((2, seq, 0), || prom::render_text(snap));
+        let body = state.rendered.get_or_render((2, seq, tick), || {
+            prom::render_text_with(snap, &state.metrics_extra)
+        });
         typed(StatusCode::OK, body, prom::TEXT_CONTENT_TYPE)
     }
 }

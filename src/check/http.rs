@@ -1,7 +1,7 @@
 //! `kind = "http"`: request a URL and judge the status, body and latency.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::{Deserialize, Deserializer};
@@ -136,28 +136,63 @@ impl Kind for HttpConfig {
             ));
         }
         validate_regex("body_regex", &self.body_regex, problems);
-        // Read and parse it now: a file that holds no certificate would otherwise only show
-        // up as a failing check after start.
-        if let Some(path) = &self.ca_file {
-            match std::fs::read(path) {
-                Err(e) => problems.push((
-                    "ca_file".into(),
-                    format!("cannot read {}: {e}", path.display()),
-                )),
-                Ok(pem) => match reqwest::Certificate::from_pem_bundle(&pem) {
-                    Ok(certs) if !certs.is_empty() => {}
-                    Ok(_) => problems.push((
-                        "ca_file".into(),
-                        format!("no PEM certificate in {}", path.display()),
-                    )),
-                    Err(e) => problems.push((
-                        "ca_file".into(),
-                        format!("bad certificate in {}: {e}", path.display()),
-                    )),
-                },
-            }
-        }
+        validate_ca_file(&self.ca_file, problems);
     }
+}
+
+/// Problems with a `ca_file` key, for every HTTP client healthd builds (this kind,
+/// notification receivers). Read and parsed now: a file that holds no certificate would
+/// otherwise only show up as a failure after start.
+pub fn validate_ca_file(ca_file: &Option<PathBuf>, problems: &mut Vec<(String, String)>) {
+    let Some(path) = ca_file else {
+        return;
+    };
+    match std::fs::read(path) {
+        Err(e) => problems.push((
+            "ca_file".into(),
+            format!("cannot read {}: {e}", path.display()),
+        )),
+        Ok(pem) => match reqwest::Certificate::from_pem_bundle(&pem) {
+            Ok(certs) if !certs.is_empty() => {}
+            Ok(_) => problems.push((
+                "ca_file".into(),
+                format!("no PEM certificate in {}", path.display()),
+            )),
+            Err(e) => problems.push((
+                "ca_file".into(),
+                format!("bad certificate in {}: {e}", path.display()),
+            )),
+        },
+    }
+}
+
+/// An HTTP client with healthd's settings (no proxy, healthd's user agent, no redirects
+/// unless asked, never to a target with credentials), trusting the system roots plus
+/// `ca_file`, or anything with `insecure_skip_verify`. Clients with the same settings are
+/// shared (see [`ClientKey`]).
+pub fn client(
+    follow_redirects: bool,
+    ca_file: Option<&Path>,
+    insecure_skip_verify: bool,
+) -> Result<reqwest::Client, String> {
+    // reqwest is built without a default TLS provider and panics without one; the binary
+    // installs ring at start, and this makes the library safe to use on its own.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let ca_pem = match ca_file {
+        Some(path) => {
+            Some(std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?)
+        }
+        None => None,
+    };
+    shared_client(ClientKey {
+        follow_redirects,
+        insecure_skip_verify,
+        ca_pem,
+    })
+    .map_err(|e| match ca_file {
+        Some(path) => format!("{e} ({})", path.display()),
+        None => e,
+    })
 }
 
 /// What makes two HTTP checks need different clients. Checks that agree share one client:
@@ -236,24 +271,11 @@ impl HttpProbe {
         let mut shown = url.clone();
         let _ = shown.set_password(None);
         let _ = shown.set_username("");
-        // reqwest is built without a default TLS provider and panics without one; the binary
-        // installs ring at start, and this makes the library safe to use on its own.
-        let _ = rustls::crypto::ring::default_provider().install_default();
-        let ca_pem = match &c.ca_file {
-            Some(path) => Some(
-                std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?,
-            ),
-            None => None,
-        };
-        let client = shared_client(ClientKey {
-            follow_redirects: c.follow_redirects,
-            insecure_skip_verify: c.insecure_skip_verify,
-            ca_pem,
-        })
-        .map_err(|e| match &c.ca_file {
-            Some(path) => format!("{e} ({})", path.display()),
-            None => e,
-        })?;
+        let client = client(
+            c.follow_redirects,
+            c.ca_file.as_deref(),
+            c.insecure_skip_verify,
+        )?;
         let mut headers = reqwest::header::HeaderMap::new();
         for (k, v) in &c.headers {
             let name = reqwest::header::HeaderName::from_bytes(k.as_bytes())

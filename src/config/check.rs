@@ -38,6 +38,7 @@ struct CommonRaw {
     max_staleness: Option<Duration>,
     #[serde(default, deserialize_with = "de_opt_duration")]
     degraded_after: Option<Duration>,
+    depends_on: Option<Vec<String>>,
 }
 
 /// The keys every check shares, whatever its kind.
@@ -56,6 +57,7 @@ pub const COMMON_KEYS: &[&str] = &[
     "groups",
     "failure_threshold",
     "success_threshold",
+    "depends_on",
 ];
 
 pub(crate) fn collect_checks(
@@ -240,6 +242,7 @@ pub(crate) fn parse_check(
         failure_threshold,
         success_threshold,
         degraded_after: common.degraded_after,
+        depends_on: common.depends_on.unwrap_or_default(),
         resilience,
         probe,
     })
@@ -261,7 +264,7 @@ const NAME_RULE: &str = "use 1 to 64 letters, digits, '-', '_' and '.', but not 
 
 /// A check name appears in URLs (`/readyz/<name>`), logs, metrics labels and environment
 /// variable names, so it is held to a small safe set.
-fn valid_name(name: &str) -> bool {
+pub(crate) fn valid_name(name: &str) -> bool {
     !name.is_empty()
         && name.len() <= 64
         && name != "."

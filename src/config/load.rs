@@ -13,7 +13,16 @@ use super::sources::{apply_env, read_drop_ins, read_main, toml_reason};
 use super::{Config, ConfigError, DefaultsConfig, GroupOptions, Sources};
 use crate::model::Group;
 
-const TOP_LEVEL_KEYS: &[&str] = &["server", "defaults", "groups", "checks", "telemetry"];
+const TOP_LEVEL_KEYS: &[&str] = &[
+    "server",
+    "defaults",
+    "groups",
+    "checks",
+    "telemetry",
+    "notify",
+    "maintenance",
+    "admin",
+];
 
 /// Load, merge and validate; all problems at once on failure.
 pub fn load(sources: &Sources) -> Result<Config, Vec<ConfigError>> {
@@ -60,6 +69,7 @@ pub fn load(sources: &Sources) -> Result<Config, Vec<ConfigError>> {
         server: section(&root, "server", &main_name, &mut problems),
         defaults: section(&root, "defaults", &main_name, &mut problems),
         telemetry: section(&root, "telemetry", &main_name, &mut problems),
+        admin: section(&root, "admin", &main_name, &mut problems),
         ..Config::default()
     };
     if let Err(errs) = super::telemetry::resolve(&config.telemetry, &env) {
@@ -180,6 +190,8 @@ pub fn load(sources: &Sources) -> Result<Config, Vec<ConfigError>> {
             config.checks.push(check);
         }
     }
+
+    super::alerting::load(&root, &main_name, &env, &mut config, &mut problems);
 
     if problems.errors.is_empty() {
         Ok(config)

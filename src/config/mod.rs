@@ -13,7 +13,9 @@
 //! - [`check`]: the keys every check shares (listed once, [`COMMON_KEYS`]) and one check's
 //!   parsing;
 //! - [`server`], [`telemetry`]: the `[server]` and `[telemetry]` sections, each validating
-//!   itself.
+//!   itself;
+//! - [`notify`], [`maintenance`], [`dependencies`]: `[[notify]]` receivers,
+//!   `[[maintenance]]` windows and the checks' `depends_on` graph.
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
@@ -26,10 +28,14 @@ use crate::check::ProbeConfig;
 use crate::model::{Group, MAX_MESSAGE, de_duration, de_opt_duration, printable};
 use crate::resilience::Resilience;
 
+mod alerting;
 pub mod check;
+pub mod dependencies;
 mod files;
 mod lengths;
 pub mod load;
+pub mod maintenance;
+pub mod notify;
 mod problems;
 pub mod recover;
 pub mod server;
@@ -159,6 +165,9 @@ pub struct CheckConfig {
     /// An answer slower than this makes the run degraded (reason `threshold`); judged by
     /// the scheduler for every kind.
     pub degraded_after: Option<Duration>,
+    /// Checks this one depends on: while one of them fails, this check's failures are
+    /// `blocked` (shown, not notified).
+    pub depends_on: Vec<String>,
     /// Backoff, confirmation, flap detection and staleness (see `resilience`).
     pub resilience: Resilience,
     /// The kind and its own settings.
@@ -182,6 +191,21 @@ pub struct Config {
     pub origins: HashMap<String, String>,
     /// `[telemetry]`: OTLP export (resolved against `OTEL_*` variables at start).
     pub telemetry: telemetry::TelemetryConfig,
+    /// `[[notify]]`: notification receivers.
+    pub notify: Vec<notify::ReceiverConfig>,
+    /// `[[maintenance]]`: windows in which nothing notifies.
+    pub maintenance: Vec<maintenance::MaintenanceWindow>,
+    /// `[admin]`: the local control socket (`healthd maintenance`).
+    pub admin: AdminConfig,
+}
+
+/// `[admin]`: how `healthd maintenance` reaches the running daemon.
+#[derive(Debug, Clone, PartialEq, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AdminConfig {
+    /// Path of the control socket (a Unix socket, mode 0600). Default:
+    /// `$RUNTIME_DIRECTORY/admin.sock` when systemd sets `RUNTIME_DIRECTORY`, else none.
+    pub socket: Option<PathBuf>,
 }
 
 impl Config {

@@ -61,6 +61,8 @@ pub enum Event {
     /// A push check's verdict right after `POST /push/…`, recorded at once under the
     /// check's current definition (its `generation` is ignored).
     Pushed(Observation),
+    /// Each check's `depends_on` (start and reload), for the `blocked_by` of its view.
+    Dependencies(BTreeMap<String, Vec<String>>),
 }
 
 /// Least time between two published snapshots; results arriving meanwhile are batched.
@@ -82,6 +84,8 @@ pub struct HealthLoop {
     descriptors: DescriptorWatch,
     seq: u64,
     out: SharedSnapshot,
+    /// Each check's `depends_on`.
+    depends_on: BTreeMap<String, Vec<String>>,
     changes: broadcast::Sender<StatusChange>,
     runs: broadcast::Sender<RunRecord>,
 }
@@ -114,6 +118,7 @@ impl HealthLoop {
             descriptors: DescriptorWatch::default(),
             seq: 0,
             out: out.clone(),
+            depends_on: BTreeMap::new(),
             changes: changes.clone(),
             runs: runs.clone(),
         };
@@ -246,6 +251,10 @@ impl HealthLoop {
                 view.reported = true;
             }
             Event::Reloaded(info) => self.reload = Some(info),
+            Event::Dependencies(d) => {
+                super::dependencies::forget_removed(&mut self.states, &d);
+                self.depends_on = d;
+            }
             Event::Pushed(mut obs) => {
                 if let Some(&i) = self.index.get(&obs.check) {
                     obs.generation = self.states[i].meta.generation;
@@ -273,6 +282,9 @@ impl HealthLoop {
                     at: now,
                 });
             }
+        }
+        if !self.depends_on.is_empty() {
+            super::dependencies::update_blocked(&mut self.states, &self.index, &self.depends_on);
         }
         let probes = self.states.len();
         let heartbeat = self

@@ -6,8 +6,10 @@
 //! - [`event_loop`]: the single writer that applies events and publishes snapshots;
 //! - [`snapshot`]: what is published; [`stats`]: run counters and latency histograms;
 //! - `descriptors`: the self-check for runs lost to healthd's own descriptor shortage;
+//! - `dependencies`: `blocked_by`, a failing check's failing parents (`depends_on`);
 //! - [`verdict`]: a group's verdict for the HTTP, gRPC and systemd renderers.
 
+mod dependencies;
 mod descriptors;
 pub mod event_loop;
 pub mod snapshot;

@@ -51,6 +51,10 @@ pub struct CheckView {
     pub flapping: bool,
     /// The latest result is older than the check's `max_staleness`; the status is `unknown`.
     pub stale: bool,
+    /// Failing while checks it `depends_on` fail (these): the status stays honest, but the
+    /// failure is not notified.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub blocked_by: Vec<String>,
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub details: BTreeMap<String, serde_json::Value>,
     #[serde(skip)]

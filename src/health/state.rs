@@ -102,6 +102,7 @@ impl CheckState {
             next_run: None,
             flapping: false,
             stale: false,
+            blocked_by: Vec::new(),
             details: BTreeMap::new(),
             sample: None,
             stats: RunStats::default(),

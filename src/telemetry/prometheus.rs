@@ -31,8 +31,31 @@ pub fn wants_open_metrics(accept: &str) -> bool {
 
 /// Render the snapshot in the OpenMetrics text format.
 pub fn render(snapshot: Arc<Snapshot>) -> String {
+    render_with(snapshot, &[])
+}
+
+/// Series kept outside the snapshot (the notifier's counters), rendered after it.
+pub type Extra = Arc<dyn Collector>;
+
+/// [`render_text`] with extra series.
+pub fn render_text_with(snapshot: Arc<Snapshot>, extra: &[Extra]) -> String {
+    to_text_format(&render_with(snapshot, extra))
+}
+
+/// [`render`] with extra series.
+pub fn render_with(snapshot: Arc<Snapshot>, extra: &[Extra]) -> String {
+    #[derive(Debug)]
+    struct Shared(Extra);
+    impl Collector for Shared {
+        fn encode(&self, enc: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+            self.0.encode(enc)
+        }
+    }
     let mut registry = Registry::default();
     registry.register_collector(Box::new(SnapshotCollector(snapshot)));
+    for e in extra {
+        registry.register_collector(Box::new(Shared(e.clone())));
+    }
     let mut out = String::with_capacity(16 * 1024);
     // Writing to a String cannot fail.
     let _ = prometheus_client::encoding::text::encode(&mut out, &registry);

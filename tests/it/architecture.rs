@@ -17,6 +17,7 @@ const LAYERS: &[(&str, u8)] = &[
     ("health", 4),
     ("scheduler", 5),
     ("telemetry", 6),
+    ("notify", 6),
     ("systemd", 7),
     ("server", 7),
     ("daemon", 8),

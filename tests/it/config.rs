@@ -114,6 +114,9 @@ fn every_invalid_fixture_gives_exactly_its_expected_errors() {
         "invalid-env-kind",
         "invalid-dsn",
         "invalid-names",
+        "invalid-notify",
+        "invalid-depends-on",
+        "invalid-maintenance",
     ] {
         assert!(names.contains(&required), "fixture {required} missing");
     }

@@ -21,6 +21,7 @@ fn tcp_check(port: u16, expect: Option<&str>, timeout: Duration) -> CheckConfig 
         failure_threshold: 1,
         success_threshold: 1,
         degraded_after: None,
+        depends_on: vec![],
         probe: ProbeConfig::Tcp(TcpConfig {
             host: "127.0.0.1".into(),
             port,

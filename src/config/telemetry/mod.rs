@@ -19,7 +19,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-mod resolve;
+pub(crate) mod resolve;
 #[cfg(test)]
 mod tests;
 

@@ -419,7 +419,8 @@ fn http_endpoints(endpoint: &str, var: Option<&str>) -> (String, String) {
     }
 }
 
-fn check_header_name(name: &str) -> Result<(), String> {
+/// Whether a header name is one healthd sends (also for notification receivers).
+pub(crate) fn check_header_name(name: &str) -> Result<(), String> {
     let ok = !name.is_empty()
         && name
             .bytes()
@@ -431,7 +432,11 @@ fn check_header_name(name: &str) -> Result<(), String> {
     }
 }
 
-fn header_value(source: &HeaderSource, env: &HashMap<String, String>) -> Result<String, String> {
+/// A header's value now (also for notification receivers); errors never hold the value.
+pub(crate) fn header_value(
+    source: &HeaderSource,
+    env: &HashMap<String, String>,
+) -> Result<String, String> {
     let value = match source {
         HeaderSource::Literal(v) => v.clone(),
         HeaderSource::From(HeaderFrom {

@@ -236,6 +236,11 @@ impl TestDaemon {
         Self::launch(dir, &[]).await
     }
 
+    /// Start from a prepared config directory with `env` as the daemon's whole environment.
+    pub async fn start_in_with_env(dir: ConfigDir, env: &[(&str, &str)]) -> TestDaemon {
+        Self::launch(dir, env).await
+    }
+
     async fn launch(dir: ConfigDir, env: &[(&str, &str)]) -> TestDaemon {
         install_crypto();
         let daemon = Daemon::start(
@@ -314,6 +319,15 @@ impl Subprocess {
     /// The same with `--log-level SPEC` (e.g. `trace,hyper_util=trace`).
     pub fn start_logging(dir: &ConfigDir, spec: &str) -> Subprocess {
         Self::spawn(spec, dir, &[], None)
+    }
+
+    /// The same with `--log-level SPEC` and extra environment.
+    pub fn start_logging_with_env(
+        dir: &ConfigDir,
+        spec: &str,
+        envs: &[(&str, &str)],
+    ) -> Subprocess {
+        Self::spawn(spec, dir, envs, None)
     }
 
     /// The same with `RLIMIT_NOFILE` set to `soft:hard` (through util-linux's `prlimit`,

@@ -35,8 +35,11 @@
 //! - [`pki`]: certificates made with rcgen for chosen validity dates, and a rustls server
 //!   presenting them ([`pki::TlsPeer`]);
 //! - [`postgres`]: real PostgreSQL servers ([`postgres::PgServer`]), and [`redis`]: real
-//!   Redis servers ([`redis::RedisServer`]).
+//!   Redis servers ([`redis::RedisServer`]);
+//! - [`alertmanager`]: a real Alertmanager ([`alertmanager::AlertmanagerServer`]), and
+//!   [`webhook`]: a webhook receiver that counts and scripts its answers.
 
+pub mod alertmanager;
 pub mod browser;
 pub mod config;
 pub mod daemon;
@@ -46,6 +49,7 @@ pub mod peers;
 pub mod pki;
 pub mod postgres;
 pub mod redis;
+pub mod webhook;
 
 use std::collections::HashSet;
 use std::collections::hash_map::RandomState;

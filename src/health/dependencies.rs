@@ -1,0 +1,73 @@
+//! `blocked_by`: a check that fails while a check it `depends_on` fails is blocked. Its
+//! status stays what it is (the endpoints tell the truth about now); the flag says why, and
+//! the notifier does not notify a blocked failure. Computed at every publish, for the checks
+//! that have dependencies only.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use super::snapshot::CheckView;
+use super::state::CheckState;
+use crate::model::Status;
+
+/// Set each dependent check's `blocked_by` to its failing parents (empty unless it fails).
+pub(crate) fn update_blocked(
+    states: &mut [CheckState],
+    index: &HashMap<String, usize>,
+    depends_on: &BTreeMap<String, Vec<String>>,
+) {
+    let mut changed = Vec::new();
+    for (child, parents) in depends_on {
+        let Some(&i) = index.get(child) else {
+            continue;
+        };
+        let view = &states[i].view;
+        let blocked: Vec<String> = if failing(view.status) {
+            parents
+                .iter()
+                .filter(|p| {
+                    index
+                        .get(*p)
+                        .is_some_and(|&j| parent_failing(&states[j].view))
+                })
+                .cloned()
+                .collect()
+        } else {
+            Vec::new()
+        };
+        if blocked != view.blocked_by {
+            changed.push((i, blocked));
+        }
+    }
+    for (i, blocked) in changed {
+        let view = Arc::make_mut(&mut states[i].view);
+        if blocked.is_empty() {
+            tracing::info!(check = %view.name, "Check no longer blocked: it is judged on its own again.");
+        } else {
+            tracing::info!(check = %view.name, blocked_by = %blocked.join(","), status = view.status.as_str(), "Check blocked: a check it depends on is failing; its failure is not notified.");
+        }
+        view.blocked_by = blocked;
+    }
+}
+
+/// After a reload: a check that no longer has dependencies is no longer blocked.
+pub(crate) fn forget_removed(
+    states: &mut [CheckState],
+    depends_on: &BTreeMap<String, Vec<String>>,
+) {
+    for s in states.iter_mut() {
+        if !s.view.blocked_by.is_empty() && !depends_on.contains_key(&s.view.name) {
+            Arc::make_mut(&mut s.view).blocked_by.clear();
+        }
+    }
+}
+
+fn failing(status: Status) -> bool {
+    matches!(status, Status::Unhealthy | Status::Degraded)
+}
+
+/// A parent is failing when its status is, or when its latest run failed (before its
+/// `failure_threshold` is reached, a failed run is reason enough to doubt its children).
+fn parent_failing(v: &CheckView) -> bool {
+    failing(v.status) || (v.consecutive_failures > 0 && !v.stale)
+}
