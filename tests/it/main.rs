@@ -35,6 +35,7 @@ mod status_page;
 mod support;
 mod system;
 
+mod systemd_boot;
 mod systemd_notify;
 mod systemd_unit;
 mod tcp;
