@@ -1,4 +1,4 @@
-//! The `healthd` command: `run`, `check`, `validate`.
+//! The `healthd` command: `run`, `check`, `validate`, `lint`.
 #![forbid(unsafe_code)]
 
 use std::net::SocketAddr;
@@ -80,6 +80,17 @@ enum Command {
         #[command(flatten)]
         config: ConfigArgs,
     },
+    /// Find probe mistakes in the config and a Kubernetes manifest; exit 1 on any error.
+    Lint {
+        #[command(flatten)]
+        config: ConfigArgs,
+        /// A Pod, Deployment, StatefulSet or DaemonSet manifest (YAML, several documents allowed).
+        #[arg(long)]
+        pod: Option<PathBuf>,
+        /// Count warnings as errors.
+        #[arg(long)]
+        strict: bool,
+    },
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -115,6 +126,11 @@ fn main() -> ExitCode {
             Command::Run { config, listen } => run(config.sources(), listen).await,
             Command::Check { config, format } => check(config.sources(), format).await,
             Command::Validate { config } => validate(config.sources()),
+            Command::Lint {
+                config,
+                pod,
+                strict,
+            } => lint(config, pod, strict),
         }
     })
 }
@@ -326,4 +342,15 @@ async fn check(sources: Sources, format: OutputFormat) -> ExitCode {
         }
     }
     ExitCode::from(exit_code(overall))
+}
+
+fn lint(config: ConfigArgs, pod: Option<PathBuf>, strict: bool) -> ExitCode {
+    let report = healthd::lint::run(&healthd::lint::Options {
+        config: config.config,
+        probes_dir: config.probes_dir,
+        pod,
+        strict,
+    });
+    print!("{}", report.render());
+    ExitCode::from(report.exit_code())
 }

@@ -21,6 +21,7 @@ const LAYERS: &[(&str, u8)] = &[
     ("systemd", 7),
     ("server", 7),
     ("daemon", 8),
+    ("lint", 8),
 ];
 
 fn layer(module: &str) -> Option<u8> {
