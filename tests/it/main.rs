@@ -21,6 +21,7 @@ mod grpc;
 mod grpc_server;
 mod harness;
 mod http;
+mod lint;
 mod otlp;
 mod postgres;
 mod push;
