@@ -6,8 +6,9 @@ use super::{Finding, Names, Severity};
 use crate::config::{CheckConfig, Config};
 use crate::model::Group;
 
-/// Kinds that read the host healthd runs on. Every other kind depends on something else (a
-/// server, a name server, a plugin's target, a job that pushes).
+/// Kinds that read the host healthd runs on (their files are under `src/check/system/`;
+/// `tests/it/lint.rs` keeps the two lists equal). Every other kind depends on something else
+/// (a server, a name server, a plugin's target, a job that pushes).
 pub const HOST_KINDS: &[&str] = &["cpu", "memory", "disk"];
 
 pub fn check(config: &Config, names: &Names, out: &mut Vec<Finding>) {

@@ -18,6 +18,7 @@ use std::path::PathBuf;
 use crate::config::Config;
 
 mod config_rules;
+pub use config_rules::HOST_KINDS;
 mod endpoint;
 mod manifest;
 mod probe_rules;

@@ -8,6 +8,9 @@ use std::fs;
 use std::path::Path;
 use std::process::{Command, Output};
 
+use healthd::check::KINDS;
+use healthd::lint::HOST_KINDS;
+
 use crate::support::{output_text, repo_path};
 
 /// `healthd lint ARGS` in `dir`, with no `HEALTHD_*` variables from the test's environment.
@@ -129,4 +132,24 @@ fn the_shipped_config_and_probes_lint_clean() {
     );
     assert_eq!(out.status.code(), Some(0), "{}", output_text(&out));
     assert!(String::from_utf8_lossy(&out.stdout).starts_with("ok: examples/healthd.toml ("));
+}
+
+/// `liveness-dependency` treats every kind as a dependency except the host kinds: those are
+/// the kinds whose file is under `src/check/system/`, so a new one cannot be missed.
+#[test]
+fn host_kinds_are_the_kinds_under_check_system() {
+    let registry = fs::read_to_string(repo_path("src/check/mod.rs")).expect("read the registry");
+    let system: BTreeSet<&str> = registry
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("#[path = \"system/"))
+        .filter_map(|rest| rest.split_once(".rs\""))
+        .map(|(kind, _)| kind)
+        .collect();
+    assert!(
+        system.contains("cpu"),
+        "registry lines changed shape: {system:?}"
+    );
+    let host: BTreeSet<&str> = HOST_KINDS.iter().copied().collect();
+    assert_eq!(host, system);
+    assert!(host.iter().all(|k| KINDS.contains(k)));
 }
