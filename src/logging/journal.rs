@@ -228,7 +228,7 @@ mod tests {
                 reason = "out of range",
                 "Configuration error."
             );
-            tracing::info!(check = %"db", detail = "two\nlines", priority = 1, "Check status changed.");
+            tracing::info!(check = %"db", detail = %"two\nlines", priority = 1, "Check status changed.");
         });
 
         let mut buf = vec![0u8; 65536];
