@@ -11,6 +11,8 @@ pub mod config;
 pub mod daemon;
 pub mod descriptors;
 pub mod health;
+pub mod lint;
+pub mod logging;
 pub mod model;
 pub mod notify;
 pub mod redact;

@@ -1,14 +1,13 @@
-//! The `healthd` command: `run`, `check`, `validate`, `maintenance`.
+//! The `healthd` command: `run`, `check`, `validate`, `lint`, `maintenance`.
 #![forbid(unsafe_code)]
 
-use std::io::IsTerminal;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
 use healthd::config::{self, ConfigError, Sources};
-use healthd::model::{Status, fmt_latency, one_log_line};
+use healthd::model::{Status, fmt_latency};
 use healthd::scheduler::{run_all_once, status_of};
 
 /// Exit code of `run` on a config error (EX_CONFIG from sysexits.h), so systemd can be told
@@ -92,6 +91,17 @@ enum Command {
         #[arg(long, short, global = true)]
         config: Option<PathBuf>,
     },
+    /// Find probe mistakes in the config and a Kubernetes manifest; exit 1 on any error.
+    Lint {
+        #[command(flatten)]
+        config: ConfigArgs,
+        /// A Pod, Deployment, StatefulSet or DaemonSet manifest (YAML, several documents allowed).
+        #[arg(long)]
+        pod: Option<PathBuf>,
+        /// Count warnings as errors.
+        #[arg(long)]
+        strict: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -149,6 +159,11 @@ fn main() -> ExitCode {
                 socket,
                 config,
             } => maintenance(action, socket, config).await,
+            Command::Lint {
+                config,
+                pod,
+                strict,
+            } => lint(config, pod, strict),
         }
     })
 }
@@ -201,41 +216,18 @@ fn init_logging(level: Option<&str>, format: LogFormat) {
             filter = filter.add_directive(d);
         }
     }
-    let colours = matches!(format, LogFormat::Plain) && std::io::stderr().is_terminal();
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(move || OneLineStderr { colours })
-        .with_target(false);
-    match format {
-        LogFormat::Json => builder.json().flatten_event(true).init(),
-        LogFormat::Plain => builder.with_ansi(colours).init(),
-    }
-}
-
-/// Stderr for log events, one line each: fields carry text from outside (file names, a
-/// collector's error, a panic), and the plain format prints them as they are. The
-/// formatter writes each event whole, so every write is one event ([`one_log_line`]).
-struct OneLineStderr {
-    colours: bool,
-}
-
-impl std::io::Write for OneLineStderr {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        let event = one_log_line(&String::from_utf8_lossy(buf), self.colours);
-        std::io::stderr().write_all(event.as_bytes())?;
-        Ok(buf.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        std::io::stderr().flush()
-    }
+    let format = match format {
+        LogFormat::Plain => healthd::logging::Format::Plain,
+        LogFormat::Json => healthd::logging::Format::Json,
+    };
+    healthd::logging::init(filter, format);
 }
 
 fn print_errors(errors: &[ConfigError]) {
     for e in errors {
-        eprintln!("error: {e}");
+        healthd::logging::print_error(&format!("error: {e}"));
     }
-    eprintln!("{} configuration problem(s)", errors.len());
+    healthd::logging::print_error(&format!("{} configuration problem(s)", errors.len()));
 }
 
 async fn run(sources: Sources, listen: Option<SocketAddr>) -> ExitCode {
@@ -243,8 +235,8 @@ async fn run(sources: Sources, listen: Option<SocketAddr>) -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(healthd::daemon::RunError::Config(errors)) => {
             print_errors(&errors);
-            eprintln!(
-                "healthd: not starting: fix the configuration (healthd validate shows the same list)"
+            healthd::logging::print_error(
+                "healthd: not starting: fix the configuration (healthd validate shows the same list)",
             );
             ExitCode::from(EXIT_CONFIG)
         }
@@ -413,4 +405,15 @@ async fn check(sources: Sources, format: OutputFormat) -> ExitCode {
         }
     }
     ExitCode::from(exit_code(overall))
+}
+
+fn lint(config: ConfigArgs, pod: Option<PathBuf>, strict: bool) -> ExitCode {
+    let report = healthd::lint::run(&healthd::lint::Options {
+        config: config.config,
+        probes_dir: config.probes_dir,
+        pod,
+        strict,
+    });
+    print!("{}", report.render());
+    ExitCode::from(report.exit_code())
 }

@@ -23,7 +23,7 @@ use crate::model::{Level, Outcome, Reason, Status, fmt_latency, one_line};
 use crate::resilience::{Breaker, NextRun};
 /// The first run of every check happens within this much of start-up (or its interval, if
 /// shorter), so startup completes quickly.
-const FIRST_RUN_SPREAD: Duration = Duration::from_secs(1);
+pub const FIRST_RUN_SPREAD: Duration = Duration::from_secs(1);
 
 struct Running {
     config: CheckConfig,

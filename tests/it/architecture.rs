@@ -12,6 +12,7 @@ const LAYERS: &[(&str, u8)] = &[
     ("redact", 1),
     ("resilience", 1),
     ("descriptors", 1),
+    ("logging", 1),
     ("check", 2),
     ("config", 3),
     ("health", 4),
@@ -21,6 +22,7 @@ const LAYERS: &[(&str, u8)] = &[
     ("systemd", 7),
     ("server", 7),
     ("daemon", 8),
+    ("lint", 8),
 ];
 
 fn layer(module: &str) -> Option<u8> {

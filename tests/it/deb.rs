@@ -65,12 +65,23 @@ fn build_deb_packages_binary_unit_config_and_probes() {
         "./etc/healthd/probes.d/",
         "./usr/share/healthd/probes/tcp.toml",
         "./usr/share/healthd/probes/http.toml",
+        "./usr/share/healthd/systemd/notify-reload.conf",
     ] {
         assert!(
             paths.contains(&want),
             "{want} not in the package:\n{listing}"
         );
     }
+    // ExecReload= runs /bin/kill, which minimal Debian images lack.
+    let depends = Command::new("dpkg-deb")
+        .args(["-f", deb, "Depends"])
+        .output()
+        .expect("run dpkg-deb -f");
+    let depends = String::from_utf8_lossy(&depends.stdout);
+    assert!(
+        depends.split(',').any(|d| d.trim() == "procps"),
+        "Depends: {depends}"
+    );
     // The unit in the package is the one in the repository.
     let unit = Command::new("sh")
         .arg("-c")

@@ -21,6 +21,7 @@ mod grpc;
 mod grpc_server;
 mod harness;
 mod http;
+mod lint;
 mod notify;
 mod otlp;
 mod postgres;
@@ -36,6 +37,7 @@ mod status_page;
 mod support;
 mod system;
 
+mod systemd_boot;
 mod systemd_notify;
 mod systemd_unit;
 mod tcp;

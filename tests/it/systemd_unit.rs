@@ -113,7 +113,7 @@ fn unit_passes_systemd_analyze_verify() {
 }
 
 /// Parses "→ Overall exposure level for healthd.service: 1.2 OK 🙂".
-fn overall_exposure(output: &str) -> Option<f64> {
+pub(crate) fn overall_exposure(output: &str) -> Option<f64> {
     let line = output
         .lines()
         .find(|l| l.contains("Overall exposure level"))?;

@@ -34,6 +34,7 @@
 //!   reference implementation);
 //! - [`pki`]: certificates made with rcgen for chosen validity dates, and a rustls server
 //!   presenting them ([`pki::TlsPeer`]);
+//! - [`nspawn`]: a booted Debian 12 machine with systemd as PID 1 ([`nspawn::Machine`]);
 //! - [`postgres`]: real PostgreSQL servers ([`postgres::PgServer`]), and [`redis`]: real
 //!   Redis servers ([`redis::RedisServer`]);
 //! - [`alertmanager`]: a real Alertmanager ([`alertmanager::AlertmanagerServer`]), and
@@ -45,6 +46,7 @@ pub mod config;
 pub mod daemon;
 pub mod dnsmasq;
 pub mod grpc;
+pub mod nspawn;
 pub mod peers;
 pub mod pki;
 pub mod postgres;
