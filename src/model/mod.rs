@@ -9,6 +9,7 @@
 
 pub mod classify;
 pub mod duration;
+pub mod host;
 pub mod outcome;
 pub mod port;
 pub mod sample;

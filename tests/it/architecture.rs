@@ -12,6 +12,7 @@ const LAYERS: &[(&str, u8)] = &[
     ("redact", 1),
     ("resilience", 1),
     ("descriptors", 1),
+    ("host", 1),
     ("check", 2),
     ("config", 3),
     ("health", 4),
