@@ -50,6 +50,7 @@ pub struct Daemon {
     server_task: tokio::task::JoinHandle<()>,
     health_task: tokio::task::JoinHandle<()>,
     telemetry: Option<crate::telemetry::otlp::Telemetry>,
+    host: Option<crate::host::Collector>,
 }
 
 impl Daemon {
@@ -101,10 +102,12 @@ impl Daemon {
             config.server.max_in_flight,
         );
         scheduler.apply(&config.checks).await;
+        let host = crate::host::Collector::apply(None, config.metrics.host.settings(), &state.host);
         let telemetry = crate::telemetry::otlp::apply(
             None,
             crate::telemetry::otlp::settings_of(&config, &env_of(&sources)),
             &health,
+            &state.host,
         )
         .await;
         let _ = health.events.send(config_loaded()).await;
@@ -121,6 +124,7 @@ impl Daemon {
             server_task,
             health_task,
             telemetry,
+            host,
         })
     }
 
@@ -139,9 +143,18 @@ impl Daemon {
                 self.scheduler.apply(&new.checks).await;
                 self.state.reconfigure(&new);
                 let wanted = crate::telemetry::otlp::settings_of(&new, &env_of(&self.sources));
-                self.telemetry =
-                    crate::telemetry::otlp::apply(self.telemetry.take(), wanted, &self.health)
-                        .await;
+                self.telemetry = crate::telemetry::otlp::apply(
+                    self.telemetry.take(),
+                    wanted,
+                    &self.health,
+                    &self.state.host,
+                )
+                .await;
+                self.host = crate::host::Collector::apply(
+                    self.host.take(),
+                    new.metrics.host.settings(),
+                    &self.state.host,
+                );
                 tracing::info!(checks = new.checks.len(), "Configuration reloaded.");
                 self.config = new;
                 // The self-check first: a snapshot that shows this reload shows its verdict.
@@ -209,6 +222,9 @@ impl Daemon {
         let stop = async move {
             tokio::time::sleep(delay).await;
             self.scheduler.stop(STOP_GRACE).await;
+            if let Some(h) = self.host {
+                h.stop();
+            }
             self.server_stop.cancel();
             let _ = tokio::time::timeout(STOP_GRACE, self.server_task).await;
             // Flush telemetry after the last check results, under its own bound.

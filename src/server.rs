@@ -48,6 +48,8 @@ pub struct AppState {
     /// The snapshot, the drain flag and the verdict policy, shared with the other renderers.
     pub verdicts: Verdicts,
     pub options: Arc<ArcSwap<ServerOptions>>,
+    /// The latest host sample, published by the host collector (empty while it is off).
+    pub host: crate::host::SharedHost,
 }
 
 impl AppState {
@@ -55,6 +57,7 @@ impl AppState {
         AppState {
             verdicts: Verdicts::new(snapshot, policy),
             options: Arc::new(ArcSwap::from_pointee(options)),
+            host: Default::default(),
         }
     }
 
@@ -360,9 +363,15 @@ async fn metrics(
         .and_then(|v| v.to_str().ok())
         .unwrap_or("");
     let (body, content_type) = if prom::wants_open_metrics(accept) {
-        (prom::render(snap), prom::CONTENT_TYPE)
+        (
+            prom::render(snap, state.host.load_full()),
+            prom::CONTENT_TYPE,
+        )
     } else {
-        (prom::render_text(snap), prom::TEXT_CONTENT_TYPE)
+        (
+            prom::render_text(snap, state.host.load_full()),
+            prom::TEXT_CONTENT_TYPE,
+        )
     };
     let mut r = (StatusCode::OK, body).into_response();
     r.headers_mut()

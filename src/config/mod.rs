@@ -11,8 +11,8 @@
 //! - [`recover`]: turning serde's first error into every error, each with its key path;
 //! - [`check`]: the keys every check shares (listed once, [`COMMON_KEYS`]) and one check's
 //!   parsing;
-//! - [`server`], [`telemetry`]: the `[server]` and `[telemetry]` sections, each validating
-//!   itself.
+//! - [`server`], [`telemetry`], [`metrics`]: the `[server]`, `[telemetry]` and `[metrics]`
+//!   sections, each validating itself.
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
@@ -27,6 +27,7 @@ use crate::resilience::Resilience;
 
 pub mod check;
 pub mod load;
+pub mod metrics;
 mod problems;
 pub mod recover;
 pub mod server;
@@ -161,6 +162,8 @@ pub struct Config {
     pub origins: HashMap<String, String>,
     /// `[telemetry]`: OTLP export (resolved against `OTEL_*` variables at start).
     pub telemetry: telemetry::TelemetryConfig,
+    /// `[metrics]`: host metrics.
+    pub metrics: metrics::MetricsConfig,
 }
 
 impl Config {

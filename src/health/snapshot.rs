@@ -9,7 +9,7 @@ use arc_swap::ArcSwap;
 use serde::Serialize;
 
 use super::stats::RunStats;
-use crate::model::{Group, GroupSummary, Reason, Sample, Status};
+use crate::model::{Group, GroupSummary, Reason, Status};
 use crate::resilience::BreakerState;
 
 /// The name of the heartbeat self-check in the liveness group.
@@ -53,8 +53,6 @@ pub struct CheckView {
     pub stale: bool,
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub details: BTreeMap<String, serde_json::Value>,
-    #[serde(skip)]
-    pub sample: Option<Sample>,
     #[serde(skip)]
     pub stats: RunStats,
     /// Has produced at least one result.

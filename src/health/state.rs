@@ -103,7 +103,6 @@ impl CheckState {
             flapping: false,
             stale: false,
             details: BTreeMap::new(),
-            sample: None,
             stats: RunStats::default(),
             reported: false,
             passed_once: false,
@@ -267,9 +266,6 @@ impl CheckState {
         let reason = obs.outcome.reason;
         v.message = obs.outcome.message;
         v.details = obs.outcome.details;
-        if obs.outcome.sample.is_some() {
-            v.sample = obs.outcome.sample;
-        }
         if failed {
             v.consecutive_failures += 1;
             v.consecutive_successes = 0;

@@ -20,8 +20,6 @@ pub type SharedHost = Arc<ArcSwapOption<HostSample>>;
 /// Bound on reading the file systems; a mount that does not answer (a dead NFS server)
 /// leaves the previous reading in place until it does.
 const FS_BOUND: Duration = Duration::from_secs(5);
-/// The first CPU reading has nothing to compare with; the second follows after this.
-const FIRST_CPU_WINDOW: Duration = Duration::from_millis(200);
 
 /// Set while a file system read is running (possibly stuck on a dead mount), so that reads
 /// do not pile up behind it.
@@ -30,11 +28,7 @@ static FS_BUSY: AtomicBool = AtomicBool::new(false);
 /// Read every family, reusing readings taken at or after `since`.
 pub async fn collect(settings: &Settings, since: Option<Instant>) -> HostSample {
     let s = sampler();
-    let mut cpu = s.cpu(since);
-    if cpu.as_ref().is_some_and(|c| c.utilization.is_none()) {
-        tokio::time::sleep(FIRST_CPU_WINDOW).await;
-        cpu = s.cpu(None);
-    }
+    let cpu = s.cpu_with_utilization(since).await;
     let filesystems = read_filesystems(settings, since).await;
     HostSample {
         taken_at: Some(SystemTime::now()),

@@ -3,11 +3,17 @@
 //! exposes it. The process counts of the same file come along, so it is read once.
 
 use std::path::Path;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use procfs::{CpuTime, CurrentSI, KernelStats};
 
 use crate::model::host::{CpuReading, CpuTimes};
+
+/// The window of the very first utilization.
+pub const FIRST_WINDOW: Duration = Duration::from_millis(200);
+/// Below this, the clock-tick counters are too coarse for a share: a reading this soon
+/// after the previous one keeps the previous utilization.
+const MIN_WINDOW: Duration = Duration::from_millis(100);
 
 fn seconds(ms: u64) -> f64 {
     ms as f64 / 1000.0
@@ -47,7 +53,13 @@ pub fn read(prev: Option<&CpuReading>) -> Option<CpuReading> {
         .collect();
     Some(CpuReading {
         at: Instant::now(),
-        utilization: prev.and_then(|p| utilization(&p.total, &total)),
+        utilization: prev.and_then(|p| {
+            if p.at.elapsed() < MIN_WINDOW {
+                p.utilization
+            } else {
+                utilization(&p.total, &total)
+            }
+        }),
         total,
         per_cpu,
         frequency_hz,

@@ -174,6 +174,17 @@ impl Sampler {
         cgroup, cgroup, CgroupReading, |_prev| cgroup::read()
     );
 
+    /// [`Self::cpu`], with a utilization: the very first reading has nothing to compare
+    /// with, so a second one follows after [`cpu::FIRST_WINDOW`].
+    pub async fn cpu_with_utilization(&self, since: Option<Instant>) -> Option<Arc<CpuReading>> {
+        let reading = self.cpu(since);
+        if reading.as_ref().is_some_and(|r| r.utilization.is_none()) {
+            tokio::time::sleep(cpu::FIRST_WINDOW).await;
+            return self.cpu(None);
+        }
+        reading
+    }
+
     /// `/proc/diskstats`, the devices `filter` admits.
     pub fn disks(&self, since: Option<Instant>, filter: &NameFilter) -> Option<Arc<DisksReading>> {
         let kept = self.lock().disks.clone();

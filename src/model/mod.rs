@@ -1,6 +1,6 @@
 //! The shared vocabulary: the words every layer of healthd uses and that use nothing of the
 //! crate (this module imports no `crate::` path). A run's [`Outcome`] with its [`Level`] and
-//! [`Reason`]; the verdict [`Status`] and the probe [`Group`]s; resource [`Sample`]s and
+//! [`Reason`]; the verdict [`Status`] and the probe [`Group`]s; the [`host`] readings and
 //! percentage [`Thresholds`]; durations, their serde helpers and how latencies are written;
 //! and the one classifier that turns I/O, TLS and DNS errors into reasons.
 //!
@@ -21,7 +21,7 @@ pub use classify::classify;
 pub use duration::{de_duration, de_opt_duration, fmt_latency, parse_duration, round_ms};
 pub use outcome::{Level, Outcome, Reason};
 pub use port::{de_opt_port, de_port};
-pub use sample::{CpuSample, DiskSample, MemorySample, Sample, round1, used_percent};
+pub use sample::{round1, used_percent};
 pub use status::{Group, GroupSummary, Status};
 pub use text::{error_chain, mentions_any, one_line};
 pub use thresholds::Thresholds;

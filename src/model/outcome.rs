@@ -6,8 +6,6 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use super::sample::Sample;
-
 /// Why a run failed: a small fixed set, safe to use as a metric attribute.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -80,8 +78,6 @@ pub struct Outcome {
     pub message: String,
     /// Raw values for humans and `/health` (percent used, bytes, status code, …).
     pub details: BTreeMap<String, serde_json::Value>,
-    /// Typed measurements for the metric renderers (resource checks only).
-    pub sample: Option<Sample>,
     /// How long the dependency took to answer, where the kind measures that apart from the
     /// run (a kept-connection kind leaves out connecting). `degraded_after` is judged on this,
     /// or on the whole run when it is not set.
@@ -95,7 +91,6 @@ impl Outcome {
             reason: None,
             message: message.into(),
             details: BTreeMap::new(),
-            sample: None,
             answered_in: None,
         }
     }
