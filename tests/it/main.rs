@@ -15,6 +15,7 @@ mod faults_deps;
 mod fuzz;
 mod harness;
 mod http;
+mod node_exporter;
 mod otlp;
 mod postgres;
 mod readyz_summary;

@@ -7,6 +7,8 @@ use std::collections::BTreeSet;
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use healthd::config::metrics::DEFAULT_DEVICES_EXCLUDE;
+
 use super::decode::{names, points};
 use super::receiver::{Inbox, Receiver};
 use super::{stop, tcp_target};
@@ -235,22 +237,14 @@ const WHERE_PRESENT: &[(&str, &str, &str, &[&str], &str)] = &[
 fn present(what: &str) -> bool {
     match what {
         "swap" => std::fs::read_to_string("/proc/swaps").is_ok_and(|s| s.lines().count() > 1),
-        "/proc/diskstats" => std::fs::read_to_string(what).is_ok_and(|s| {
-            s.lines()
-                .filter_map(|l| l.split_whitespace().nth(2))
-                .any(|d| {
-                    let part = d.starts_with("loop")
-                        || d.starts_with("ram")
-                        || d.starts_with("zram")
-                        || (d.chars().last().is_some_and(|c| c.is_ascii_digit())
-                            && (d.starts_with("sd")
-                                || d.starts_with("vd")
-                                || d.starts_with("xvd")
-                                || d.starts_with("hd")
-                                || d.contains('p')));
-                    !part
-                })
-        }),
+        "/proc/diskstats" => {
+            let partition = regex::Regex::new(DEFAULT_DEVICES_EXCLUDE).unwrap();
+            std::fs::read_to_string(what).is_ok_and(|s| {
+                s.lines()
+                    .filter_map(|l| l.split_whitespace().nth(2))
+                    .any(|d| !partition.is_match(d))
+            })
+        }
         path => std::path::Path::new(path).exists(),
     }
 }

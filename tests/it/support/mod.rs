@@ -33,6 +33,7 @@
 
 pub mod config;
 pub mod daemon;
+pub mod node_exporter;
 pub mod peers;
 pub mod postgres;
 pub mod redis;
