@@ -108,6 +108,9 @@ kinds! {
     #[path = "system/cpu.rs"] cpu::CpuConfig => Cpu,
     #[path = "system/memory.rs"] memory::MemoryConfig => Memory,
     #[path = "system/disk.rs"] disk::DiskConfig => Disk,
+    #[path = "system/inodes.rs"] inodes::InodesConfig => Inodes,
+    #[path = "system/pressure.rs"] pressure::PressureConfig => Pressure,
+    #[path = "system/oom.rs"] oom::OomConfig => Oom,
     postgres::PostgresConfig => Postgres,
     redis::RedisConfig => Redis,
 }

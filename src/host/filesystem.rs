@@ -1,7 +1,7 @@
 //! Mounted file systems: the mount table from `/proc/self/mountinfo` (procfs) and the
 //! space and inodes of each through `statvfs` (rustix).
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use procfs::process::{MountInfo, Process};
@@ -43,6 +43,36 @@ pub fn stat(path: &Path, device: String, fs_type: String, read_only: bool) -> Op
         inodes_total: s.f_files,
         inodes_free: s.f_ffree,
     })
+}
+
+/// The mount point holding `path` (canonical): its highest ancestor on the same device.
+pub fn mount_point_of(path: &Path) -> Option<PathBuf> {
+    let dev = rustix::fs::stat(path).ok()?.st_dev;
+    let mut mount = path.to_path_buf();
+    for parent in path.ancestors().skip(1) {
+        match rustix::fs::stat(parent) {
+            Ok(s) if s.st_dev == dev => mount = parent.to_path_buf(),
+            _ => break,
+        }
+    }
+    Some(mount)
+}
+
+/// The file system holding `real` (a canonical path), as `df PATH` finds it: from `shared`
+/// (a fresh reading of the host collector) when it lists that mount point, else read now.
+pub fn holding(real: &Path, shared: Option<&FilesystemsReading>) -> Option<Filesystem> {
+    let mountpoint = mount_point_of(real).unwrap_or_else(|| real.to_path_buf());
+    let at = mountpoint.display().to_string();
+    if let Some(f) = shared.and_then(|r| r.list.iter().find(|f| f.mountpoint == at)) {
+        return Some(f.clone());
+    }
+    let (device, fs_type, ro) = entry(&mountpoint)
+        .map(|m| {
+            let ro = m.mount_options.contains_key("ro");
+            (m.mount_source.unwrap_or_default(), m.fs_type, ro)
+        })
+        .unwrap_or_default();
+    stat(&mountpoint, device, fs_type, ro)
 }
 
 /// Every mounted file system whose mount point and type are admitted.

@@ -44,13 +44,24 @@ impl Thresholds {
         }
     }
 
-    /// An outcome for a measured percentage, with a message naming what was measured.
+    /// An outcome for a measured percentage used, with a message naming what was measured.
     pub fn outcome(&self, what: &str, percent: f64) -> Outcome {
+        self.outcome_as(what, percent, "used")
+    }
+
+    /// An outcome for a measured percentage, `state` saying of what (`used`, `stalled`).
+    pub fn outcome_as(&self, what: &str, percent: f64, state: &str) -> Outcome {
         let level = self.level(percent);
         let message = match level {
-            Level::Ok => format!("{what} {percent:.1}% used"),
-            Level::Degraded => format!("{what} {percent:.1}% used, above {}%", self.degraded_above),
-            Level::Failed => format!("{what} {percent:.1}% used, above {}%", self.unhealthy_above),
+            Level::Ok => format!("{what} {percent:.1}% {state}"),
+            Level::Degraded => format!(
+                "{what} {percent:.1}% {state}, above {}%",
+                self.degraded_above
+            ),
+            Level::Failed => format!(
+                "{what} {percent:.1}% {state}, above {}%",
+                self.unhealthy_above
+            ),
         };
         match level {
             Level::Ok => Outcome::ok(message),

@@ -22,6 +22,7 @@ mod readyz_summary;
 mod redis;
 mod reload;
 mod resilience_config;
+mod saturation;
 mod scheduler_run_once;
 mod secrets;
 mod siege;

@@ -1,13 +1,13 @@
 //! `kind = "disk"`: space used per mount point, in percent, as `df` shows it.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use serde::Deserialize;
 
 use super::{Kind, Run};
 use crate::host::{filesystem, sampler};
-use crate::model::host::{Filesystem, FilesystemsReading};
+use crate::model::host::Filesystem;
 use crate::model::{Level, Outcome, Reason, Thresholds, round1, used_percent};
 
 /// Settings of a disk check: space used per mount point, in percent, as `df` shows it
@@ -79,111 +79,100 @@ pub struct DiskProbe {
     last_run: Option<Instant>,
 }
 
-/// One configured path as measured.
-struct Measured {
-    path: String,
-    fs: Filesystem,
-    percent: f64,
-}
-
-impl DiskProbe {
-    /// The file system holding `real` (canonical): from the host collector's reading when
-    /// it is fresh and lists that mount point, else `statvfs` of the mount point now.
-    fn measure(&self, real: &Path, shared: Option<&FilesystemsReading>) -> Option<Filesystem> {
-        let mountpoint = mount_point_of(real).unwrap_or_else(|| real.to_path_buf());
-        let at = mountpoint.display().to_string();
-        if let Some(f) = shared.and_then(|r| r.list.iter().find(|f| f.mountpoint == at)) {
-            return Some(f.clone());
-        }
-        let (device, fs_type, ro) = filesystem::entry(&mountpoint)
-            .map(|m| {
-                let ro = m.mount_options.contains_key("ro");
-                (m.mount_source.unwrap_or_default(), m.fs_type, ro)
-            })
-            .unwrap_or_default();
-        filesystem::stat(&mountpoint, device, fs_type, ro)
-    }
-}
-
 impl Run for DiskProbe {
     async fn run(&mut self) -> Outcome {
-        let latest = sampler().latest().filesystems;
-        let shared = latest
-            .as_deref()
-            .filter(|r| self.last_run.is_some_and(|t| r.at >= t));
-        let mut measured = Vec::new();
-        for path in &self.mounts {
-            // A path that does not exist would otherwise be measured on whatever holds its
-            // parent (a typo'd /data silently reporting /); a symlink on its target's side.
-            let real = match std::fs::canonicalize(path) {
-                Ok(p) => p,
-                Err(e) => {
-                    return Outcome::failed(
-                        Reason::Config,
-                        format!("cannot access {}: {e}", path.display()),
-                    );
-                }
-            };
-            let Some(fs) = self.measure(&real, shared) else {
-                return Outcome::failed(
-                    Reason::Config,
-                    format!("no mounted file system holds {}", path.display()),
-                );
-            };
-            measured.push(Measured {
-                path: path.display().to_string(),
-                percent: used_percent(fs.used(), fs.available),
-                fs,
-            });
-        }
-        self.last_run = Some(Instant::now());
-        let rank = |l: Level| match l {
-            Level::Ok => 0,
-            Level::Degraded => 1,
-            Level::Failed => 2,
-        };
-        let Some(worst) = measured.iter().max_by(|a, b| {
-            let key = |m: &Measured| (rank(self.thresholds.level(m.percent)), m.percent);
-            key(a).partial_cmp(&key(b)).unwrap_or(std::cmp::Ordering::Equal)
-        }) else {
-            return Outcome::failed(Reason::Config, "no mounts configured");
-        };
-        let mut outcome = self
-            .thresholds
-            .outcome(&format!("disk {}", worst.path), worst.percent);
-        let mounts: Vec<serde_json::Value> = measured
-            .iter()
-            .map(|m| {
+        judge_paths(
+            &self.mounts,
+            &mut self.last_run,
+            |f| Some(used_percent(f.used(), f.available)),
+            |path, percent| self.thresholds.outcome(&format!("disk {path}"), percent),
+            |m| {
                 serde_json::json!({
                     "path": m.path,
                     "mountpoint": m.fs.mountpoint,
                     "device": m.fs.device,
                     "fs_type": m.fs.fs_type,
-                    "percent_used": round1(m.percent),
+                    "percent_used": m.percent.map(round1),
                     "total_bytes": m.fs.total,
                     "used_bytes": m.fs.used(),
                     "available_bytes": m.fs.available,
                 })
-            })
-            .collect();
-        outcome
-            .details
-            .insert("mounts".into(), serde_json::Value::Array(mounts));
-        outcome
+            },
+        )
     }
 }
 
-/// The mount point holding `path` (canonical): its highest ancestor on the same device.
-fn mount_point_of(path: &Path) -> Option<PathBuf> {
-    let dev = rustix::fs::stat(path).ok()?.st_dev;
-    let mut mount = path.to_path_buf();
-    for parent in path.ancestors().skip(1) {
-        match rustix::fs::stat(parent) {
-            Ok(s) if s.st_dev == dev => mount = parent.to_path_buf(),
-            _ => break,
-        }
+/// One configured path as measured.
+pub struct Measured {
+    pub path: String,
+    pub fs: Filesystem,
+    /// The figure judged; `None` where it does not apply (a file system without inodes).
+    pub percent: Option<f64>,
+}
+
+/// Measure each path on the file system holding it (shared with the host collector when
+/// its reading is fresh), judge each `percent` with `judge` (a path without one passes),
+/// and report the worst with every path's `detail` under `mounts`. A path that does not
+/// exist fails (`config`).
+pub fn judge_paths(
+    paths: &[PathBuf],
+    last_run: &mut Option<Instant>,
+    percent: impl Fn(&Filesystem) -> Option<f64>,
+    judge: impl Fn(&str, f64) -> Outcome,
+    detail: impl Fn(&Measured) -> serde_json::Value,
+) -> Outcome {
+    let latest = sampler().latest().filesystems;
+    let shared = latest
+        .as_deref()
+        .filter(|r| last_run.is_some_and(|t| r.at >= t));
+    let mut measured = Vec::new();
+    for path in paths {
+        // A path that does not exist would otherwise be measured on whatever holds its
+        // parent (a typo'd /data silently reporting /); a symlink on its target's side.
+        let real = match std::fs::canonicalize(path) {
+            Ok(p) => p,
+            Err(e) => {
+                return Outcome::failed(
+                    Reason::Config,
+                    format!("cannot access {}: {e}", path.display()),
+                );
+            }
+        };
+        let Some(fs) = filesystem::holding(&real, shared) else {
+            return Outcome::failed(
+                Reason::Config,
+                format!("no mounted file system holds {}", path.display()),
+            );
+        };
+        measured.push(Measured {
+            path: path.display().to_string(),
+            percent: percent(&fs),
+            fs,
+        });
     }
-    Some(mount)
+    *last_run = Some(Instant::now());
+    let rank = |l: Level| match l {
+        Level::Ok => 0,
+        Level::Degraded => 1,
+        Level::Failed => 2,
+    };
+    let worst = measured
+        .iter()
+        .filter_map(|m| Some((m.percent?, judge(&m.path, m.percent?))))
+        .max_by(|(pa, a), (pb, b)| {
+            (rank(a.level), *pa)
+                .partial_cmp(&(rank(b.level), *pb))
+                .unwrap_or(std::cmp::Ordering::Equal)
+        });
+    let mut outcome = match worst {
+        Some((_, o)) => o,
+        None => Outcome::ok(format!("{} path(s) without a limit to judge", measured.len())),
+    };
+    let mounts: Vec<serde_json::Value> = measured.iter().map(detail).collect();
+    outcome
+        .details
+        .insert("mounts".into(), serde_json::Value::Array(mounts));
+    outcome
 }
 
 #[cfg(test)]

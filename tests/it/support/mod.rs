@@ -34,6 +34,7 @@
 pub mod config;
 pub mod daemon;
 pub mod node_exporter;
+pub mod oom;
 pub mod peers;
 pub mod postgres;
 pub mod redis;
