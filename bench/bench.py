@@ -1009,7 +1009,7 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--healthd", required=True)
-    ap.add_argument("--only", default="1234567", help="figures to run, e.g. 15")
+    ap.add_argument("--only", default="12345678", help="figures to run, e.g. 15")
     ARGS = ap.parse_args()
     raise_nofile()
     TMP = tempfile.mkdtemp(prefix="healthd-bench-")
@@ -1039,6 +1039,9 @@ def main():
             fig_startup(2 if q else 7)
         if "7" in ARGS.only:
             fig_detection(R)
+        if "8" in ARGS.only:
+            import host_metrics
+            host_metrics.fig_host(sys.modules[__name__], R, 10 if q else 30)
     finally:
         stop_all()
     log(f"done in {time.monotonic() - started:.0f}s")

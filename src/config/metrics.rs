@@ -49,7 +49,9 @@ pub struct HostMetricsConfig {
     /// The same over network interface names.
     pub interfaces_include: Option<String>,
     pub interfaces_exclude: Option<String>,
-    /// Count TCP connections by state. Default true.
+    /// Count TCP connections by state (`system.network.connections`). Default false: the
+    /// kernel walks its whole TCP hash table to list the sockets, which costs milliseconds
+    /// on large machines (node_exporter's `tcpstat` collector is off by default likewise).
     pub connections: bool,
 }
 
@@ -66,7 +68,7 @@ impl Default for HostMetricsConfig {
             devices_exclude: Some(DEFAULT_DEVICES_EXCLUDE.into()),
             interfaces_include: None,
             interfaces_exclude: None,
-            connections: true,
+            connections: false,
         }
     }
 }

@@ -21,10 +21,7 @@ fn fs_attrs(f: &Filesystem) -> Vec<(&'static str, AttrValue)> {
 /// A value, with its `system.filesystem.state` where the family has states.
 type StateValue = (Option<&'static str>, f64);
 
-fn filesystems(
-    s: &HostSample,
-    each: fn(&Filesystem) -> Vec<StateValue>,
-) -> Vec<Point> {
+fn filesystems(s: &HostSample, each: fn(&Filesystem) -> Vec<StateValue>) -> Vec<Point> {
     let Some(fs) = &s.filesystems else {
         return vec![];
     };

@@ -1,5 +1,5 @@
-//! Host metrics over OTLP with no cpu, memory or disk check configured: every `system.*`
-//! family the issue lists arrives with its unit, kind and attribute keys, as the
+//! Host metrics over OTLP with no cpu, memory or disk check configured (and connection
+//! counting, off by default, turned on): every `system.*` family arrives with its unit, kind and attribute keys, as the
 //! semantic conventions and the hostmetrics receiver name them; `[metrics.host] enabled =
 //! false` sends none.
 
@@ -265,6 +265,7 @@ timeout = "250ms"
 
 [metrics.host]
 interval = "1s"
+connections = true
 {host}
 
 [telemetry]
