@@ -268,6 +268,19 @@ mod tests {
     }
 
     #[test]
+    fn host_metrics_section_and_its_environment_override() {
+        let cfg = load_str("[metrics.host]\ninterval = \"30s\"\n", &[]).unwrap();
+        assert_eq!(cfg.metrics.host.interval, Duration::from_secs(30));
+        assert!(cfg.metrics.host.enabled);
+        let cfg = load_str("", &[("HEALTHD_METRICS__HOST__ENABLED", "false")]).unwrap();
+        assert!(cfg.metrics.host.settings().is_none());
+        let errs =
+            load_str("[metrics.host]\ndevices_exclude = \"(\"\nspeed = 1\n", &[]).unwrap_err();
+        let keys: Vec<&str> = errs.iter().map(|e| e.key.as_str()).collect();
+        assert!(keys.contains(&"metrics.host.speed"), "{errs:?}");
+    }
+
+    #[test]
     fn env_errors_name_the_variable() {
         let errs = load_str("", &[("HEALTHD_SERVER__LISTEN", "nowhere")]).unwrap_err();
         assert_eq!(errs.len(), 1);
