@@ -254,3 +254,54 @@ pub(crate) fn read_value(path: &std::path::Path) -> Option<String> {
         .ok()
         .map(|s| s.trim().to_string())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug)]
+    struct R(Instant);
+    impl Reading for R {
+        fn at(&self) -> Instant {
+            self.0
+        }
+    }
+
+    /// A reading taken at or after `since` is shared; an older one, or none, is read again.
+    #[test]
+    fn a_fresh_reading_is_shared_and_an_old_one_read_again() {
+        let taken = Instant::now();
+        let kept = Some(Arc::new(R(taken)));
+        let mut reads = 0;
+        let (got, new) = fresh(kept.clone(), Some(taken), |_| {
+            reads += 1;
+            Some(R(Instant::now()))
+        });
+        assert!(!new && reads == 0 && got.unwrap().0 == taken);
+        let later = Instant::now();
+        let (got, new) = fresh(kept.clone(), Some(later), |prev| {
+            assert_eq!(
+                prev.map(|p| p.0),
+                Some(taken),
+                "the reader sees the previous reading"
+            );
+            reads += 1;
+            Some(R(Instant::now()))
+        });
+        assert!(new && reads == 1 && got.unwrap().0 >= later);
+        let (_, new) = fresh(kept, None, |_| Some(R(Instant::now())));
+        assert!(new, "no `since`: always read");
+    }
+
+    /// Two readers within one period: the second gets the first one's reading.
+    #[test]
+    fn the_sampler_reads_a_family_once_per_period() {
+        let s = Sampler::default();
+        let start = Instant::now();
+        let first = s.memory(Some(start)).expect("/proc/meminfo");
+        let second = s.memory(Some(start)).expect("kept");
+        assert!(Arc::ptr_eq(&first, &second));
+        let third = s.memory(Some(Instant::now())).expect("read again");
+        assert!(!Arc::ptr_eq(&first, &third));
+    }
+}
