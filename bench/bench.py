@@ -1080,7 +1080,7 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--healthd", required=True)
-    ap.add_argument("--only", default="1234567", help="figures to run, e.g. 15")
+    ap.add_argument("--only", default="12345678", help="figures to run, e.g. 15")
     ap.add_argument("--kinds", default="tcp,http,grpc,dns", help="probe kinds of figure 2, e.g. dns")
     ap.add_argument("--python", default=sys.executable,
                     help="a Python with grpcio-health-checking (scripts/python-venv) for figure 2")
@@ -1113,6 +1113,9 @@ def main():
             fig_startup(2 if q else 7)
         if "7" in ARGS.only:
             fig_detection(R)
+        if "8" in ARGS.only:
+            import host_metrics
+            host_metrics.fig_host(sys.modules[__name__], R, 10 if q else 30)
     finally:
         stop_all()
     log(f"done in {time.monotonic() - started:.0f}s")

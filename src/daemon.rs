@@ -54,6 +54,7 @@ pub struct Daemon {
     health_task: tokio::task::JoinHandle<()>,
     telemetry: Option<crate::telemetry::otlp::Telemetry>,
     pub notifier: crate::notify::Notifier,
+    host: Option<crate::host::Collector>,
 }
 
 impl Daemon {
@@ -136,10 +137,12 @@ impl Daemon {
         );
         scheduler.apply(&config.checks).await;
         let _ = health.events.send(dependencies(&config)).await;
+        let host = crate::host::Collector::apply(None, config.metrics.host.settings(), &state.host);
         let telemetry = crate::telemetry::otlp::apply(
             None,
             crate::telemetry::otlp::settings_of(&config, &env_of(&sources)),
             &health,
+            &state.host,
         )
         .await;
         let _ = health.events.send(config_loaded()).await;
@@ -159,6 +162,7 @@ impl Daemon {
             health_task,
             telemetry,
             notifier,
+            host,
         })
     }
 
@@ -185,9 +189,18 @@ impl Daemon {
                 self.notifier.reconfigure(&new).await;
                 self.state.reconfigure(&new);
                 let wanted = crate::telemetry::otlp::settings_of(&new, &env_of(&self.sources));
-                self.telemetry =
-                    crate::telemetry::otlp::apply(self.telemetry.take(), wanted, &self.health)
-                        .await;
+                self.telemetry = crate::telemetry::otlp::apply(
+                    self.telemetry.take(),
+                    wanted,
+                    &self.health,
+                    &self.state.host,
+                )
+                .await;
+                self.host = crate::host::Collector::apply(
+                    self.host.take(),
+                    new.metrics.host.settings(),
+                    &self.state.host,
+                );
                 tracing::info!(checks = new.checks.len(), "Configuration reloaded.");
                 self.config = new;
                 // The self-check first: a snapshot that shows this reload shows its verdict.
@@ -255,6 +268,9 @@ impl Daemon {
         let stop = async move {
             tokio::time::sleep(delay).await;
             self.scheduler.stop(STOP_GRACE).await;
+            if let Some(h) = self.host {
+                h.stop();
+            }
             self.server_stop.cancel();
             let _ = tokio::time::timeout(STOP_GRACE, self.server_task).await;
             if let Some(grpc) = self.grpc_task {

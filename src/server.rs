@@ -69,6 +69,8 @@ pub struct AppState {
     rendered: Arc<cache::RenderCache>,
     /// Series `/metrics` shows besides the snapshot's (the notifier's counters).
     pub metrics_extra: Vec<crate::telemetry::prometheus::Extra>,
+    /// The latest host sample, published by the host collector (empty while it is off).
+    pub host: crate::host::SharedHost,
 }
 
 impl AppState {
@@ -79,6 +81,7 @@ impl AppState {
             events: None,
             rendered: Arc::default(),
             metrics_extra: Vec::new(),
+            host: Default::default(),
         }
     }
 
@@ -271,8 +274,9 @@ async fn metrics(
         .and_then(|v| v.to_str().ok())
         .unwrap_or("");
     let seq = snap.seq;
-    // The notifier's counters change without a new snapshot: with them, a body is reused
-    // for at most a second.
+    let host = state.host.load_full();
+    // The host sample is published apart from the snapshot, and the notifier's counters
+    // change without either: with them, a body is reused for at most a second.
     let tick = if state.metrics_extra.is_empty() {
         0
     } else {
@@ -280,14 +284,16 @@ async fn metrics(
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_secs())
     };
+    let host_generation = host.as_ref().map_or(0, |h| Arc::as_ptr(h) as usize as u64);
+    let inputs = tick.wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ host_generation;
     if prom::wants_open_metrics(accept) {
-        let body = state.rendered.get_or_render((1, seq, tick), || {
-            prom::render_with(snap, &state.metrics_extra)
+        let body = state.rendered.get_or_render((1, seq, inputs), || {
+            prom::render_with(snap, host, &state.metrics_extra)
         });
         typed(StatusCode::OK, body, prom::CONTENT_TYPE)
     } else {
-        let body = state.rendered.get_or_render((2, seq, tick), || {
-            prom::render_text_with(snap, &state.metrics_extra)
+        let body = state.rendered.get_or_render((2, seq, inputs), || {
+            prom::render_text_with(snap, host, &state.metrics_extra)
         });
         typed(StatusCode::OK, body, prom::TEXT_CONTENT_TYPE)
     }

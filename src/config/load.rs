@@ -22,6 +22,7 @@ const TOP_LEVEL_KEYS: &[&str] = &[
     "notify",
     "maintenance",
     "admin",
+    "metrics",
 ];
 
 /// Load, merge and validate; all problems at once on failure.
@@ -70,8 +71,12 @@ pub fn load(sources: &Sources) -> Result<Config, Vec<ConfigError>> {
         defaults: section(&root, "defaults", &main_name, &mut problems),
         telemetry: section(&root, "telemetry", &main_name, &mut problems),
         admin: section(&root, "admin", &main_name, &mut problems),
+        metrics: section(&root, "metrics", &main_name, &mut problems),
         ..Config::default()
     };
+    for (key, reason) in config.metrics.host.validate() {
+        problems.push(&main_name, format!("metrics.host.{key}"), reason);
+    }
     if let Err(errs) = super::telemetry::resolve(&config.telemetry, &env) {
         for p in errs {
             match p.var {

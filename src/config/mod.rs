@@ -12,8 +12,8 @@
 //! - [`recover`]: turning serde's first error into every error, each with its key path;
 //! - [`check`]: the keys every check shares (listed once, [`COMMON_KEYS`]) and one check's
 //!   parsing;
-//! - [`server`], [`telemetry`]: the `[server]` and `[telemetry]` sections, each validating
-//!   itself;
+//! - [`server`], [`telemetry`], [`metrics`]: the `[server]`, `[telemetry]` and `[metrics]`
+//!   sections, each validating itself;
 //! - [`notify`], [`maintenance`], [`dependencies`]: `[[notify]]` receivers,
 //!   `[[maintenance]]` windows and the checks' `depends_on` graph.
 
@@ -35,6 +35,7 @@ mod files;
 mod lengths;
 pub mod load;
 pub mod maintenance;
+pub mod metrics;
 pub mod notify;
 mod problems;
 pub mod recover;
@@ -197,6 +198,8 @@ pub struct Config {
     pub maintenance: Vec<maintenance::MaintenanceWindow>,
     /// `[admin]`: the local control socket (`healthd maintenance`).
     pub admin: AdminConfig,
+    /// `[metrics]`: host metrics.
+    pub metrics: metrics::MetricsConfig,
 }
 
 /// `[admin]`: how `healthd maintenance` reaches the running daemon.
@@ -307,6 +310,19 @@ mod tests {
             ],
         );
         assert!(cfg.is_ok(), "{cfg:?}");
+    }
+
+    #[test]
+    fn host_metrics_section_and_its_environment_override() {
+        let cfg = load_str("[metrics.host]\ninterval = \"30s\"\n", &[]).unwrap();
+        assert_eq!(cfg.metrics.host.interval, Duration::from_secs(30));
+        assert!(cfg.metrics.host.enabled);
+        let cfg = load_str("", &[("HEALTHD_METRICS__HOST__ENABLED", "false")]).unwrap();
+        assert!(cfg.metrics.host.settings().is_none());
+        let errs =
+            load_str("[metrics.host]\ndevices_exclude = \"(\"\nspeed = 1\n", &[]).unwrap_err();
+        let keys: Vec<&str> = errs.iter().map(|e| e.key.as_str()).collect();
+        assert!(keys.contains(&"metrics.host.speed"), "{errs:?}");
     }
 
     #[test]

@@ -57,6 +57,7 @@ pub struct CheckView {
     pub blocked_by: Vec<String>,
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub details: BTreeMap<String, serde_json::Value>,
+    /// The latest typed measurement (see [`crate::model::Sample`]); kept when a run has none.
     #[serde(skip)]
     pub sample: Option<Sample>,
     #[serde(skip)]

@@ -9,7 +9,7 @@ use crate::model::Group;
 /// Kinds that read the host healthd runs on (their files are under `src/check/system/`;
 /// `tests/it/lint.rs` keeps the two lists equal). Every other kind depends on something else
 /// (a server, a name server, a plugin's target, a job that pushes).
-pub const HOST_KINDS: &[&str] = &["cpu", "memory", "disk"];
+pub const HOST_KINDS: &[&str] = &["cpu", "memory", "disk", "inodes", "oom", "pressure"];
 
 pub fn check(config: &Config, names: &Names, out: &mut Vec<Finding>) {
     for c in &config.checks {

@@ -1,6 +1,6 @@
 //! The shared vocabulary: the words every layer of healthd uses and that use nothing of the
 //! crate (this module imports no `crate::` path). A run's [`Outcome`] with its [`Level`] and
-//! [`Reason`]; the verdict [`Status`] and the probe [`Group`]s; resource [`Sample`]s and
+//! [`Reason`]; the verdict [`Status`] and the probe [`Group`]s; the [`host`] readings and
 //! percentage [`Thresholds`]; durations, their serde helpers and how latencies are written;
 //! and the one classifier that turns I/O, TLS and DNS errors into reasons.
 //!
@@ -9,6 +9,7 @@
 
 pub mod classify;
 pub mod duration;
+pub mod host;
 pub mod outcome;
 pub mod port;
 pub mod sample;
@@ -22,9 +23,7 @@ pub use duration::{
 };
 pub use outcome::{Level, Outcome, Reason};
 pub use port::{de_opt_port, de_port};
-pub use sample::{
-    CertSample, CpuSample, DiskSample, MemorySample, Perfdata, Sample, round1, used_percent,
-};
+pub use sample::{CertSample, Perfdata, Sample, round1, used_percent};
 pub use status::{Group, GroupSummary, Status};
 pub use text::{MAX_MESSAGE, error_chain, mentions_any, one_line, one_log_line, printable};
 pub use thresholds::Thresholds;

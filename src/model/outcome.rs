@@ -86,7 +86,8 @@ pub struct Outcome {
     pub message: String,
     /// Raw values for humans and `/health` (percent used, bytes, status code, …).
     pub details: BTreeMap<String, serde_json::Value>,
-    /// Typed measurements for the metric renderers (resource checks only).
+    /// Typed measurements for the metric renderers (a `tls` check's certificate, an `exec`
+    /// check's performance data).
     pub sample: Option<Sample>,
     /// How long the dependency took to answer, where the kind measures that apart from the
     /// run (a kept-connection kind leaves out connecting). `degraded_after` is judged on this,

@@ -1,6 +1,7 @@
-//! Typed measurements kept in the snapshot for the metric renderers: the host's resources
-//! (from the resource kinds) and the certificate a `tls` check read. The kinds produce them;
-//! the renderers only read them.
+//! Typed measurements a check keeps in the snapshot for the metric renderers: the
+//! certificate a `tls` check read and an `exec` check's performance data (the host's
+//! resources are the host sampler's, `model::host`), and percentages of resources as the
+//! resource checks and the host metrics count them.
 
 use serde::Serialize;
 
@@ -8,9 +9,6 @@ use serde::Serialize;
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(tag = "kind", rename_all = "lowercase")]
 pub enum Sample {
-    Cpu(CpuSample),
-    Memory(MemorySample),
-    Disk(Vec<DiskSample>),
     /// Nagios performance data of an `exec` check.
     Perfdata(Vec<Perfdata>),
     Tls(CertSample),
@@ -42,44 +40,6 @@ pub struct CertSample {
     /// The earliest `not_after` in the chain, in seconds since the Unix epoch (negative
     /// before 1970).
     pub not_after: i64,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct CpuSample {
-    /// Busy share of all cores since the previous run, 0 to 1.
-    pub utilization: f64,
-    pub logical_cpus: usize,
-    /// 1, 5 and 15 minute load averages, where the OS has them.
-    pub load_average: Option<[f64; 3]>,
-    /// Seconds since boot.
-    pub uptime_seconds: Option<u64>,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct MemorySample {
-    /// Bytes; the cgroup limit when one applies.
-    pub total: u64,
-    pub used: u64,
-    pub free: u64,
-    pub available: u64,
-    /// Kernel buffers and page cache (Linux `/proc/meminfo`), host-wide.
-    pub buffers: Option<u64>,
-    pub cached: Option<u64>,
-    /// `host` or `cgroup`.
-    pub source: &'static str,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct DiskSample {
-    /// The path configured.
-    pub path: String,
-    /// The mount point holding it.
-    pub mountpoint: String,
-    pub device: String,
-    pub fs_type: String,
-    pub total: u64,
-    pub available: u64,
-    pub used: u64,
 }
 
 /// Percent used as `df` shows it: used / (used + available), so space reserved for root

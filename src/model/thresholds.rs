@@ -44,20 +44,31 @@ impl Thresholds {
         }
     }
 
-    /// An outcome for a measured percentage, with a message naming what was measured.
+    /// An outcome for a measured percentage used, with a message naming what was measured.
     pub fn outcome(&self, what: &str, percent: f64) -> Outcome {
+        self.outcome_as(what, percent, "used")
+    }
+
+    /// An outcome for a measured percentage, `state` saying of what (`used`, `stalled`).
+    pub fn outcome_as(&self, what: &str, percent: f64, state: &str) -> Outcome {
         let level = self.level(percent);
         match level {
             Level::Degraded => Outcome::degraded(
                 Reason::Threshold,
-                format!("{what} {percent:.1}% used, above {}%", self.degraded_above),
+                format!(
+                    "{what} {percent:.1}% {state}, above {}%",
+                    self.degraded_above
+                ),
             ),
             Level::Failed => Outcome::failed(
                 Reason::Threshold,
-                format!("{what} {percent:.1}% used, above {}%", self.unhealthy_above),
+                format!(
+                    "{what} {percent:.1}% {state}, above {}%",
+                    self.unhealthy_above
+                ),
             ),
             // `level` gives only the three above; Unknown is not a measured percentage.
-            Level::Ok | Level::Unknown => Outcome::ok(format!("{what} {percent:.1}% used")),
+            Level::Ok | Level::Unknown => Outcome::ok(format!("{what} {percent:.1}% {state}")),
         }
     }
 }

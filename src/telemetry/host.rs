@@ -1,9 +1,17 @@
-//! Host metrics from the resource checks' samples, and the certificate expiry the `tls`
-//! checks read, shared by the Prometheus and OTLP renderers so both show the same series
-//! under the same (translated) names.
+//! The metric table: every metric's OTLP name, unit and Prometheus name, shared by the
+//! Prometheus and OTLP renderers so both show the same series under the same (translated)
+//! names. Check metrics (and the certificate expiry the `tls` checks read) are below; host
+//! metrics are families in [`system`], [`devices`] and
+//! [`linux`],
+//! each turning the published [`HostSample`] into points.
+
+mod devices;
+mod linux;
+mod system;
 
 use crate::health::{CheckView, Snapshot};
-use crate::model::{CpuSample, DiskSample, MemorySample, Sample, used_percent};
+use crate::model::Sample;
+use crate::model::host::HostSample;
 
 /// A metric's names and unit in both worlds.
 #[derive(Debug, Clone, Copy)]
@@ -28,69 +36,6 @@ macro_rules! metric {
     };
 }
 
-metric!(
-    CPU_UTILIZATION,
-    "system.cpu.utilization",
-    "1",
-    "system_cpu_utilization_ratio",
-    "Busy share of all CPUs"
-);
-metric!(
-    LOAD_1M,
-    "system.cpu.load_average.1m",
-    "{thread}",
-    "system_cpu_load_average_1m",
-    "Load average over 1 minute"
-);
-metric!(
-    LOAD_5M,
-    "system.cpu.load_average.5m",
-    "{thread}",
-    "system_cpu_load_average_5m",
-    "Load average over 5 minutes"
-);
-metric!(
-    LOAD_15M,
-    "system.cpu.load_average.15m",
-    "{thread}",
-    "system_cpu_load_average_15m",
-    "Load average over 15 minutes"
-);
-metric!(
-    UPTIME,
-    "system.uptime",
-    "s",
-    "system_uptime_seconds",
-    "Time since boot"
-);
-metric!(
-    MEMORY_USAGE,
-    "system.memory.usage",
-    "By",
-    "system_memory_usage_bytes",
-    "Memory in use by state"
-);
-metric!(
-    MEMORY_UTILIZATION,
-    "system.memory.utilization",
-    "1",
-    "system_memory_utilization_ratio",
-    "Share of memory by state"
-);
-metric!(
-    FS_USAGE,
-    "system.filesystem.usage",
-    "By",
-    "system_filesystem_usage_bytes",
-    "File system space by state"
-);
-metric!(
-    FS_UTILIZATION,
-    "system.filesystem.utilization",
-    "1",
-    "system_filesystem_utilization_ratio",
-    "Share of file system space used"
-);
 metric!(
     CHECK_STATUS,
     "healthd.check.status",
@@ -119,7 +64,6 @@ metric!(
     "healthd_check_duration_seconds",
     "Duration of check runs"
 );
-
 metric!(
     TLS_CERT_NOT_AFTER,
     "healthd.tls.cert.not_after",
@@ -137,81 +81,88 @@ pub fn cert_not_after(snapshot: &Snapshot) -> impl Iterator<Item = (&CheckView, 
     })
 }
 
-/// The host as the latest samples describe it. Several checks of one kind measure the same
-/// host: the first of each kind is used (file systems: the first per mount point).
-#[derive(Debug, Default)]
-pub struct Host<'a> {
-    pub cpu: Option<&'a CpuSample>,
-    pub memory: Option<&'a MemorySample>,
-    pub filesystems: Vec<&'a DiskSample>,
+/// How a host metric is exported.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Gauge,
+    /// Monotonic cumulative sum (`_total` on `/metrics`).
+    Counter,
+    /// Non-monotonic cumulative sum (a gauge on `/metrics`).
+    UpDownCounter,
 }
 
-impl<'a> Host<'a> {
-    pub fn of(snapshot: &'a Snapshot) -> Host<'a> {
-        let mut host = Host::default();
-        for sample in snapshot.checks.iter().filter_map(|c| c.sample.as_ref()) {
-            match sample {
-                Sample::Cpu(c) => {
-                    host.cpu.get_or_insert(c);
-                }
-                Sample::Memory(m) => {
-                    host.memory.get_or_insert(m);
-                }
-                Sample::Perfdata(_) => {}
-                Sample::Tls(_) => {}
-                Sample::Disk(list) => {
-                    for d in list {
-                        if !host
-                            .filesystems
-                            .iter()
-                            .any(|x| x.mountpoint == d.mountpoint)
-                        {
-                            host.filesystems.push(d);
-                        }
-                    }
-                }
-            }
+/// An attribute value: a word or an integer (`cpu.logical_number`).
+#[derive(Debug, Clone, PartialEq)]
+pub enum AttrValue {
+    Word(&'static str),
+    Text(String),
+    Int(i64),
+}
+
+impl AttrValue {
+    pub fn to_text(&self) -> String {
+        match self {
+            AttrValue::Word(w) => (*w).to_string(),
+            AttrValue::Text(t) => t.clone(),
+            AttrValue::Int(i) => i.to_string(),
         }
-        host
-    }
-
-    /// `[1m, 5m, 15m]` load averages, where the platform has them.
-    pub fn load_average(&self) -> Option<[(MetricName, f64); 3]> {
-        let [l1, l5, l15] = self.cpu?.load_average?;
-        Some([(LOAD_1M, l1), (LOAD_5M, l5), (LOAD_15M, l15)])
-    }
-
-    /// `system.memory.state` → bytes, plus the total for utilization.
-    pub fn memory_states(&self) -> Option<(Vec<(&'static str, u64)>, u64)> {
-        let m = self.memory?;
-        let mut states = vec![("used", m.used), ("free", m.free)];
-        if let Some(b) = m.buffers {
-            states.push(("buffers", b));
-        }
-        if let Some(c) = m.cached {
-            states.push(("cached", c));
-        }
-        Some((states, m.total))
     }
 }
 
-/// `system.filesystem.state` → bytes: used, free (available to unprivileged users) and
-/// reserved (for root), which add up to the size.
-pub fn filesystem_states(d: &DiskSample) -> Vec<(&'static str, u64)> {
-    let mut states = vec![("used", d.used), ("free", d.available)];
-    let reserved = d.total.saturating_sub(d.used + d.available);
-    if reserved > 0 {
-        states.push(("reserved", reserved));
+impl From<&'static str> for AttrValue {
+    fn from(w: &'static str) -> Self {
+        AttrValue::Word(w)
     }
-    states
 }
 
-/// Used share of the space usable by ordinary users, as `df` and the disk check count it.
-pub fn filesystem_utilization(d: &DiskSample) -> f64 {
-    used_percent(d.used, d.available) / 100.0
+impl From<String> for AttrValue {
+    fn from(t: String) -> Self {
+        AttrValue::Text(t)
+    }
 }
 
-/// A state's share of total memory.
+/// One series: its attributes (OTLP names) and its value.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Point {
+    pub attrs: Vec<(&'static str, AttrValue)>,
+    pub value: f64,
+}
+
+/// A point without attributes.
+pub fn point(value: f64) -> Point {
+    Point {
+        attrs: Vec::new(),
+        value,
+    }
+}
+
+/// A point with attributes.
+pub fn with(attrs: Vec<(&'static str, AttrValue)>, value: f64) -> Point {
+    Point { attrs, value }
+}
+
+/// One host metric: its names, how it is exported, whether its values are integers, and
+/// how to read its points from a sample (none where the platform lacks the figure).
+pub struct Family {
+    pub name: MetricName,
+    pub kind: Kind,
+    pub int: bool,
+    pub points: fn(&HostSample) -> Vec<Point>,
+}
+
+/// Every host metric family, in export order.
+pub fn families() -> impl Iterator<Item = &'static Family> {
+    system::FAMILIES
+        .iter()
+        .chain(devices::FAMILIES.iter())
+        .chain(linux::FAMILIES.iter())
+}
+
+/// A part's share of a whole, 0 when the whole is 0.
 pub fn ratio(part: u64, total: u64) -> f64 {
-    part as f64 / total.max(1) as f64
+    if total == 0 {
+        0.0
+    } else {
+        part as f64 / total as f64
+    }
 }

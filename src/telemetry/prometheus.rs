@@ -10,18 +10,22 @@ use prometheus_client::metrics::MetricType;
 use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::registry::{Registry, Unit};
 
+use prometheus_client::metrics::counter::ConstCounter;
+
 use crate::health::{RunStats, Snapshot};
-use crate::model::{DiskSample, Sample, Status};
-use crate::telemetry::host::{self, Host, MetricName};
+use crate::model::host::HostSample;
+use crate::model::{Sample, Status};
+use crate::telemetry::host::{self, Kind};
 
 /// The content type of [`render`].
 pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 /// The content type of [`render_text`] (what `promtool check metrics` reads).
 pub const TEXT_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 
-/// Render the snapshot in the Prometheus text format 0.0.4.
-pub fn render_text(snapshot: Arc<Snapshot>) -> String {
-    to_text_format(&render(snapshot))
+/// Render the snapshot (and the latest host sample, while host metrics are on) in the
+/// Prometheus text format 0.0.4.
+pub fn render_text(snapshot: Arc<Snapshot>, host: Option<Arc<HostSample>>) -> String {
+    to_text_format(&render(snapshot, host))
 }
 
 /// Whether a scraper's `Accept` header asks for OpenMetrics.
@@ -29,21 +33,29 @@ pub fn wants_open_metrics(accept: &str) -> bool {
     accept.contains("application/openmetrics-text")
 }
 
-/// Render the snapshot in the OpenMetrics text format.
-pub fn render(snapshot: Arc<Snapshot>) -> String {
-    render_with(snapshot, &[])
+/// Render the snapshot and host sample in the OpenMetrics text format.
+pub fn render(snapshot: Arc<Snapshot>, host: Option<Arc<HostSample>>) -> String {
+    render_with(snapshot, host, &[])
 }
 
 /// Series kept outside the snapshot (the notifier's counters), rendered after it.
 pub type Extra = Arc<dyn Collector>;
 
 /// [`render_text`] with extra series.
-pub fn render_text_with(snapshot: Arc<Snapshot>, extra: &[Extra]) -> String {
-    to_text_format(&render_with(snapshot, extra))
+pub fn render_text_with(
+    snapshot: Arc<Snapshot>,
+    host: Option<Arc<HostSample>>,
+    extra: &[Extra],
+) -> String {
+    to_text_format(&render_with(snapshot, host, extra))
 }
 
 /// [`render`] with extra series.
-pub fn render_with(snapshot: Arc<Snapshot>, extra: &[Extra]) -> String {
+pub fn render_with(
+    snapshot: Arc<Snapshot>,
+    host: Option<Arc<HostSample>>,
+    extra: &[Extra],
+) -> String {
     #[derive(Debug)]
     struct Shared(Extra);
     impl Collector for Shared {
@@ -52,7 +64,7 @@ pub fn render_with(snapshot: Arc<Snapshot>, extra: &[Extra]) -> String {
         }
     }
     let mut registry = Registry::default();
-    registry.register_collector(Box::new(SnapshotCollector(snapshot)));
+    registry.register_collector(Box::new(SnapshotCollector(snapshot, host)));
     for e in extra {
         registry.register_collector(Box::new(Shared(e.clone())));
     }
@@ -63,7 +75,7 @@ pub fn render_with(snapshot: Arc<Snapshot>, extra: &[Extra]) -> String {
 }
 
 #[derive(Debug)]
-struct SnapshotCollector(Arc<Snapshot>);
+struct SnapshotCollector(Arc<Snapshot>, Option<Arc<HostSample>>);
 
 type Labels<'a> = Vec<(&'static str, &'a str)>;
 
@@ -87,6 +99,28 @@ fn gauge_family<'a>(
         ConstGauge::new(value).encode(family.encode_family(&labels)?)?;
     }
     Ok(())
+}
+
+/// One series per perfdata label of an exec check (a label repeated by the program counts
+/// once: the first value).
+fn perfdata_series(c: &crate::health::CheckView) -> Vec<(Labels<'_>, f64)> {
+    let Some(Sample::Perfdata(items)) = &c.sample else {
+        return Vec::new();
+    };
+    let mut seen = std::collections::HashSet::new();
+    items
+        .iter()
+        .filter(|p| seen.insert(p.label.as_str()))
+        .map(|p| {
+            (
+                vec![
+                    ("healthd_check_name", c.name.as_str()),
+                    ("label", p.label.as_str()),
+                ],
+                p.value,
+            )
+        })
+        .collect()
 }
 
 fn histogram(
@@ -195,6 +229,21 @@ impl Collector for SnapshotCollector {
         )?;
         gauge_family(
             &mut enc,
+            host::TLS_CERT_NOT_AFTER.prometheus,
+            host::TLS_CERT_NOT_AFTER.help,
+            None,
+            host::cert_not_after(snap).map(|(c, not_after)| {
+                (
+                    vec![
+                        ("healthd_check_name", c.name.as_str()),
+                        ("healthd_check_kind", c.kind),
+                    ],
+                    not_after as f64,
+                )
+            }),
+        )?;
+        gauge_family(
+            &mut enc,
             host::GROUP_STATUS.prometheus,
             host::GROUP_STATUS.help,
             None,
@@ -208,20 +257,6 @@ impl Collector for SnapshotCollector {
                         if summary.status == *s { 1.0 } else { 0.0 },
                     )
                 })
-            }),
-        )?;
-
-        gauge(
-            &mut enc,
-            host::TLS_CERT_NOT_AFTER,
-            host::cert_not_after(snap).map(|(c, not_after)| {
-                (
-                    vec![
-                        ("healthd_check_name", c.name.as_str()),
-                        ("healthd_check_kind", c.kind),
-                    ],
-                    not_after as f64,
-                )
             }),
         )?;
 
@@ -250,8 +285,7 @@ impl Collector for SnapshotCollector {
                     if let Some(r) = reason {
                         labels.push(("error_type", r.as_str()));
                     }
-                    prometheus_client::metrics::counter::ConstCounter::new(*n)
-                        .encode(runs.encode_family(&labels)?)?;
+                    ConstCounter::new(*n).encode(runs.encode_family(&labels)?)?;
                 }
             }
             let mut dur = enc.encode_descriptor(
@@ -279,97 +313,49 @@ impl Collector for SnapshotCollector {
             histogram(&mut late, &vec![], &snap.lateness)?;
         }
 
-        self.encode_system(&mut enc)?;
+        self.encode_host(&mut enc)?;
         Ok(())
     }
 }
 
 impl SnapshotCollector {
-    fn encode_system(&self, enc: &mut DescriptorEncoder) -> Result<(), std::fmt::Error> {
-        let host = Host::of(&self.0);
-        if let Some(c) = host.cpu {
-            gauge(enc, host::CPU_UTILIZATION, [(vec![], c.utilization)])?;
-            if let Some(up) = c.uptime_seconds {
-                gauge(enc, host::UPTIME, [(vec![], up as f64)])?;
+    /// Every host family with points, under its Prometheus name; attribute names are
+    /// translated the same way (`.` becomes `_`).
+    fn encode_host(&self, enc: &mut DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let Some(sample) = &self.1 else {
+            return Ok(());
+        };
+        for family in host::families() {
+            let points = (family.points)(sample);
+            if points.is_empty() {
+                continue;
+            }
+            let counter = family.kind == Kind::Counter;
+            let (name, metric_type) = if counter {
+                (
+                    family.name.prometheus.trim_end_matches("_total"),
+                    MetricType::Counter,
+                )
+            } else {
+                (family.name.prometheus, MetricType::Gauge)
+            };
+            let mut f = enc.encode_descriptor(name, family.name.help, None, metric_type)?;
+            for p in points {
+                let labels: Vec<(String, String)> = p
+                    .attrs
+                    .iter()
+                    .map(|(k, v)| (k.replace('.', "_"), v.to_text()))
+                    .collect();
+                let m = f.encode_family(&labels)?;
+                if counter {
+                    ConstCounter::new(p.value).encode(m)?;
+                } else {
+                    ConstGauge::new(p.value).encode(m)?;
+                }
             }
         }
-        for (name, value) in host.load_average().into_iter().flatten() {
-            gauge(enc, name, [(vec![], value)])?;
-        }
-        if let Some((states, total)) = host.memory_states() {
-            gauge(
-                enc,
-                host::MEMORY_USAGE,
-                states
-                    .iter()
-                    .map(|(s, v)| (vec![("system_memory_state", *s)], *v as f64)),
-            )?;
-            gauge(
-                enc,
-                host::MEMORY_UTILIZATION,
-                states
-                    .iter()
-                    .map(|(s, v)| (vec![("system_memory_state", *s)], host::ratio(*v, total))),
-            )?;
-        }
-        fn labels(d: &DiskSample) -> Labels<'_> {
-            vec![
-                ("system_device", d.device.as_str()),
-                ("system_filesystem_mountpoint", d.mountpoint.as_str()),
-                ("system_filesystem_type", d.fs_type.as_str()),
-            ]
-        }
-        gauge(
-            enc,
-            host::FS_USAGE,
-            host.filesystems.iter().flat_map(|d| {
-                host::filesystem_states(d).into_iter().map(|(state, v)| {
-                    let mut l = labels(d);
-                    l.push(("system_filesystem_state", state));
-                    (l, v as f64)
-                })
-            }),
-        )?;
-        gauge(
-            enc,
-            host::FS_UTILIZATION,
-            host.filesystems
-                .iter()
-                .map(|d| (labels(d), host::filesystem_utilization(d))),
-        )?;
         Ok(())
     }
-}
-
-/// One series per perfdata label of an exec check (a label repeated by the program counts
-/// once: the first value).
-fn perfdata_series(c: &crate::health::CheckView) -> Vec<(Labels<'_>, f64)> {
-    let Some(Sample::Perfdata(items)) = &c.sample else {
-        return Vec::new();
-    };
-    let mut seen = std::collections::HashSet::new();
-    items
-        .iter()
-        .filter(|p| seen.insert(p.label.as_str()))
-        .map(|p| {
-            (
-                vec![
-                    ("healthd_check_name", c.name.as_str()),
-                    ("label", p.label.as_str()),
-                ],
-                p.value,
-            )
-        })
-        .collect()
-}
-
-/// A gauge family under its full Prometheus name (the unit suffix is part of the name).
-fn gauge<'a>(
-    enc: &mut DescriptorEncoder,
-    name: MetricName,
-    series: impl IntoIterator<Item = (Labels<'a>, f64)>,
-) -> Result<(), std::fmt::Error> {
-    gauge_family(enc, name.prometheus, name.help, None, series)
 }
 
 /// Turn the OpenMetrics rendering into the Prometheus text format 0.0.4: no `# UNIT` or

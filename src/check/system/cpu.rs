@@ -1,12 +1,13 @@
-//! `kind = "cpu"`: utilisation of all cores, in percent, read through `sysinfo`.
+//! `kind = "cpu"`: utilisation of all cores, in percent, from the host sampler's
+//! `/proc/stat` readings (shared with the host metrics).
 
 use std::time::{Duration, Instant};
 
 use serde::Deserialize;
-use sysinfo::System;
 
 use super::{Kind, Run};
-use crate::model::{CpuSample, Outcome, Sample, Thresholds, round1};
+use crate::host::sampler;
+use crate::model::{Outcome, Reason, Thresholds, round1};
 
 /// Settings of a CPU check: utilisation of all cores, in percent.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -41,8 +42,7 @@ impl Kind for CpuConfig {
 
     fn build(&self, _timeout: Duration) -> Result<CpuProbe, String> {
         Ok(CpuProbe {
-            system: System::new().map_err(|e| format!("cannot read CPU statistics: {e}"))?,
-            last_refresh: None,
+            last_run: None,
             thresholds: self.thresholds(),
         })
     }
@@ -53,43 +53,32 @@ impl Kind for CpuConfig {
 }
 
 pub struct CpuProbe {
-    system: System,
-    last_refresh: Option<Instant>,
+    /// When the previous run finished: a host reading taken since then is shared.
+    last_run: Option<Instant>,
     thresholds: Thresholds,
 }
 
 impl Run for CpuProbe {
-    /// Utilisation is averaged since the previous run (a run's whole interval); the first
-    /// run measures over sysinfo's minimum window.
+    /// Utilisation since the previous reading of the host (this check's or the host
+    /// collector's, whichever came last); the very first one measures over a short window.
     async fn run(&mut self) -> Outcome {
-        let fresh = self
-            .last_refresh
-            .is_some_and(|t| t.elapsed() >= sysinfo::MINIMUM_CPU_UPDATE_INTERVAL);
-        if !fresh {
-            self.system.refresh_cpu_usage();
-            tokio::time::sleep(sysinfo::MINIMUM_CPU_UPDATE_INTERVAL).await;
-        }
-        self.system.refresh_cpu_usage();
-        self.last_refresh = Some(Instant::now());
-        let percent = f64::from(self.system.global_cpu_usage()).clamp(0.0, 100.0);
-        let load = System::load_average()
-            .ok()
-            .map(|l| [l.one, l.five, l.fifteen]);
-        let sample = CpuSample {
-            utilization: percent / 100.0,
-            logical_cpus: self.system.cpus().len(),
-            load_average: load,
-            uptime_seconds: System::uptime().ok(),
+        let host = sampler();
+        let reading = host.cpu_with_utilization(self.last_run).await;
+        let load = host.system(self.last_run).and_then(|s| s.load_average);
+        self.last_run = Some(Instant::now());
+        let Some((utilization, cpus)) = reading.and_then(|r| Some((r.utilization?, r.per_cpu.len())))
+        else {
+            return Outcome::failed(Reason::Internal, "cannot read CPU times from /proc/stat");
         };
+        let percent = (utilization * 100.0).clamp(0.0, 100.0);
         let mut outcome = self
             .thresholds
             .outcome("CPU", percent)
             .with_detail("percent_used", round1(percent))
-            .with_detail("logical_cpus", sample.logical_cpus);
+            .with_detail("logical_cpus", cpus);
         if let Some(l) = load {
             outcome = outcome.with_detail("load_average", serde_json::json!(l));
         }
-        outcome.sample = Some(Sample::Cpu(sample));
         outcome
     }
 }
@@ -107,10 +96,8 @@ mod tests {
         .build(Duration::from_secs(1))
         .unwrap();
         let out = cpu.run().await;
-        let Some(Sample::Cpu(s)) = out.sample else {
-            panic!("no cpu sample")
-        };
-        assert!((0.0..=1.0).contains(&s.utilization), "{s:?}");
-        assert!(s.logical_cpus >= 1);
+        let percent = out.details["percent_used"].as_f64().unwrap();
+        assert!((0.0..=100.0).contains(&percent), "{out:?}");
+        assert!(out.details["logical_cpus"].as_u64().unwrap() >= 1);
     }
 }

@@ -1,13 +1,14 @@
 //! `kind = "disk"`: space used per mount point, in percent, as `df` shows it.
 
-use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
 
 use serde::Deserialize;
-use sysinfo::Disks;
 
 use super::{Kind, Run};
-use crate::model::{DiskSample, Level, Outcome, Reason, Sample, Thresholds, round1, used_percent};
+use crate::host::{filesystem, sampler};
+use crate::model::host::Filesystem;
+use crate::model::{Level, Outcome, Reason, Thresholds, round1, used_percent};
 
 /// Settings of a disk check: space used per mount point, in percent, as `df` shows it
 /// (used / (used + available); blocks reserved for root are not counted as used).
@@ -49,14 +50,13 @@ impl Kind for DiskConfig {
 
     fn build(&self, _timeout: Duration) -> Result<DiskProbe, String> {
         Ok(DiskProbe {
-            disks: Disks::new().map_err(|e| format!("cannot list file systems: {e}"))?,
             mounts: self.mounts.clone(),
             thresholds: self.thresholds(),
+            last_run: None,
         })
     }
 
     fn validate(&self, _timeout: Duration, problems: &mut Vec<(String, String)>) {
-
         self.thresholds().validate(problems);
         if self.mounts.is_empty() {
             problems.push(("mounts".into(), "must list at least one path".into()));
@@ -73,159 +73,107 @@ impl Kind for DiskConfig {
 }
 
 pub struct DiskProbe {
-    disks: Disks,
     mounts: Vec<PathBuf>,
     thresholds: Thresholds,
+    /// When the previous run finished: a host reading taken since then is shared.
+    last_run: Option<Instant>,
 }
 
 impl Run for DiskProbe {
     async fn run(&mut self) -> Outcome {
-        self.disks.refresh(true);
-        let mut samples = Vec::new();
-        let mut worst: Option<(Level, f64, Outcome)> = None;
-        for path in &self.mounts {
-            // A path that does not exist would otherwise be measured on whatever holds its
-            // parent (a typo'd /data silently reporting /); a symlink on its target's side.
-            let real = match std::fs::canonicalize(path) {
-                Ok(p) => p,
-                Err(e) => {
-                    return Outcome::failed(
-                        Reason::Config,
-                        format!("cannot access {}: {e}", path.display()),
-                    );
-                }
-            };
-            // statvfs and the mount table first; sysinfo's list (which leaves out tmpfs and
-            // other virtual file systems) as the fallback.
-            let listed = holding_disk(&self.disks, &real);
-            let Some((total, available, used)) = space(&real).or_else(|| {
-                listed.map(|d| {
-                    let (total, available) = (d.total_space(), d.available_space());
-                    (total, available, total.saturating_sub(available))
+        judge_paths(
+            &self.mounts,
+            &mut self.last_run,
+            |f| Some(used_percent(f.used(), f.available)),
+            |path, percent| self.thresholds.outcome(&format!("disk {path}"), percent),
+            |m| {
+                serde_json::json!({
+                    "path": m.path,
+                    "mountpoint": m.fs.mountpoint,
+                    "device": m.fs.device,
+                    "fs_type": m.fs.fs_type,
+                    "percent_used": m.percent.map(round1),
+                    "total_bytes": m.fs.total,
+                    "used_bytes": m.fs.used(),
+                    "available_bytes": m.fs.available,
                 })
-            }) else {
+            },
+        )
+    }
+}
+
+/// One configured path as measured.
+pub struct Measured {
+    pub path: String,
+    pub fs: Filesystem,
+    /// The figure judged; `None` where it does not apply (a file system without inodes).
+    pub percent: Option<f64>,
+}
+
+/// Measure each path on the file system holding it (shared with the host collector when
+/// its reading is fresh), judge each `percent` with `judge` (a path without one passes),
+/// and report the worst with every path's `detail` under `mounts`. A path that does not
+/// exist fails (`config`).
+pub fn judge_paths(
+    paths: &[PathBuf],
+    last_run: &mut Option<Instant>,
+    percent: impl Fn(&Filesystem) -> Option<f64>,
+    judge: impl Fn(&str, f64) -> Outcome,
+    detail: impl Fn(&Measured) -> serde_json::Value,
+) -> Outcome {
+    let latest = sampler().latest().filesystems;
+    let shared = latest
+        .as_deref()
+        .filter(|r| last_run.is_some_and(|t| r.at >= t));
+    let mut measured = Vec::new();
+    for path in paths {
+        // A path that does not exist would otherwise be measured on whatever holds its
+        // parent (a typo'd /data silently reporting /); a symlink on its target's side.
+        let real = match std::fs::canonicalize(path) {
+            Ok(p) => p,
+            Err(e) => {
                 return Outcome::failed(
                     Reason::Config,
-                    format!("no mounted file system holds {}", path.display()),
+                    format!("cannot access {}: {e}", path.display()),
                 );
-            };
-            let mountpoint = mount_point_of(&real)
-                .or_else(|| listed.map(|d| d.mount_point().to_path_buf()))
-                .unwrap_or_else(|| real.clone());
-            let (device, fs_type) = mount_entry(&mountpoint)
-                .or_else(|| {
-                    listed.map(|d| {
-                        (
-                            d.name().to_string_lossy().into_owned(),
-                            d.file_system().to_string_lossy().into_owned(),
-                        )
-                    })
-                })
-                .unwrap_or_default();
-            let percent = used_percent(used, available);
-            let outcome = self
-                .thresholds
-                .outcome(&format!("disk {}", path.display()), percent);
-            let rank = |l: Level| match l {
-                Level::Ok => 0,
-                Level::Degraded => 1,
-                Level::Unknown => 2,
-                Level::Failed => 3,
-            };
-            let replace = match &worst {
-                None => true,
-                Some((l, p, _)) => (rank(outcome.level), percent) > (rank(*l), *p),
-            };
-            if replace {
-                worst = Some((outcome.level, percent, outcome));
             }
-            samples.push(DiskSample {
-                path: path.display().to_string(),
-                mountpoint: mountpoint.display().to_string(),
-                device,
-                fs_type,
-                total,
-                available,
-                used,
-            });
-        }
-        let Some((_, _, mut outcome)) = worst else {
-            return Outcome::failed(Reason::Config, "no mounts configured");
         };
-        let mounts: Vec<serde_json::Value> = samples
-            .iter()
-            .map(|s| {
-                serde_json::json!({
-                    "path": s.path,
-                    "mountpoint": s.mountpoint,
-                    "percent_used": round1(used_percent(s.used, s.available)),
-                    "total_bytes": s.total,
-                    "used_bytes": s.used,
-                    "available_bytes": s.available,
-                })
-            })
-            .collect();
-        outcome
-            .details
-            .insert("mounts".into(), serde_json::Value::Array(mounts));
-        outcome.sample = Some(Sample::Disk(samples));
-        outcome
+        let Some(fs) = filesystem::holding(&real, shared) else {
+            return Outcome::failed(
+                Reason::Config,
+                format!("no mounted file system holds {}", path.display()),
+            );
+        };
+        measured.push(Measured {
+            path: path.display().to_string(),
+            percent: percent(&fs),
+            fs,
+        });
     }
-}
-
-/// The mounted file system holding `path`: the longest mount point that is a prefix of it,
-/// as `df PATH` reports.
-fn holding_disk<'a>(disks: &'a Disks, path: &Path) -> Option<&'a sysinfo::Disk> {
-    disks
-        .iter()
-        .filter(|d| path.starts_with(d.mount_point()))
-        .max_by_key(|d| d.mount_point().as_os_str().len())
-}
-
-/// `(total, available, used)` bytes of the file system holding `path`, as `df` counts
-/// them: used is total minus free blocks, available is what unprivileged users may still
-/// write (blocks reserved for root are neither).
-fn space(path: &Path) -> Option<(u64, u64, u64)> {
-    let s = rustix::fs::statvfs(path).ok()?;
-    let unit = if s.f_frsize > 0 {
-        s.f_frsize
-    } else {
-        s.f_bsize
+    *last_run = Some(Instant::now());
+    let rank = |l: Level| match l {
+        Level::Ok => 0,
+        Level::Degraded => 1,
+        Level::Unknown => 2,
+        Level::Failed => 3,
     };
-    let total = s.f_blocks.saturating_mul(unit);
-    let free = s.f_bfree.saturating_mul(unit);
-    let available = s.f_bavail.saturating_mul(unit);
-    Some((total, available, total.saturating_sub(free)))
-}
-
-/// The mount point holding `path` (canonical): its highest ancestor on the same device.
-fn mount_point_of(path: &Path) -> Option<PathBuf> {
-    let dev = rustix::fs::stat(path).ok()?.st_dev;
-    let mut mount = path.to_path_buf();
-    for parent in path.ancestors().skip(1) {
-        match rustix::fs::stat(parent) {
-            Ok(s) if s.st_dev == dev => mount = parent.to_path_buf(),
-            _ => break,
-        }
-    }
-    Some(mount)
-}
-
-/// `(device, file system type)` of a mount point, from the mount table (the last mount
-/// on a path is the visible one).
-fn mount_entry(mountpoint: &Path) -> Option<(String, String)> {
-    let table = std::fs::read_to_string("/proc/self/mounts").ok()?;
-    table.lines().rev().find_map(|line| {
-        let mut f = line.split_whitespace();
-        let (device, at, fs_type) = (f.next()?, f.next()?, f.next()?);
-        // Spaces and friends are octal escapes in the mount table.
-        let at = at
-            .replace("\\040", " ")
-            .replace("\\011", "\t")
-            .replace("\\012", "\n")
-            .replace("\\134", "\\");
-        (Path::new(&at) == mountpoint).then(|| (device.to_string(), fs_type.to_string()))
-    })
+    let worst = measured
+        .iter()
+        .filter_map(|m| Some((m.percent?, judge(&m.path, m.percent?))))
+        .max_by(|(pa, a), (pb, b)| {
+            (rank(a.level), *pa)
+                .partial_cmp(&(rank(b.level), *pb))
+                .unwrap_or(std::cmp::Ordering::Equal)
+        });
+    let mut outcome = match worst {
+        Some((_, o)) => o,
+        None => Outcome::ok(format!("{} path(s) without a limit to judge", measured.len())),
+    };
+    let mounts: Vec<serde_json::Value> = measured.iter().map(detail).collect();
+    outcome
+        .details
+        .insert("mounts".into(), serde_json::Value::Array(mounts));
+    outcome
 }
 
 #[cfg(test)]
@@ -242,10 +190,8 @@ mod tests {
         .build(Duration::from_secs(1))
         .unwrap();
         let out = disk.run().await;
-        let Some(Sample::Disk(d)) = out.sample else {
-            panic!("no disk sample: {}", out.message)
-        };
-        assert_eq!(d[0].mountpoint, "/");
-        assert!(d[0].total > 0 && d[0].used <= d[0].total);
+        let m = &out.details["mounts"][0];
+        assert_eq!(m["mountpoint"], "/", "{out:?}");
+        assert!(m["used_bytes"].as_u64().unwrap() <= m["total_bytes"].as_u64().unwrap());
     }
 }

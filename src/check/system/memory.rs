@@ -1,13 +1,14 @@
-//! `kind = "memory"`: memory in use (total minus available), in percent, read through
-//! `sysinfo`; in a container with a memory limit (cgroup), the limit is the total.
+//! `kind = "memory"`: memory in use (total minus available), in percent, from the host
+//! sampler's `/proc/meminfo` readings (shared with the host metrics); in a container with a
+//! memory limit (cgroup v2 `memory.max`), the limit is the total and `memory.current` used.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use serde::Deserialize;
-use sysinfo::System;
 
 use super::{Kind, Run};
-use crate::model::{MemorySample, Outcome, Reason, Sample, Thresholds, round1};
+use crate::host::sampler;
+use crate::model::{Outcome, Reason, Thresholds, round1};
 
 /// Settings of a memory check: memory in use (total minus available), in percent. In a
 /// container with a memory limit (cgroup), the limit is the total.
@@ -43,7 +44,7 @@ impl Kind for MemoryConfig {
 
     fn build(&self, _timeout: Duration) -> Result<MemoryProbe, String> {
         Ok(MemoryProbe {
-            system: System::new().map_err(|e| format!("cannot read memory statistics: {e}"))?,
+            last_run: None,
             thresholds: self.thresholds(),
         })
     }
@@ -54,69 +55,56 @@ impl Kind for MemoryConfig {
 }
 
 pub struct MemoryProbe {
-    system: System,
+    /// When the previous run finished: a host reading taken since then is shared.
+    last_run: Option<Instant>,
     thresholds: Thresholds,
+}
+
+/// What the check judges: bytes in use out of a total.
+struct Usage {
+    total: u64,
+    used: u64,
+    source: &'static str,
 }
 
 impl Run for MemoryProbe {
     async fn run(&mut self) -> Outcome {
-        self.system.refresh_memory();
-        let host_total = self.system.total_memory();
-        let (buffers, cached) = meminfo_cache();
-        let sample = match self.system.cgroup_limits() {
-            Some(cg) if cg.total_memory > 0 && cg.total_memory < host_total => MemorySample {
-                total: cg.total_memory,
-                used: cg.total_memory.saturating_sub(cg.free_memory),
-                free: cg.free_memory,
-                available: cg.free_memory,
-                buffers,
-                cached,
+        let host = sampler();
+        let memory = host.memory(self.last_run);
+        let cgroup = host.cgroup(self.last_run);
+        self.last_run = Some(Instant::now());
+        let Some(m) = memory else {
+            return Outcome::failed(Reason::Internal, "cannot read /proc/meminfo");
+        };
+        let usage = match cgroup.as_ref().and_then(|c| Some((c.memory_max?, c.memory_current))) {
+            Some((limit, current)) if limit > 0 && limit < m.total => Usage {
+                total: limit,
+                used: current.min(limit),
                 source: "cgroup",
             },
-            _ => MemorySample {
-                total: host_total,
-                used: host_total.saturating_sub(self.system.available_memory()),
-                free: self.system.free_memory(),
-                available: self.system.available_memory(),
-                buffers,
-                cached,
+            _ => Usage {
+                total: m.total,
+                used: m.used(),
                 source: "host",
             },
         };
-        if sample.total == 0 {
+        if usage.total == 0 {
             return Outcome::failed(Reason::Internal, "total memory reads as 0");
         }
-        let percent = sample.used as f64 * 100.0 / sample.total as f64;
-        let what = if sample.source == "cgroup" {
+        let percent = usage.used as f64 * 100.0 / usage.total as f64;
+        let what = if usage.source == "cgroup" {
             "memory (cgroup limit)"
         } else {
             "memory"
         };
-        let mut outcome = self
-            .thresholds
+        self.thresholds
             .outcome(what, percent)
             .with_detail("percent_used", round1(percent))
-            .with_detail("total_bytes", sample.total)
-            .with_detail("used_bytes", sample.used)
-            .with_detail("available_bytes", sample.available)
-            .with_detail("source", sample.source);
-        outcome.sample = Some(Sample::Memory(sample));
-        outcome
+            .with_detail("total_bytes", usage.total)
+            .with_detail("used_bytes", usage.used)
+            .with_detail("available_bytes", usage.total - usage.used)
+            .with_detail("source", usage.source)
     }
-}
-
-/// `Buffers` and `Cached` from `/proc/meminfo` (bytes); sysinfo does not report them.
-fn meminfo_cache() -> (Option<u64>, Option<u64>) {
-    let Ok(text) = std::fs::read_to_string("/proc/meminfo") else {
-        return (None, None);
-    };
-    let field = |name: &str| {
-        text.lines()
-            .find_map(|l| l.strip_prefix(name)?.strip_prefix(':'))
-            .and_then(|rest| rest.split_whitespace().next()?.parse::<u64>().ok())
-            .map(|kib| kib * 1024)
-    };
-    (field("Buffers"), field("Cached"))
 }
 
 #[cfg(test)]
@@ -131,12 +119,9 @@ mod tests {
         }
         .build(Duration::from_secs(1))
         .unwrap();
-        let Some(Sample::Memory(m)) = mem.run().await.sample else {
-            panic!("no memory sample")
-        };
-        assert!(
-            m.total > 0 && m.used <= m.total && m.available <= m.total,
-            "{m:?}"
-        );
+        let out = mem.run().await;
+        let total = out.details["total_bytes"].as_u64().unwrap();
+        let used = out.details["used_bytes"].as_u64().unwrap();
+        assert!(total > 0 && used <= total, "{out:?}");
     }
 }

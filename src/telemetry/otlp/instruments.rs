@@ -10,9 +10,12 @@ use opentelemetry_sdk::metrics::SdkMeterProvider;
 use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
 
+use opentelemetry::metrics::Meter;
+
 use crate::health::{LATENCY_BUCKETS, SharedSnapshot, StatusChange};
+use crate::host::SharedHost;
 use crate::model::Status;
-use crate::telemetry::host::{self, Host};
+use crate::telemetry::host::{self, AttrValue, Family, Kind, Point};
 
 fn status_attrs(name: &str, kind: &'static str) -> [KeyValue; 2] {
     [
@@ -32,9 +35,13 @@ macro_rules! described {
     };
 }
 
-/// Observable instruments over the snapshot; the callbacks run on the reader's thread at
-/// each collection and only load the latest published snapshot.
-pub(super) fn register_instruments(provider: &SdkMeterProvider, snapshot: SharedSnapshot) {
+/// Observable instruments over the snapshot and the host sample; the callbacks run on the
+/// reader's thread at each collection and only load the latest published ones.
+pub(super) fn register_instruments(
+    provider: &SdkMeterProvider,
+    snapshot: SharedSnapshot,
+    host: SharedHost,
+) {
     let meter = provider.meter("healthd");
 
     let snap = snapshot.clone();
@@ -108,101 +115,66 @@ pub(super) fn register_instruments(provider: &SdkMeterProvider, snapshot: Shared
         })
         .build();
 
-    let snap = snapshot.clone();
-    let _ = described!(meter, f64_observable_gauge, host::CPU_UTILIZATION)
-        .with_callback(move |o| {
-            let s = snap.load();
-            if let Some(c) = Host::of(&s).cpu {
-                o.observe(c.utilization, &[]);
-            }
-        })
-        .build();
-
-    for (i, name) in [host::LOAD_1M, host::LOAD_5M, host::LOAD_15M]
-        .into_iter()
-        .enumerate()
-    {
-        let snap = snapshot.clone();
-        let _ = described!(meter, f64_observable_gauge, name)
-            .with_callback(move |o| {
-                let s = snap.load();
-                if let Some(loads) = Host::of(&s).load_average() {
-                    o.observe(loads[i].1, &[]);
-                }
-            })
-            .build();
+    for family in host::families() {
+        register_host_family(&meter, family, host.clone());
     }
+}
 
-    let snap = snapshot.clone();
-    let _ = described!(meter, f64_observable_gauge, host::UPTIME)
-        .with_callback(move |o| {
-            let s = snap.load();
-            if let Some(up) = Host::of(&s).cpu.and_then(|c| c.uptime_seconds) {
-                o.observe(up as f64, &[]);
-            }
+fn attrs(p: &Point) -> Vec<KeyValue> {
+    p.attrs
+        .iter()
+        .map(|(k, v)| match v {
+            AttrValue::Word(w) => KeyValue::new(*k, *w),
+            AttrValue::Text(t) => KeyValue::new(*k, t.clone()),
+            AttrValue::Int(i) => KeyValue::new(*k, *i),
         })
-        .build();
+        .collect()
+}
 
-    let snap = snapshot.clone();
-    let _ = described!(meter, i64_observable_up_down_counter, host::MEMORY_USAGE)
-        .with_callback(move |o| {
-            let s = snap.load();
-            if let Some((states, _)) = Host::of(&s).memory_states() {
-                for (state, v) in states {
-                    o.observe(
-                        i64::try_from(v).unwrap_or(i64::MAX),
-                        &[KeyValue::new("system.memory.state", state)],
-                    );
-                }
-            }
-        })
-        .build();
-
-    let snap = snapshot.clone();
-    let _ = described!(meter, f64_observable_gauge, host::MEMORY_UTILIZATION)
-        .with_callback(move |o| {
-            let s = snap.load();
-            if let Some((states, total)) = Host::of(&s).memory_states() {
-                for (state, v) in states {
-                    o.observe(
-                        host::ratio(v, total),
-                        &[KeyValue::new("system.memory.state", state)],
-                    );
-                }
-            }
-        })
-        .build();
-
-    fn fs_attrs(d: &crate::model::DiskSample) -> Vec<KeyValue> {
-        vec![
-            KeyValue::new("system.device", d.device.clone()),
-            KeyValue::new("system.filesystem.mountpoint", d.mountpoint.clone()),
-            KeyValue::new("system.filesystem.type", d.fs_type.clone()),
-        ]
+/// One observable instrument per host family; its callback renders the family from the
+/// latest published host sample (nothing while host metrics are off).
+fn register_host_family(meter: &Meter, family: &'static Family, host: SharedHost) {
+    let points = move || {
+        host.load_full()
+            .map(|s| (family.points)(&s))
+            .unwrap_or_default()
+    };
+    let name = family.name;
+    match (family.kind, family.int) {
+        (Kind::Gauge, _) => {
+            let _ = described!(meter, f64_observable_gauge, name)
+                .with_callback(move |o| points().iter().for_each(|p| o.observe(p.value, &attrs(p))))
+                .build();
+        }
+        (Kind::Counter, true) => {
+            let _ = described!(meter, u64_observable_counter, name)
+                .with_callback(move |o| {
+                    points()
+                        .iter()
+                        .for_each(|p| o.observe(p.value as u64, &attrs(p)))
+                })
+                .build();
+        }
+        (Kind::Counter, false) => {
+            let _ = described!(meter, f64_observable_counter, name)
+                .with_callback(move |o| points().iter().for_each(|p| o.observe(p.value, &attrs(p))))
+                .build();
+        }
+        (Kind::UpDownCounter, true) => {
+            let _ = described!(meter, i64_observable_up_down_counter, name)
+                .with_callback(move |o| {
+                    points()
+                        .iter()
+                        .for_each(|p| o.observe(p.value as i64, &attrs(p)))
+                })
+                .build();
+        }
+        (Kind::UpDownCounter, false) => {
+            let _ = described!(meter, f64_observable_up_down_counter, name)
+                .with_callback(move |o| points().iter().for_each(|p| o.observe(p.value, &attrs(p))))
+                .build();
+        }
     }
-    let snap = snapshot.clone();
-    let _ = described!(meter, i64_observable_up_down_counter, host::FS_USAGE)
-        .with_callback(move |o| {
-            let s = snap.load();
-            for d in Host::of(&s).filesystems {
-                for (state, v) in host::filesystem_states(d) {
-                    let mut attrs = fs_attrs(d);
-                    attrs.push(KeyValue::new("system.filesystem.state", state));
-                    o.observe(i64::try_from(v).unwrap_or(i64::MAX), &attrs);
-                }
-            }
-        })
-        .build();
-
-    let snap = snapshot;
-    let _ = described!(meter, f64_observable_gauge, host::FS_UTILIZATION)
-        .with_callback(move |o| {
-            let s = snap.load();
-            for d in Host::of(&s).filesystems {
-                o.observe(host::filesystem_utilization(d), &fs_attrs(d));
-            }
-        })
-        .build();
 }
 
 /// Record each accepted run's latency into the duration histogram as it happens.

@@ -38,6 +38,7 @@ use tokio_util::sync::CancellationToken;
 use crate::config::Config;
 use crate::config::telemetry::ExportSettings;
 use crate::health::{Event, HealthHandle};
+use crate::host::SharedHost;
 use crate::model::{Reason, Status};
 
 /// Name of the self-check that reports export health.
@@ -72,6 +73,7 @@ pub async fn apply(
     current: Option<Telemetry>,
     wanted: Option<ExportSettings>,
     health: &HealthHandle,
+    host: &SharedHost,
 ) -> Option<Telemetry> {
     if let (Some(cur), Some(w)) = (&current, &wanted)
         && cur.settings == *w
@@ -83,7 +85,7 @@ pub async fn apply(
         old.shutdown().await;
     }
     match wanted {
-        Some(settings) => match Telemetry::start(settings, health) {
+        Some(settings) => match Telemetry::start(settings, health, host) {
             Ok(t) => Some(t),
             Err(e) => {
                 tracing::error!(error = %e, "Cannot start OTLP export.");
@@ -129,7 +131,11 @@ pub(super) fn report(
 
 impl Telemetry {
     /// Build the exporters and instruments; must run inside the tokio runtime (tonic).
-    pub fn start(settings: ExportSettings, health: &HealthHandle) -> Result<Telemetry, String> {
+    pub fn start(
+        settings: ExportSettings,
+        health: &HealthHandle,
+        host: &SharedHost,
+    ) -> Result<Telemetry, String> {
         let resource = resource(&settings);
         let watcher = Arc::new(ExportWatch {
             events: health.events.clone(),
@@ -155,7 +161,7 @@ impl Telemetry {
             .with_reader(reader)
             .build();
         let cancel = CancellationToken::new();
-        register_instruments(&meters, health.snapshot.clone());
+        register_instruments(&meters, health.snapshot.clone(), host.clone());
         spawn_duration_recorder(&meters, health.runs.subscribe(), cancel.clone());
 
         let logs = log_exporter.map(|exporter| {

@@ -104,13 +104,20 @@ pub(super) fn names(points: &[Point]) -> Vec<String> {
     n
 }
 
-/// The OTLP → Prometheus name translation (unit suffix, `_total` on counters).
+/// The OTLP → Prometheus name translation (unit suffix, `_total` on counters), with the
+/// two names healthd changes because promtool rejects a gauge ending in `_count`.
 pub(super) fn prometheus_name(p: &Point) -> String {
+    match p.metric.as_str() {
+        "system.cpu.logical.count" => return "system_cpu_logical_cpus".into(),
+        "system.process.count" => return "system_processes".into(),
+        _ => {}
+    }
     let mut n = p.metric.replace('.', "_");
     match p.unit.as_str() {
         "By" => n.push_str("_bytes"),
         "s" => n.push_str("_seconds"),
         "1" => n.push_str("_ratio"),
+        "Hz" => n.push_str("_hertz"),
         _ => {}
     }
     if p.kind == "counter" {

@@ -48,6 +48,12 @@ async fn promtool_accepts_metrics() {
         "system_memory_utilization_ratio",
         "system_filesystem_usage_bytes",
         "system_filesystem_utilization_ratio",
+        "system_cpu_time_seconds_total",
+        "system_filesystem_inodes_usage",
+        "system_network_io_bytes_total",
+        "system_paging_faults_total",
+        "system_processes",
+        "system_linux_pressure_time_seconds_total",
     ] {
         assert!(
             text.contains(&format!("# TYPE {family} ")),

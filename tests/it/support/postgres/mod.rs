@@ -120,6 +120,11 @@ impl PgServer {
                         quote_ident(Self::SUPERUSER),
                         quote_literal(&pg.password)
                     ));
+                    // synchronous_commit is off (speed): without a checkpoint, a test that
+                    // kills the server with SIGKILL soon after could lose the password while
+                    // the WAL writer lags (it did, on a loaded machine), and the restarted
+                    // server would refuse it.
+                    pg.psql("CHECKPOINT");
                     return pg;
                 }
                 Err(e) if opts.port.is_none() && pg.log_contents().contains("could not bind") => {
