@@ -40,6 +40,8 @@ pub enum RunError {
 pub struct Daemon {
     pub state: AppState,
     pub health: HealthHandle,
+    /// The history store, its writer's counters and the uptime/SLO view.
+    pub history: crate::history::History,
     pub local_addr: SocketAddr,
     /// Where `[server.grpc]` listens, when it is on.
     pub grpc_addr: Option<SocketAddr>,
@@ -52,6 +54,7 @@ pub struct Daemon {
     server_task: tokio::task::JoinHandle<()>,
     grpc_task: Option<tokio::task::JoinHandle<()>>,
     health_task: tokio::task::JoinHandle<()>,
+    history_task: tokio::task::JoinHandle<()>,
     telemetry: Option<crate::telemetry::otlp::Telemetry>,
 }
 
@@ -70,12 +73,15 @@ impl Daemon {
             Some(stall) => tokio::spawn(crate::systemd::stallable(health_run, stall)),
             None => tokio::spawn(health_run),
         };
+        let (history, history_task) =
+            crate::history::History::start(&config, &health, cancel.child_token());
         let state = AppState::new(
             health.snapshot.clone(),
             Policy::of(&config),
             ServerOptions::of(&config),
         )
-        .with_events(health.events.clone());
+        .with_events(health.events.clone())
+        .with_history(history.clone());
         let addr = listen_override.unwrap_or(config.server.listen);
         let listener = tokio::net::TcpListener::bind(addr)
             .await
@@ -136,6 +142,7 @@ impl Daemon {
         Ok(Daemon {
             state,
             health,
+            history,
             local_addr,
             grpc_addr,
             scheduler,
@@ -147,6 +154,7 @@ impl Daemon {
             server_task,
             grpc_task,
             health_task,
+            history_task,
             telemetry,
         })
     }
@@ -171,6 +179,7 @@ impl Daemon {
                 }
                 self.scheduler.apply(&new.checks).await;
                 self.state.reconfigure(&new);
+                self.history.reconfigure(&new);
                 let wanted = crate::telemetry::otlp::settings_of(&new, &env_of(&self.sources));
                 self.telemetry =
                     crate::telemetry::otlp::apply(self.telemetry.take(), wanted, &self.health)
@@ -252,6 +261,8 @@ impl Daemon {
                 t.shutdown().await;
             }
             self.cancel.cancel();
+            // The history writer commits what the last runs left pending.
+            let _ = tokio::time::timeout(STOP_GRACE, self.history_task).await;
             let _ = tokio::time::timeout(STOP_GRACE, self.health_task).await;
         };
         tokio::select! {

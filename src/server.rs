@@ -57,6 +57,9 @@ pub struct AppState {
     /// Where an accepted push goes at once (the health loop); `None` drops it (tests of
     /// the router alone).
     pub events: Option<mpsc::Sender<Event>>,
+    /// Past results, uptime and SLOs (`/api/v1`, `/health`, `/metrics`); `None` in tests of
+    /// the router alone.
+    pub history: Option<crate::history::History>,
 }
 
 impl AppState {
@@ -65,6 +68,15 @@ impl AppState {
             verdicts: Verdicts::new(snapshot, policy),
             options: Arc::new(ArcSwap::from_pointee(options)),
             events: None,
+            history: None,
+        }
+    }
+
+    /// Serve history from this store and view.
+    pub fn with_history(self, history: crate::history::History) -> AppState {
+        AppState {
+            history: Some(history),
+            ..self
         }
     }
 
@@ -228,10 +240,14 @@ async fn metrics(
         .get(header::ACCEPT)
         .and_then(|v| v.to_str().ok())
         .unwrap_or("");
+    let history = state.history.as_ref();
     let (body, content_type) = if prom::wants_open_metrics(accept) {
-        (prom::render(snap), prom::CONTENT_TYPE)
+        (prom::render_with(snap, history), prom::CONTENT_TYPE)
     } else {
-        (prom::render_text(snap), prom::TEXT_CONTENT_TYPE)
+        (
+            prom::render_text_with(snap, history),
+            prom::TEXT_CONTENT_TYPE,
+        )
     };
     let mut r = (StatusCode::OK, body).into_response();
     r.headers_mut()

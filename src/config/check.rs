@@ -37,6 +37,7 @@ struct CommonRaw {
     max_staleness: Option<Duration>,
     #[serde(default, deserialize_with = "de_opt_duration")]
     degraded_after: Option<Duration>,
+    slo: Option<super::SloConfig>,
 }
 
 /// The keys every check shares, whatever its kind.
@@ -55,6 +56,7 @@ pub const COMMON_KEYS: &[&str] = &[
     "groups",
     "failure_threshold",
     "success_threshold",
+    "slo",
 ];
 
 pub(crate) fn collect_checks(
@@ -208,6 +210,7 @@ pub(crate) fn parse_check(
         success_threshold,
         degraded_after: common.degraded_after,
         resilience,
+        slo: common.slo,
         probe,
     })
 }

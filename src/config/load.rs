@@ -13,7 +13,14 @@ use super::sources::{apply_env, read_drop_ins, read_main, toml_reason};
 use super::{Config, ConfigError, DefaultsConfig, GroupOptions, Sources};
 use crate::model::Group;
 
-const TOP_LEVEL_KEYS: &[&str] = &["server", "defaults", "groups", "checks", "telemetry"];
+const TOP_LEVEL_KEYS: &[&str] = &[
+    "server",
+    "defaults",
+    "groups",
+    "checks",
+    "telemetry",
+    "history",
+];
 
 /// Load, merge and validate; all problems at once on failure.
 pub fn load(sources: &Sources) -> Result<Config, Vec<ConfigError>> {
@@ -57,8 +64,12 @@ pub fn load(sources: &Sources) -> Result<Config, Vec<ConfigError>> {
         server: section(&root, "server", &main_name, &mut problems),
         defaults: section(&root, "defaults", &main_name, &mut problems),
         telemetry: section(&root, "telemetry", &main_name, &mut problems),
+        history: section(&root, "history", &main_name, &mut problems),
         ..Config::default()
     };
+    for (key, reason) in config.history.validate() {
+        problems.push(&main_name, key, reason);
+    }
     if let Err(errs) = super::telemetry::resolve(&config.telemetry, &env) {
         for p in errs {
             match p.var {
@@ -162,6 +173,15 @@ pub fn load(sources: &Sources) -> Result<Config, Vec<ConfigError>> {
                     ),
                 );
                 continue;
+            }
+            if let Some(slo) = &check.slo {
+                for (key, reason) in slo.validate(config.history.days) {
+                    problems.push(
+                        &file,
+                        format!("checks.\"{}\".slo.{key}", check.name),
+                        reason,
+                    );
+                }
             }
             first_seen.insert(check.name.clone(), file.clone());
             config.origins.insert(check.name.clone(), file);

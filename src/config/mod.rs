@@ -11,8 +11,8 @@
 //! - [`recover`]: turning serde's first error into every error, each with its key path;
 //! - [`check`]: the keys every check shares (listed once, [`COMMON_KEYS`]) and one check's
 //!   parsing;
-//! - [`server`], [`telemetry`]: the `[server]` and `[telemetry]` sections, each validating
-//!   itself.
+//! - [`server`], [`telemetry`], [`history`]: the `[server]`, `[telemetry]` and `[history]`
+//!   sections (and a check's `slo`), each validating itself.
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
@@ -26,6 +26,7 @@ use crate::model::{Group, de_duration, de_opt_duration};
 use crate::resilience::Resilience;
 
 pub mod check;
+pub mod history;
 pub mod load;
 mod problems;
 pub mod recover;
@@ -34,6 +35,7 @@ pub mod sources;
 pub mod telemetry;
 
 pub use check::COMMON_KEYS;
+pub use history::{DegradeOn, HistoryConfig, SloConfig};
 pub use load::load;
 pub use server::{DEFAULT_MAX_IN_FLIGHT, ServerConfig};
 
@@ -140,6 +142,8 @@ pub struct CheckConfig {
     pub degraded_after: Option<Duration>,
     /// Backoff, confirmation, flap detection and staleness (see `resilience`).
     pub resilience: Resilience,
+    /// The check's service-level objective (`slo = { objective = 99.9 }`), if any.
+    pub slo: Option<SloConfig>,
     /// The kind and its own settings.
     pub probe: ProbeConfig,
 }
@@ -161,6 +165,8 @@ pub struct Config {
     pub origins: HashMap<String, String>,
     /// `[telemetry]`: OTLP export (resolved against `OTEL_*` variables at start).
     pub telemetry: telemetry::TelemetryConfig,
+    /// `[history]`: the store of past results.
+    pub history: HistoryConfig,
 }
 
 impl Config {

@@ -39,6 +39,12 @@ pub struct RunRecord {
     pub latency: Duration,
     /// `None` on success, the failure reason otherwise (as counted in [`RunStats::runs`]).
     pub failure: Option<Reason>,
+    /// When the run finished, how it ended, why it was not ok and its message (for the
+    /// history store).
+    pub at: SystemTime,
+    pub level: Level,
+    pub reason: Option<Reason>,
+    pub message: String,
 }
 
 /// What the health loop is told.
@@ -179,6 +185,10 @@ impl HealthLoop {
                         kind: state.meta.kind,
                         latency: obs.latency,
                         failure: failed.then(|| obs.outcome.reason.unwrap_or(Reason::Internal)),
+                        at: obs.at,
+                        level: obs.outcome.level,
+                        reason: obs.outcome.reason,
+                        message: obs.outcome.message.clone(),
                     });
                 }
                 if let Some(from) = state.apply(obs) {

@@ -11,6 +11,7 @@ use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::registry::{Registry, Unit};
 
 use crate::health::{RunStats, Snapshot};
+use crate::history::History;
 use crate::model::{DiskSample, Sample, Status};
 use crate::telemetry::host::{self, Host, MetricName};
 
@@ -31,8 +32,21 @@ pub fn wants_open_metrics(accept: &str) -> bool {
 
 /// Render the snapshot in the OpenMetrics text format.
 pub fn render(snapshot: Arc<Snapshot>) -> String {
+    render_with(snapshot, None)
+}
+
+/// [`render_text`] with history's families (uptime, SLOs, the writer's counters).
+pub fn render_text_with(snapshot: Arc<Snapshot>, history: Option<&History>) -> String {
+    to_text_format(&render_with(snapshot, history))
+}
+
+/// [`render`] with history's families (uptime, SLOs, the writer's counters).
+pub fn render_with(snapshot: Arc<Snapshot>, history: Option<&History>) -> String {
     let mut registry = Registry::default();
     registry.register_collector(Box::new(SnapshotCollector(snapshot)));
+    if let Some(h) = history {
+        registry.register_collector(Box::new(super::history::PrometheusHistory::of(h)));
+    }
     let mut out = String::with_capacity(16 * 1024);
     // Writing to a String cannot fail.
     let _ = prometheus_client::encoding::text::encode(&mut out, &registry);

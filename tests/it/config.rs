@@ -108,6 +108,7 @@ fn every_invalid_fixture_gives_exactly_its_expected_errors() {
         "invalid-drop-in-stray-key",
         "invalid-env-override",
         "invalid-many",
+        "invalid-history",
     ] {
         assert!(names.contains(&required), "fixture {required} missing");
     }

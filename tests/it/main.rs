@@ -17,6 +17,7 @@ mod faults_deps;
 mod fuzz;
 mod grpc_server;
 mod harness;
+mod history;
 mod http;
 mod otlp;
 mod postgres;
