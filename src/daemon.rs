@@ -138,6 +138,7 @@ impl Daemon {
             &health,
         )
         .await;
+        history_instruments(telemetry.as_ref(), None, &history);
         let _ = health.events.send(config_loaded()).await;
         Ok(Daemon {
             state,
@@ -181,9 +182,11 @@ impl Daemon {
                 self.state.reconfigure(&new);
                 self.history.reconfigure(&new);
                 let wanted = crate::telemetry::otlp::settings_of(&new, &env_of(&self.sources));
+                let before = self.telemetry.as_ref().map(|t| t.settings().clone());
                 self.telemetry =
                     crate::telemetry::otlp::apply(self.telemetry.take(), wanted, &self.health)
                         .await;
+                history_instruments(self.telemetry.as_ref(), before.as_ref(), &self.history);
                 tracing::info!(checks = new.checks.len(), "Configuration reloaded.");
                 self.config = new;
                 // The self-check first: a snapshot that shows this reload shows its verdict.
@@ -285,6 +288,20 @@ fn config_loaded() -> Event {
         status: Status::Healthy,
         reason: None,
         message: "configuration loaded".into(),
+    }
+}
+
+/// History's OTLP instruments on an exporter that was just started (not on one kept
+/// unchanged through a reload: it has them already).
+fn history_instruments(
+    telemetry: Option<&crate::telemetry::otlp::Telemetry>,
+    before: Option<&crate::config::telemetry::ExportSettings>,
+    history: &crate::history::History,
+) {
+    if let Some(t) = telemetry
+        && before != Some(t.settings())
+    {
+        crate::telemetry::history::register_otlp(t.meters(), history);
     }
 }
 

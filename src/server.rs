@@ -1,6 +1,7 @@
 //! The HTTP edge: probe endpoints, `/health` and `/metrics`, all rendered from the latest
 //! snapshot. No handler runs a probe or waits on one.
 
+pub mod api;
 pub mod auth;
 pub mod conns;
 pub mod grpc;
@@ -146,6 +147,7 @@ pub fn router(state: AppState) -> Router {
         .route("/health", get(health))
         .route("/metrics", get(metrics))
         .merge(push::routes())
+        .merge(api::routes())
         .fallback(not_found);
     let mut app = Router::new();
     for group in Group::ALL {
@@ -191,6 +193,7 @@ async fn health(
         return unauthorized();
     }
     let snap = state.verdicts.snapshot.load_full();
+    let view = state.history.as_ref().map(|h| h.view.load_full());
     let policy = state.verdicts.policy.load();
     let draining = state.verdicts.draining();
     let groups: BTreeMap<&str, serde_json::Value> = Group::ALL
@@ -219,7 +222,7 @@ async fn health(
         "draining": draining,
         "generated_at": humantime::format_rfc3339_millis(snap.generated_at).to_string(),
         "groups": groups,
-        "checks": snap.checks.iter().map(|c| c.as_ref()).collect::<Vec<_>>(),
+        "checks": snap.checks.iter().map(|c| api::with_history(c, view.as_deref())).collect::<Vec<_>>(),
         "reload": snap.reload,
     });
     json(StatusCode::OK, &body)

@@ -119,9 +119,9 @@ fn default_min_runs() -> u32 {
 }
 
 impl SloConfig {
-    /// The objective as a ratio (99.9 → 0.999).
+    /// The objective as a ratio (99.9 → 0.999, without the binary fraction's 0.999…01).
     pub fn ratio(&self) -> f64 {
-        self.objective / 100.0
+        (self.objective * 1e7).round() / 1e9
     }
 
     /// `(key under slo, reason)` for every problem; `days` is `[history] days`.

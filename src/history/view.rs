@@ -98,28 +98,42 @@ pub fn series(reader: &Reader, id: u32, now_ms: u64, days: Duration) -> Result<S
     })
 }
 
+/// A figure rounded to nine decimals, so that 1 % errors against 0.1 % allowed reads 10
+/// and not 9.999999999999991 (the store's counts are exact; the ratios are not).
+fn round9(v: f64) -> f64 {
+    (v * 1e9).round() / 1e9
+}
+
 /// One check's figures from its series.
 pub fn check_history(s: &Series, slo: Option<&SloConfig>) -> CheckHistory {
     let bad_degraded = slo.is_some_and(|c| c.degraded_is_bad);
     let uptime = UPTIME_WINDOWS
         .iter()
-        .map(|(label, w)| (*label, s.counts(*w, bad_degraded).availability()))
+        .map(|(label, w)| {
+            (
+                *label,
+                s.counts(*w, bad_degraded).availability().map(round9),
+            )
+        })
         .collect();
     let slo = slo.map(|c| {
         let objective = c.ratio();
         let counts = |w: Duration| -> Counts { s.counts(w, c.degraded_is_bad) };
         let whole = counts(c.window);
-        let remaining = slo::budget_remaining(whole, objective);
+        let remaining = slo::budget_remaining(whole, objective).map(round9);
         SloView {
             objective,
             window_seconds: c.window.as_secs(),
-            availability: whole.availability(),
+            availability: whole.availability().map(round9),
             error_budget_remaining: remaining,
             error_budget_remaining_seconds: remaining
-                .map(|r| r * slo::budget_time(objective, c.window).as_secs_f64()),
+                .map(|r| round9(r * slo::budget_time(objective, c.window).as_secs_f64())),
             burn_rates: BURN_WINDOWS
                 .iter()
-                .map(|(label, w)| (*label, slo::burn_rate(counts(*w), objective, c.min_runs)))
+                .map(|(label, w)| {
+                    let burn = slo::burn_rate(counts(*w), objective, c.min_runs);
+                    (*label, burn.map(round9))
+                })
                 .collect(),
             alert: slo::alert_state(counts, objective, c.window, c.min_runs),
             degraded_is_bad: c.degraded_is_bad,

@@ -166,3 +166,41 @@ impl Collector for PrometheusHistory {
         Ok(())
     }
 }
+
+/// The OTLP side: observable instruments over the published view and the writer's
+/// counters (read at each collection, never computed there).
+pub fn register_otlp(provider: &opentelemetry_sdk::metrics::SdkMeterProvider, history: &History) {
+    use opentelemetry::KeyValue;
+    use opentelemetry::metrics::MeterProvider;
+    let meter = provider.meter("healthd");
+    for (i, m) in [UPTIME, OBJECTIVE, BUDGET, BURN, ALERT]
+        .into_iter()
+        .enumerate()
+    {
+        let view = history.view.clone();
+        let _ = meter
+            .f64_observable_gauge(m.otlp)
+            .with_unit(m.unit)
+            .with_description(m.help)
+            .with_callback(move |o| {
+                let families = gauges(&view.load());
+                for (check, extra, v) in &families[i].1 {
+                    let mut attrs = vec![KeyValue::new("healthd.check.name", check.clone())];
+                    if let Some((k, val)) = extra {
+                        attrs.push(KeyValue::new(*k, *val));
+                    }
+                    o.observe(*v, &attrs);
+                }
+            })
+            .build();
+    }
+    for (i, (m, _)) in counters(history).into_iter().enumerate() {
+        let h = history.clone();
+        let _ = meter
+            .u64_observable_counter(m.otlp)
+            .with_unit(m.unit)
+            .with_description(m.help)
+            .with_callback(move |o| o.observe(counters(&h)[i].1, &[]))
+            .build();
+    }
+}

@@ -2,6 +2,8 @@
 //! after a simulated 400 days, a writer that drops and counts rather than blocks, and a
 //! real file that survives restarts and `kill -9`.
 
+mod api;
 mod crash;
+mod slo;
 mod store;
 mod writer;
