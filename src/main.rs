@@ -1,4 +1,4 @@
-//! The `healthd` command: `run`, `check`, `validate`.
+//! The `healthd` command: `run`, `check`, `validate`, `report`, `rules`, `history prune`.
 #![forbid(unsafe_code)]
 
 use std::io::IsTerminal;
@@ -81,6 +81,42 @@ enum Command {
         #[command(flatten)]
         config: ConfigArgs,
     },
+    /// Availability, SLOs, latency, incidents and time without data, from the history store.
+    Report {
+        #[command(flatten)]
+        config: ConfigArgs,
+        /// The period, ending now (e.g. `24h`, `7d`, `30d`).
+        #[arg(long, default_value = "7d", value_parser = healthd::model::parse_duration)]
+        since: std::time::Duration,
+        #[arg(long, value_enum, default_value_t = ReportFormat::Text)]
+        format: ReportFormat,
+    },
+    /// Print Prometheus recording and alerting rules for every check with an SLO.
+    Rules {
+        #[command(flatten)]
+        config: ConfigArgs,
+    },
+    /// Maintain the history store.
+    History {
+        #[command(subcommand)]
+        action: HistoryAction,
+    },
+}
+
+#[derive(Subcommand)]
+enum HistoryAction {
+    /// Apply retention now and delete the history of checks no longer configured.
+    Prune {
+        #[command(flatten)]
+        config: ConfigArgs,
+    },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum ReportFormat {
+    Text,
+    Json,
+    Csv,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -109,6 +145,27 @@ fn main() -> ExitCode {
             Command::Run { config, listen } => run(config.sources(), listen).await,
             Command::Check { config, format } => check(config.sources(), format).await,
             Command::Validate { config } => validate(config.sources()),
+            Command::Report {
+                config,
+                since,
+                format,
+            } => {
+                use healthd::history::cli::Format;
+                let format = match format {
+                    ReportFormat::Text => Format::Text,
+                    ReportFormat::Json => Format::Json,
+                    ReportFormat::Csv => Format::Csv,
+                };
+                printed(healthd::history::cli::report(
+                    &config.sources(),
+                    since,
+                    format,
+                ))
+            }
+            Command::Rules { config } => printed(healthd::history::rules::cli(&config.sources())),
+            Command::History {
+                action: HistoryAction::Prune { config },
+            } => printed(healthd::history::cli::prune(&config.sources())),
         }
     })
 }
@@ -146,6 +203,20 @@ fn init_logging(level: Option<&str>, format: LogFormat) {
     match format {
         LogFormat::Json => builder.json().flatten_event(true).init(),
         LogFormat::Plain => builder.with_ansi(std::io::stderr().is_terminal()).init(),
+    }
+}
+
+/// Print a subcommand's output (exit 0) or its error (exit 1).
+fn printed(result: Result<String, String>) -> ExitCode {
+    match result {
+        Ok(out) => {
+            print!("{out}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("healthd: {e}");
+            ExitCode::FAILURE
+        }
     }
 }
 

@@ -9,9 +9,12 @@
 //! - [`writer`]: the batched, lossy-but-counted writer off the probe path;
 //! - [`slo`]: the pure SLO arithmetic (availability, budget, burn rates, alert policy);
 //! - [`view`]: the figures the renderers read, refreshed in the background;
-//! - [`query`]: the history API's and the report's reads.
+//! - [`query`]: the history API's and the report's reads; [`report`]: `healthd report`;
+//! - [`rules`]: `healthd rules` (Prometheus recording and alerting rules);
+//! - [`cli`]: the history subcommands' glue;
 //! - [`seed`]: history laid down directly (tests, the benchmark);
 
+pub mod cli;
 pub mod query;
 pub mod record;
 pub mod report;

@@ -4,6 +4,8 @@
 
 mod api;
 mod crash;
+mod report;
+mod rules;
 mod slo;
 mod store;
 mod writer;
