@@ -2,7 +2,7 @@
 //! the scheduler, reconfiguration, self-check results, reload results), feeds them to the
 //! per-check state machines, and publishes a new snapshot after every batch.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -67,6 +67,9 @@ pub enum Event {
     /// A push check's verdict right after `POST /push/…`, recorded at once under the
     /// check's current definition (its `generation` is ignored).
     Pushed(Observation),
+    /// The checks whose SLO page alert fires and that asked to be degraded by it
+    /// (`slo.degrade_on = "page"`); replaces the previous set.
+    SloPaging(BTreeSet<String>),
 }
 
 /// Least time between two published snapshots; results arriving meanwhile are batched.
@@ -90,6 +93,8 @@ pub struct HealthLoop {
     out: SharedSnapshot,
     changes: broadcast::Sender<StatusChange>,
     runs: broadcast::Sender<RunRecord>,
+    /// Checks shown degraded (reason `slo`) while healthy: see [`Event::SloPaging`].
+    slo_paging: BTreeSet<String>,
 }
 
 /// Handles to a running health loop.
@@ -122,6 +127,7 @@ impl HealthLoop {
             out: out.clone(),
             changes: changes.clone(),
             runs: runs.clone(),
+            slo_paging: BTreeSet::new(),
         };
         (
             hl,
@@ -256,6 +262,13 @@ impl HealthLoop {
                 view.reported = true;
             }
             Event::Reloaded(info) => self.reload = Some(info),
+            Event::SloPaging(set) => {
+                for name in set.symmetric_difference(&self.slo_paging) {
+                    let on = set.contains(name);
+                    tracing::info!(check = %name, degraded = on, "SLO page alert changed; degrade_on = \"page\".");
+                }
+                self.slo_paging = set;
+            }
             Event::Pushed(mut obs) => {
                 if let Some(&i) = self.index.get(&obs.check) {
                     obs.generation = self.states[i].meta.generation;
@@ -327,10 +340,11 @@ impl HealthLoop {
                 );
             }
         }
+        let paging = &self.slo_paging;
         let checks: Vec<Arc<CheckView>> = self
             .states
             .iter_mut()
-            .map(|s| s.view.clone())
+            .map(|s| slo_degraded(&s.view, paging))
             .chain(self.builtins.values().map(|v| Arc::new(v.clone())))
             .collect();
         let groups = Group::ALL
@@ -354,6 +368,24 @@ impl HealthLoop {
             lateness: self.lateness.clone(),
         }));
     }
+}
+
+/// A healthy check whose SLO page alert fires, with `degrade_on = "page"`: shown (and
+/// counted in its groups) as degraded, reason `slo`. Its own state is untouched: the
+/// overlay goes when the alert stops.
+fn slo_degraded(view: &Arc<CheckView>, paging: &BTreeSet<String>) -> Arc<CheckView> {
+    if view.status != Status::Healthy || !paging.contains(&view.name) {
+        return view.clone();
+    }
+    Arc::new(CheckView {
+        status: Status::Degraded,
+        reason: Some(Reason::Slo),
+        message: format!(
+            "SLO page alert: error budget burning fast; {}",
+            view.message
+        ),
+        ..CheckView::clone(view)
+    })
 }
 
 /// The view of a healthd self-check (not a probe) before its first report.

@@ -25,6 +25,7 @@ pub mod store;
 pub mod view;
 pub mod writer;
 
+use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::SystemTime;
 
@@ -35,7 +36,7 @@ pub use store::{Store, StoreError};
 pub use view::{CheckHistory, HistoryView};
 pub use writer::WriterStats;
 
-use crate::config::{Config, HistoryConfig, SloConfig};
+use crate::config::{Config, DegradeOn, HistoryConfig, SloConfig};
 use crate::health::HealthHandle;
 
 /// The checks the view covers, with their SLOs (swapped on reload).
@@ -49,6 +50,9 @@ pub struct History {
     pub stats: Arc<WriterStats>,
     pub config: HistoryConfig,
     targets: Targets,
+    /// Where `degrade_on = "page"` is told (the health loop), and what it was told last.
+    events: tokio::sync::mpsc::Sender<crate::health::Event>,
+    paging: Arc<std::sync::Mutex<BTreeSet<String>>>,
 }
 
 fn targets_of(config: &Config) -> Vec<(String, Option<SloConfig>)> {
@@ -86,6 +90,8 @@ impl History {
             stats: Arc::new(WriterStats::default()),
             config: config.history.clone(),
             targets: Arc::new(ArcSwap::from_pointee(targets_of(config))),
+            events: health.events.clone(),
+            paging: Arc::default(),
         };
         let writer = writer::spawn(
             history.store.clone(),
@@ -117,11 +123,42 @@ impl History {
                 .read()
                 .and_then(|r| view::compute(&r, &targets, SystemTime::now()));
             match computed {
-                Ok(v) => me.view.store(Arc::new(v)),
+                Ok(v) => {
+                    me.tell_paging(&targets, &v);
+                    me.view.store(Arc::new(v));
+                }
                 Err(e) => tracing::warn!(error = %e, "Cannot compute uptime and SLOs."),
             }
         });
         let _ = done.await;
+    }
+
+    /// Tell the health loop which `degrade_on = "page"` checks page now, when that changed
+    /// (never waiting: a full queue retries at the next refresh).
+    fn tell_paging(&self, targets: &[(String, Option<SloConfig>)], view: &HistoryView) {
+        let set: BTreeSet<String> = targets
+            .iter()
+            .filter(|(_, slo)| {
+                slo.as_ref()
+                    .is_some_and(|s| s.degrade_on == Some(DegradeOn::Page))
+            })
+            .filter(|(name, _)| {
+                view.checks
+                    .get(name)
+                    .and_then(|h| h.slo.as_ref())
+                    .is_some_and(|s| s.alert.page)
+            })
+            .map(|(name, _)| name.clone())
+            .collect();
+        let mut last = self.paging.lock().unwrap_or_else(|e| e.into_inner());
+        if *last != set
+            && self
+                .events
+                .try_send(crate::health::Event::SloPaging(set.clone()))
+                .is_ok()
+        {
+            *last = set;
+        }
     }
 
     async fn refresh_loop(self, cancel: CancellationToken) {

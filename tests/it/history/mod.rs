@@ -4,6 +4,7 @@
 
 mod api;
 mod crash;
+mod degrade;
 mod report;
 mod rules;
 mod slo;
