@@ -80,8 +80,12 @@ impl Daemon {
             Policy::of(&config),
             ServerOptions::of(&config),
         )
-        .with_events(health.events.clone())
-        .with_history(history.clone());
+        .with_events(health.events.clone());
+        let state = if config.history.enabled {
+            state.with_history(history.clone())
+        } else {
+            state
+        };
         let addr = listen_override.unwrap_or(config.server.listen);
         let listener = tokio::net::TcpListener::bind(addr)
             .await
@@ -138,7 +142,9 @@ impl Daemon {
             &health,
         )
         .await;
-        history_instruments(telemetry.as_ref(), None, &history);
+        if config.history.enabled {
+            history_instruments(telemetry.as_ref(), None, &history);
+        }
         let _ = health.events.send(config_loaded()).await;
         Ok(Daemon {
             state,
@@ -186,7 +192,9 @@ impl Daemon {
                 self.telemetry =
                     crate::telemetry::otlp::apply(self.telemetry.take(), wanted, &self.health)
                         .await;
-                history_instruments(self.telemetry.as_ref(), before.as_ref(), &self.history);
+                if self.history.config.enabled {
+                    history_instruments(self.telemetry.as_ref(), before.as_ref(), &self.history);
+                }
                 tracing::info!(checks = new.checks.len(), "Configuration reloaded.");
                 self.config = new;
                 // The self-check first: a snapshot that shows this reload shows its verdict.

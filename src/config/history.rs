@@ -15,6 +15,9 @@ const DAY: Duration = Duration::from_secs(86_400);
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct HistoryConfig {
+    /// Keep history at all. Default true; false keeps nothing (no uptime, no SLO figures,
+    /// `/api/v1` answers 404).
+    pub enabled: bool,
     /// The store's file (one redb file; its directory must exist and be writable). Absent:
     /// history is kept in memory only and is lost when healthd stops. The packaged config
     /// sets `/var/lib/healthd/history.db` (systemd's `StateDirectory=healthd`).
@@ -38,6 +41,7 @@ pub struct HistoryConfig {
 impl Default for HistoryConfig {
     fn default() -> Self {
         HistoryConfig {
+            enabled: true,
             path: None,
             raw_results: 1000,
             minutes: Duration::from_secs(48 * 3600),

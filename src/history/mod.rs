@@ -67,13 +67,19 @@ impl History {
     /// Open the configured store (in memory when `[history] path` is unset, or when the
     /// file cannot be opened: then an error is logged and history is not kept across
     /// restarts), and start the writer and the view's refresh.
-    /// The returned task ends after the writer's last commit, once `cancel` fires.
+    /// The returned task ends after the writer's last commit, once `cancel` fires. With
+    /// `[history] enabled = false` nothing is started (the store stays empty).
     pub fn start(
         config: &Config,
         health: &HealthHandle,
         cancel: CancellationToken,
     ) -> (History, tokio::task::JoinHandle<()>) {
-        let store = match Store::of(&config.history) {
+        let opened = if config.history.enabled {
+            Store::of(&config.history)
+        } else {
+            Ok(Store::memory())
+        };
+        let store = match opened {
             Ok(s) => s,
             Err(e) => {
                 tracing::error!(error = %e, "Cannot open the history store; keeping history in memory.");
@@ -81,6 +87,9 @@ impl History {
             }
         };
         match &store.path {
+            _ if !config.history.enabled => {
+                tracing::info!("History off ([history] enabled = false).")
+            }
             Some(p) => tracing::info!(path = %p.display(), "History store opened."),
             None => tracing::info!("History kept in memory ([history] path not set)."),
         }
@@ -93,6 +102,9 @@ impl History {
             events: health.events.clone(),
             paging: Arc::default(),
         };
+        if !config.history.enabled {
+            return (history, tokio::spawn(async {}));
+        }
         let writer = writer::spawn(
             history.store.clone(),
             history.config.clone(),

@@ -267,7 +267,7 @@ pub fn text(r: &Report) -> String {
                 format!(
                     "{} % / {}",
                     s.objective * 100.0,
-                    dur(s.window_seconds as f64)
+                    super::rules::prom_duration(Duration::from_secs(s.window_seconds))
                 ),
                 match (s.error_budget_remaining, s.error_budget_remaining_seconds) {
                     (Some(r), Some(t)) => format!(
@@ -369,8 +369,7 @@ pub fn csv(r: &Report) -> String {
             c.incidents.len().to_string(),
             c.incidents
                 .iter()
-                .map(|i| i.duration_seconds)
-                .sum::<f64>()
+                .fold(0.0, |a, i| a + i.duration_seconds)
                 .to_string(),
         ];
         out.push_str(&row.join(","));

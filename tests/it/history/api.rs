@@ -162,3 +162,34 @@ async fn the_api_needs_the_same_access_as_health() {
         assert_ne!(r.status().as_u16(), 401, "{path} with the token");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn history_off_keeps_nothing() {
+    let d = TestDaemon::start(&format!(
+        "[history]\nenabled = false\n{}",
+        config(live_port(), live_port())
+    ))
+    .await;
+    d.wait_runs("up", 3, Duration::from_secs(10)).await;
+    d.daemon.history.refresh().await;
+    assert_eq!(d.get("/api/v1/checks").await.0, 404);
+    let up = d.check("up").await;
+    assert!(
+        up.get("uptime").is_none() && up.get("slo").is_none(),
+        "{up:#}"
+    );
+    let (_, metrics) = d.get("/metrics").await;
+    assert!(
+        !metrics.contains("healthd_history_") && !metrics.contains("healthd_slo_"),
+        "{metrics}"
+    );
+    let known = d
+        .daemon
+        .history
+        .store
+        .read()
+        .expect("read")
+        .checks()
+        .expect("checks");
+    assert!(known.is_empty(), "nothing written: {known:?}");
+}
