@@ -6,7 +6,8 @@
 //!
 //! - [`record`]: what is stored (raw results, buckets, status changes) and the resolutions;
 //! - [`store`]: the redb file (or memory), its tables, reads and retention;
-//! - [`writer`]: the batched, lossy-but-counted writer off the probe path;
+//! - [`writer`]: the batched, lossy-but-counted writer off the probe path, and `commit`,
+//!   its transactions (minute buckets every batch, hours and days rolled up per minute);
 //! - [`slo`]: the pure SLO arithmetic (availability, budget, burn rates, alert policy);
 //! - [`view`]: the figures the renderers read, refreshed in the background;
 //! - [`query`]: the history API's and the report's reads; [`report`]: `healthd report`;
@@ -15,6 +16,7 @@
 //! - [`seed`]: history laid down directly (tests, the benchmark);
 
 pub mod cli;
+mod commit;
 pub mod query;
 pub mod record;
 pub mod report;

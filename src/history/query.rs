@@ -92,7 +92,7 @@ pub fn points(
     if to_ms == 0 || first > last {
         return Ok((vec![], None));
     }
-    let rows = reader.buckets(id, res, first, last)?;
+    let rows = reader.buckets_complete(id, res, first, last)?;
     let next = rows.get(limit).map(|(i, _)| res.start_ms(*i));
     Ok((
         rows.iter()

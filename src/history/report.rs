@@ -159,7 +159,7 @@ pub fn build(
             continue;
         };
         let mut total = Bucket::default();
-        for (_, b) in reader.buckets(info.id, res, res.index(from), res.index(to))? {
+        for (_, b) in reader.buckets_complete(info.id, res, res.index(from), res.index(to))? {
             total.merge(&b);
         }
         let bad_degraded = slo.as_ref().is_some_and(|s| s.degraded_is_bad);

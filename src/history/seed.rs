@@ -50,6 +50,16 @@ impl Store {
                     last = last.max(res.start_ms(*i));
                 }
             }
+            // Seeded hour and day buckets are complete: mark every seeded minute rolled up.
+            let last_minute = seed
+                .buckets
+                .iter()
+                .filter(|(res, _)| *res == Resolution::Minute)
+                .flat_map(|(_, rows)| rows.iter().map(|(i, _)| *i))
+                .max();
+            if let Some(m) = last_minute {
+                tx.open_table(store::ROLLED)?.insert(id, m)?;
+            }
             let mut raw = tx.open_table(store::RAW)?;
             for (seq, r) in seed.raw.iter().enumerate() {
                 raw.insert(

@@ -32,6 +32,8 @@ pub(super) const HOURS: TableDefinition<(u32, u32), &[u8]> = TableDefinition::ne
 pub(super) const DAYS: TableDefinition<(u32, u32), &[u8]> = TableDefinition::new("days");
 /// (check id, milliseconds) → [`EventRecord`]: the incident log.
 pub(super) const EVENTS: TableDefinition<(u32, u64), &[u8]> = TableDefinition::new("events");
+/// Check id → the last minute rolled up into its hour and day buckets.
+pub(super) const ROLLED: TableDefinition<u32, u32> = TableDefinition::new("rolled");
 /// Session start → last commit of that session (ms): when healthd was running.
 pub(super) const SESSIONS: TableDefinition<u64, u64> = TableDefinition::new("sessions");
 
@@ -46,7 +48,7 @@ pub(super) fn buckets(res: Resolution) -> TableDefinition<'static, (u32, u32), &
 
 /// Page cache of the file store. redb's default (1 GiB) would let the cache grow far past
 /// healthd's memory budget; the hot pages (the current buckets) are few.
-const CACHE_BYTES: usize = 8 * 1024 * 1024;
+const CACHE_BYTES: usize = 4 * 1024 * 1024;
 
 /// What the store knows of a check by name.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -202,6 +204,7 @@ impl Store {
         }
         tx.open_table(EVENTS)?;
         tx.open_table(SESSIONS)?;
+        tx.open_table(ROLLED)?;
         tx.commit()?;
         Ok(())
     }
@@ -248,9 +251,11 @@ impl Store {
             // worth keeping: forget it (its raw results go with it).
             let longest = config.days.max(config.events);
             let mut raw = tx.open_table(RAW)?;
+            let mut rolled = tx.open_table(ROLLED)?;
             for (name, info) in &infos {
                 if info.last_ms < cut(longest) {
                     raw.retain_in((info.id, 0)..=(info.id, u64::MAX), |_, _| false)?;
+                    rolled.remove(info.id)?;
                     checks.remove(name.as_str())?;
                 }
             }
@@ -272,6 +277,7 @@ impl Store {
             let mut checks = tx.open_table(CHECKS)?;
             let mut raw = tx.open_table(RAW)?;
             let mut events = tx.open_table(EVENTS)?;
+            let mut rolled = tx.open_table(ROLLED)?;
             let mut tables = [
                 tx.open_table(MINUTES)?,
                 tx.open_table(HOURS)?,
@@ -287,6 +293,7 @@ impl Store {
                 let id = info.id;
                 raw.retain_in((id, 0)..=(id, u64::MAX), |_, _| false)?;
                 events.retain_in((id, 0)..=(id, u64::MAX), |_, _| false)?;
+                rolled.remove(id)?;
                 for t in &mut tables {
                     t.retain_in((id, 0)..=(id, u32::MAX), |_, _| false)?;
                 }
@@ -328,6 +335,38 @@ impl Reader {
             .collect())
     }
 
+    /// [`Reader::buckets`], with the minutes not rolled up yet (at most the last minute or
+    /// two) added to the hour and day buckets, so that every resolution counts every
+    /// committed run.
+    pub fn buckets_complete(
+        &self,
+        id: u32,
+        res: Resolution,
+        from: u32,
+        to: u32,
+    ) -> Result<Vec<(u32, Bucket)>, StoreError> {
+        let mut rows = self.buckets(id, res, from, to)?;
+        if res == Resolution::Minute {
+            return Ok(rows);
+        }
+        let t = self.tx.open_table(ROLLED)?;
+        let after = match t.get(id)? {
+            Some(m) => m.value() + 1,
+            None => 0,
+        };
+        for (m, b) in self.buckets(id, Resolution::Minute, after, u32::MAX)? {
+            let i = res.index(Resolution::Minute.start_ms(m));
+            if !(from..=to).contains(&i) {
+                continue;
+            }
+            match rows.binary_search_by_key(&i, |(j, _)| *j) {
+                Ok(k) => rows[k].1.merge(&b),
+                Err(k) => rows.insert(k, (i, b)),
+            }
+        }
+        Ok(rows)
+    }
+
     /// A check's newest raw results, newest first, at most `limit`.
     pub fn raw(&self, id: u32, limit: usize) -> Result<Vec<RawResult>, StoreError> {
         let t = self.tx.open_table(RAW)?;
@@ -362,6 +401,15 @@ impl Reader {
             .next_back()
             .and_then(|r| r.ok())
             .and_then(|(_, v)| postcard::from_bytes(v.value()).ok()))
+    }
+
+    /// Per check id, the last minute rolled up into hour and day buckets.
+    pub fn rolled(&self) -> Result<std::collections::HashMap<u32, u32>, StoreError> {
+        let t = self.tx.open_table(ROLLED)?;
+        Ok(t.iter()?
+            .flatten()
+            .map(|(k, v)| (k.value(), v.value()))
+            .collect())
     }
 
     /// When healthd was running: `(start, last commit)` in ms, oldest first.

@@ -85,7 +85,7 @@ pub fn series(reader: &Reader, id: u32, now_ms: u64, days: Duration) -> Result<S
         let to = res.index(now_ms);
         let n = span.as_secs().div_ceil(res.seconds()) as u32;
         Ok(reader
-            .buckets(id, res, to.saturating_sub(n), to)?
+            .buckets_complete(id, res, to.saturating_sub(n), to)?
             .iter()
             .map(|(i, b)| (*i, Tally::from(b)))
             .collect())

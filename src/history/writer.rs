@@ -8,18 +8,17 @@
 //! A `kill -9` loses at most the records of the batch being gathered (≤ 1 s) and the one
 //! being committed; redb's commit is atomic, so the file is never left half-written.
 
-use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{SyncSender, TrySendError, sync_channel};
 use std::time::{Duration, Instant, SystemTime};
 
-use redb::{ReadableTable, Table};
 use tokio::sync::broadcast::error::RecvError;
 use tokio_util::sync::CancellationToken;
 
-use super::record::{EventRecord, RawResult, Resolution, reason_name, short, unix_ms};
-use super::store::{self, CheckInfo, Store, StoreError};
+pub use super::commit::Writer;
+use super::record::{EventRecord, RawResult, reason_name, short, unix_ms};
+use super::store::{Store, StoreError};
 use crate::config::HistoryConfig;
 use crate::health::{HealthHandle, RunRecord, StatusChange};
 
@@ -83,173 +82,6 @@ impl Batch {
         };
         self.events.push((c.check, c.kind.to_string(), e));
     }
-}
-
-/// The committing side: owns the id and sequence caches of the store.
-pub struct Writer {
-    store: Arc<Store>,
-    raw_limit: u64,
-    session: u64,
-    infos: HashMap<String, CheckInfo>,
-    next_id: u32,
-    next_seq: HashMap<u32, u64>,
-}
-
-impl Writer {
-    /// A writer starting a new session (a span of time healthd runs) at `now_ms`.
-    pub fn new(
-        store: Arc<Store>,
-        config: &HistoryConfig,
-        now_ms: u64,
-    ) -> Result<Writer, StoreError> {
-        let infos: HashMap<String, CheckInfo> = store.read()?.checks()?.into_iter().collect();
-        let next_id = infos.values().map(|i| i.id + 1).max().unwrap_or(1);
-        Ok(Writer {
-            store,
-            raw_limit: config.raw_results as u64,
-            session: now_ms,
-            infos,
-            next_id,
-            next_seq: HashMap::new(),
-        })
-    }
-
-    /// Commit one batch in one transaction; `now_ms` ends the current session.
-    pub fn commit(&mut self, batch: &Batch, now_ms: u64) -> Result<(), StoreError> {
-        let Some(db) = self.store.db() else {
-            return Ok(());
-        };
-        let tx = db.begin_write()?;
-        {
-            let mut checks = tx.open_table(store::CHECKS)?;
-            let mut raw = tx.open_table(store::RAW)?;
-            let mut tables = [
-                tx.open_table(store::MINUTES)?,
-                tx.open_table(store::HOURS)?,
-                tx.open_table(store::DAYS)?,
-            ];
-            let mut by_check: BTreeMap<&str, (&str, Vec<&RawResult>)> = BTreeMap::new();
-            for (check, kind, r) in &batch.runs {
-                by_check
-                    .entry(check)
-                    .or_insert((kind, Vec::new()))
-                    .1
-                    .push(r);
-            }
-            for (check, (kind, runs)) in by_check {
-                let first = runs.iter().map(|r| r.at_ms).min().unwrap_or(now_ms);
-                let last = runs.iter().map(|r| r.at_ms).max().unwrap_or(now_ms);
-                let id = self.touch(&mut checks, check, kind, first, last)?;
-                self.append_raw(&mut raw, id, &runs)?;
-                for (res, table) in Resolution::ALL.into_iter().zip(&mut tables) {
-                    add_to_buckets(table, id, res, &runs)?;
-                }
-            }
-            let mut events = tx.open_table(store::EVENTS)?;
-            for (check, kind, e) in &batch.events {
-                let id = self.touch(&mut checks, check, kind, e.at_ms, e.at_ms)?;
-                let mut at = e.at_ms;
-                while events.get((id, at))?.is_some() {
-                    at += 1;
-                }
-                events.insert(
-                    (id, at),
-                    postcard::to_stdvec(e).unwrap_or_default().as_slice(),
-                )?;
-            }
-            let mut sessions = tx.open_table(store::SESSIONS)?;
-            sessions.insert(self.session, now_ms)?;
-        }
-        tx.commit()?;
-        Ok(())
-    }
-
-    /// The check's id (created on first sight), its kind and time span brought up to date.
-    fn touch(
-        &mut self,
-        checks: &mut Table<&str, &[u8]>,
-        name: &str,
-        kind: &str,
-        first_ms: u64,
-        last_ms: u64,
-    ) -> Result<u32, StoreError> {
-        let info = match self.infos.get_mut(name) {
-            Some(i) => i,
-            None => {
-                let id = self.next_id;
-                self.next_id += 1;
-                self.infos.entry(name.to_string()).or_insert(CheckInfo {
-                    id,
-                    kind: kind.to_string(),
-                    first_ms,
-                    last_ms,
-                })
-            }
-        };
-        info.kind.clear();
-        info.kind.push_str(kind);
-        info.first_ms = info.first_ms.min(first_ms);
-        info.last_ms = info.last_ms.max(last_ms);
-        checks.insert(
-            name,
-            postcard::to_stdvec(&*info).unwrap_or_default().as_slice(),
-        )?;
-        Ok(info.id)
-    }
-
-    fn append_raw(
-        &mut self,
-        raw: &mut Table<(u32, u64), &[u8]>,
-        id: u32,
-        runs: &[&RawResult],
-    ) -> Result<(), StoreError> {
-        let next = match self.next_seq.get(&id) {
-            Some(n) => *n,
-            None => raw
-                .range((id, 0)..=(id, u64::MAX))?
-                .next_back()
-                .transpose()?
-                .map(|(k, _)| k.value().1 + 1)
-                .unwrap_or(0),
-        };
-        let mut seq = next;
-        for r in runs {
-            raw.insert(
-                (id, seq),
-                postcard::to_stdvec(r).unwrap_or_default().as_slice(),
-            )?;
-            seq += 1;
-        }
-        if seq > self.raw_limit {
-            raw.retain_in((id, 0)..(id, seq - self.raw_limit), |_, _| false)?;
-        }
-        self.next_seq.insert(id, seq);
-        Ok(())
-    }
-}
-
-/// Add runs to the check's buckets of one resolution (read, add, write back).
-fn add_to_buckets(
-    table: &mut Table<(u32, u32), &[u8]>,
-    id: u32,
-    res: Resolution,
-    runs: &[&RawResult],
-) -> Result<(), StoreError> {
-    let mut by_index: BTreeMap<u32, Vec<&RawResult>> = BTreeMap::new();
-    for r in runs {
-        by_index.entry(res.index(r.at_ms)).or_default().push(r);
-    }
-    for (index, runs) in by_index {
-        let mut b = table
-            .get((id, index))?
-            .map(|v| super::record::Bucket::decode(v.value()))
-            .unwrap_or_default();
-        for r in runs {
-            b.add(r.level, r.reason.as_deref(), r.latency_us);
-        }
-        table.insert((id, index), b.encode().as_slice())?;
-    }
-    Ok(())
 }
 
 /// Start the writer: subscribe to the health loop, commit every [`FLUSH_EVERY`], apply

@@ -52,7 +52,18 @@ fn scripted(check: &str, with_slo: Option<SloConfig>) -> CheckHistory {
         NOW,
     )
     .expect("commit");
+    // The next commit, a minute on, rolls the last minute into the hour and day buckets.
+    w.commit(&Batch::default(), NOW + 60_000)
+        .expect("heartbeat commit");
     let reader = store.read().expect("read");
+    let id = reader.checks().expect("checks")[check].id;
+    let hours: u32 = reader
+        .buckets(id, healthd::history::record::Resolution::Hour, 0, u32::MAX)
+        .expect("hours")
+        .iter()
+        .map(|(_, b)| b.runs())
+        .sum();
+    assert_eq!(hours, 100, "every run rolled up into the hour buckets");
     let v = view::compute(
         &reader,
         &[(check.to_string(), with_slo)],

@@ -55,17 +55,28 @@ fn rollups_are_exact_and_raw_results_are_a_ring() {
     };
     let mut writer = Writer::new(store.clone(), &config, T0).expect("writer");
     let runs = timeline();
-    // Batches of a few runs, as the writer's one-second commits would have them.
-    for chunk in runs.chunks(5) {
-        let batch = Batch {
-            runs: chunk
-                .iter()
-                .map(|r| ("db".into(), "tcp".into(), r.clone()))
-                .collect(),
-            events: vec![],
-        };
-        writer.commit(&batch, chunk[0].at_ms).expect("commit");
+    // Batches of a few runs, as the writer's one-second commits would have them. Halfway
+    // through, the writer is dropped without a last commit (as a kill would), and a new
+    // one takes over: it rolls up the minutes the first one left open.
+    let (first, second) = runs.split_at(runs.len() / 2);
+    for half in [first, second] {
+        for chunk in half.chunks(5) {
+            let batch = Batch {
+                runs: chunk
+                    .iter()
+                    .map(|r| ("db".into(), "tcp".into(), r.clone()))
+                    .collect(),
+                events: vec![],
+            };
+            writer.commit(&batch, chunk[0].at_ms).expect("commit");
+        }
+        writer = Writer::new(store.clone(), &config, T0).expect("writer after a kill");
     }
+    // Minutes roll up into hours and days once they have closed (the heartbeat commit).
+    let last = runs.last().expect("runs").at_ms;
+    writer
+        .commit(&Batch::default(), last + MIN)
+        .expect("heartbeat commit");
     let reader = store.read().expect("read");
     let id = reader.checks().expect("checks")["db"].id;
     let minutes = reader

@@ -79,7 +79,12 @@ async fn a_burst_is_dropped_and_counted_never_waited_for() {
         .values()
         .map(|i| {
             reader
-                .buckets(i.id, healthd::history::record::Resolution::Day, 0, u32::MAX)
+                .buckets(
+                    i.id,
+                    healthd::history::record::Resolution::Minute,
+                    0,
+                    u32::MAX,
+                )
                 .expect("days")
                 .iter()
                 .map(|(_, b)| b.ok as u64)
