@@ -180,7 +180,7 @@ pub fn build(
             availability: (valid > 0).then(|| good as f64 / valid as f64),
             latency_ms: (total.runs() > 0).then(|| Latency::of(&total)),
             no_data_seconds: no_data_ms(&sessions, from.max(info.first_ms), to) as f64 / 1000.0,
-            slo: view::check_history(&series, slo.as_ref()).slo,
+            slo: view::check_history(&series, slo.as_ref()).slo.map(|s| *s),
             incidents: incidents(before, &events, from, to),
             name,
         });

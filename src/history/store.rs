@@ -48,7 +48,7 @@ pub(super) fn buckets(res: Resolution) -> TableDefinition<'static, (u32, u32), &
 
 /// Page cache of the file store. redb's default (1 GiB) would let the cache grow far past
 /// healthd's memory budget; the hot pages (the current buckets) are few.
-const CACHE_BYTES: usize = 4 * 1024 * 1024;
+const CACHE_BYTES: usize = 1024 * 1024;
 
 /// What the store knows of a check by name.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -3,7 +3,6 @@
 //! immutable [`HistoryView`] (an `ArcSwap`), so a scrape costs a pointer load.
 
 use std::collections::HashMap;
-use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use serde::Serialize;
@@ -39,9 +38,9 @@ pub const BURN_WINDOWS: [(&str, Duration); 6] = [
 pub struct CheckHistory {
     /// Availability (good ÷ valid runs) per window of [`UPTIME_WINDOWS`]; `null` without data.
     #[serde(serialize_with = "as_map")]
-    pub uptime: Vec<(&'static str, Option<f64>)>,
+    pub uptime: [(&'static str, Option<f64>); UPTIME_WINDOWS.len()],
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub slo: Option<SloView>,
+    pub slo: Option<Box<SloView>>,
 }
 
 /// A check's SLO figures.
@@ -58,7 +57,7 @@ pub struct SloView {
     pub error_budget_remaining_seconds: Option<f64>,
     /// Burn rate per window of [`BURN_WINDOWS`]; `null` below `min_runs` runs.
     #[serde(serialize_with = "as_map")]
-    pub burn_rates: Vec<(&'static str, Option<f64>)>,
+    pub burn_rates: [(&'static str, Option<f64>); BURN_WINDOWS.len()],
     pub alert: AlertState,
     pub degraded_is_bad: bool,
 }
@@ -75,7 +74,7 @@ fn as_map<S: serde::Serializer>(
 #[derive(Debug, Clone, Default)]
 pub struct HistoryView {
     pub generated_at: Option<SystemTime>,
-    pub checks: HashMap<String, Arc<CheckHistory>>,
+    pub checks: HashMap<String, CheckHistory>,
 }
 
 /// Read one check's series: minute buckets for 2h, hour buckets for 3d, day buckets for
@@ -108,36 +107,26 @@ fn round9(v: f64) -> f64 {
 pub fn check_history(s: &Series, slo: Option<&SloConfig>) -> CheckHistory {
     let bad_degraded = slo.is_some_and(|c| c.degraded_is_bad);
     let uptime = UPTIME_WINDOWS
-        .iter()
-        .map(|(label, w)| {
-            (
-                *label,
-                s.counts(*w, bad_degraded).availability().map(round9),
-            )
-        })
-        .collect();
+        .map(|(label, w)| (label, s.counts(w, bad_degraded).availability().map(round9)));
     let slo = slo.map(|c| {
         let objective = c.ratio();
         let counts = |w: Duration| -> Counts { s.counts(w, c.degraded_is_bad) };
         let whole = counts(c.window);
         let remaining = slo::budget_remaining(whole, objective).map(round9);
-        SloView {
+        Box::new(SloView {
             objective,
             window_seconds: c.window.as_secs(),
             availability: whole.availability().map(round9),
             error_budget_remaining: remaining,
             error_budget_remaining_seconds: remaining
                 .map(|r| round9(r * slo::budget_time(objective, c.window).as_secs_f64())),
-            burn_rates: BURN_WINDOWS
-                .iter()
-                .map(|(label, w)| {
-                    let burn = slo::burn_rate(counts(*w), objective, c.min_runs);
-                    (*label, burn.map(round9))
-                })
-                .collect(),
+            burn_rates: BURN_WINDOWS.map(|(label, w)| {
+                let burn = slo::burn_rate(counts(w), objective, c.min_runs);
+                (label, burn.map(round9))
+            }),
             alert: slo::alert_state(counts, objective, c.window, c.min_runs),
             degraded_is_bad: c.degraded_is_bad,
-        }
+        })
     });
     CheckHistory { uptime, slo }
 }
@@ -159,7 +148,7 @@ pub fn compute(
             }
             None => check_history(&Series::default(), slo.as_ref()),
         };
-        checks.insert(name.clone(), Arc::new(h));
+        checks.insert(name.clone(), h);
     }
     Ok(HistoryView {
         generated_at: Some(now),

@@ -70,7 +70,7 @@ fn scripted(check: &str, with_slo: Option<SloConfig>) -> CheckHistory {
         UNIX_EPOCH + Duration::from_millis(NOW),
     )
     .expect("view");
-    v.checks[check].as_ref().clone()
+    v.checks[check].clone()
 }
 
 fn get(pairs: &[(&str, Option<f64>)], key: &str) -> Option<f64> {
