@@ -25,16 +25,16 @@ pub struct Writer {
     store: Arc<Store>,
     raw_limit: u64,
     session: u64,
-    infos: HashMap<String, CheckInfo>,
+    /// What the store knows of each check, and whether that changed since it was last
+    /// written (written with the rollup, once a minute: `last_result` is exact to the
+    /// minute).
+    infos: HashMap<String, (CheckInfo, bool)>,
     next_id: u32,
     next_seq: HashMap<u32, u64>,
     /// Per check id, the last minute added to the hour and day buckets.
     rolled: HashMap<u32, u32>,
     /// `(minute, check id)` written but not rolled up yet.
     open: BTreeSet<(u32, u32)>,
-    /// Checks whose [`CheckInfo`] changed since it was last written (written with the
-    /// rollup, once a minute: `last_result` is exact to the minute).
-    stale_info: BTreeSet<String>,
 }
 
 impl Writer {
@@ -45,16 +45,20 @@ impl Writer {
         now_ms: u64,
     ) -> Result<Writer, StoreError> {
         let reader = store.read()?;
-        let infos: HashMap<String, CheckInfo> = reader.checks()?.into_iter().collect();
+        let infos: HashMap<String, (CheckInfo, bool)> = reader
+            .checks()?
+            .into_iter()
+            .map(|(name, info)| (name, (info, false)))
+            .collect();
         let rolled = reader.rolled()?;
         let mut open = BTreeSet::new();
-        for info in infos.values() {
+        for (info, _) in infos.values() {
             let from = rolled.get(&info.id).map(|m| m + 1).unwrap_or(0);
             for (m, _) in reader.buckets(info.id, Resolution::Minute, from, u32::MAX)? {
                 open.insert((m, info.id));
             }
         }
-        let next_id = infos.values().map(|i| i.id + 1).max().unwrap_or(1);
+        let next_id = infos.values().map(|(i, _)| i.id + 1).max().unwrap_or(1);
         Ok(Writer {
             store,
             raw_limit: config.raw_results as u64,
@@ -64,7 +68,6 @@ impl Writer {
             next_seq: HashMap::new(),
             rolled,
             open,
-            stale_info: BTreeSet::new(),
         })
     }
 
@@ -155,11 +158,10 @@ impl Writer {
             *mark = (*mark).max(m);
             marks.insert(id, *mark)?;
         }
-        for name in std::mem::take(&mut self.stale_info) {
-            if let Some(info) = self.infos.get(&name) {
-                let bytes = postcard::to_stdvec(info).unwrap_or_default();
-                checks.insert(name.as_str(), bytes.as_slice())?;
-            }
+        for (name, (info, stale)) in self.infos.iter_mut().filter(|(_, (_, s))| *s) {
+            let bytes = postcard::to_stdvec(&*info).unwrap_or_default();
+            checks.insert(name.as_str(), bytes.as_slice())?;
+            *stale = false;
         }
         Ok(())
     }
@@ -175,10 +177,10 @@ impl Writer {
     ) -> Result<u32, StoreError> {
         let first = runs.iter().map(|r| r.at_ms).min();
         let last = runs.iter().map(|r| r.at_ms).max();
-        let (info, write_now) = match self.infos.get_mut(name) {
-            Some(i) => {
-                let changed = i.kind != kind;
-                (i, changed)
+        let ((info, stale), write_now) = match self.infos.get_mut(name) {
+            Some(known) => {
+                let changed = known.0.kind != kind;
+                (known, changed)
             }
             None => {
                 let id = self.next_id;
@@ -190,7 +192,10 @@ impl Writer {
                     first_ms: at,
                     last_ms: at,
                 };
-                (self.infos.entry(name.to_string()).or_insert(info), true)
+                (
+                    self.infos.entry(name.to_string()).or_insert((info, false)),
+                    true,
+                )
             }
         };
         if info.kind != kind {
@@ -204,7 +209,7 @@ impl Writer {
             let bytes = postcard::to_stdvec(&*info).unwrap_or_default();
             checks.insert(name, bytes.as_slice())?;
         } else {
-            self.stale_info.insert(name.to_string());
+            *stale = true;
         }
         Ok(info.id)
     }

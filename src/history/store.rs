@@ -320,6 +320,12 @@ impl Reader {
             .collect())
     }
 
+    /// What the store knows of one check.
+    pub fn check(&self, name: &str) -> Result<Option<CheckInfo>, StoreError> {
+        let t = self.tx.open_table(CHECKS)?;
+        Ok(t.get(name)?.and_then(|v| CheckInfo::decode(v.value())))
+    }
+
     /// A check's buckets with index in `from..=to`, oldest first.
     pub fn buckets(
         &self,

@@ -137,11 +137,12 @@ pub fn compute(
     targets: &[(String, Option<SloConfig>)],
     now: SystemTime,
 ) -> Result<HistoryView, StoreError> {
-    let ids = reader.checks()?;
+    // One look-up per check (not the whole table at once: with 10,000 checks that map
+    // alone would be megabytes, on every refresh).
     let now_ms = unix_ms(now);
     let mut checks = HashMap::with_capacity(targets.len());
     for (name, slo) in targets {
-        let h = match ids.get(name) {
+        let h = match reader.check(name)? {
             Some(info) => {
                 let days = slo.as_ref().map(|c| c.window).unwrap_or_default();
                 check_history(&series(reader, info.id, now_ms, days)?, slo.as_ref())

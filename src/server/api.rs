@@ -218,7 +218,7 @@ async fn one_check(
         let history = guard(&state, allowed)?;
         let p = page(q, span).map_err(|e| Refusal::Status(StatusCode::BAD_REQUEST, e))?;
         let n = name.clone();
-        let found = read(&history, move |r| match r.checks()?.get(&n) {
+        let found = read(&history, move |r| match r.check(&n)? {
             Some(info) => f(r, info.id, &p).map(Some),
             None => Ok(None),
         })
