@@ -40,6 +40,8 @@ pub enum RunError {
 pub struct Daemon {
     pub state: AppState,
     pub health: HealthHandle,
+    /// The history store, its writer's counters and the uptime/SLO view.
+    pub history: crate::history::History,
     pub local_addr: SocketAddr,
     /// Where `[server.grpc]` listens, when it is on.
     pub grpc_addr: Option<SocketAddr>,
@@ -52,6 +54,7 @@ pub struct Daemon {
     server_task: tokio::task::JoinHandle<()>,
     grpc_task: Option<tokio::task::JoinHandle<()>>,
     health_task: tokio::task::JoinHandle<()>,
+    history_task: tokio::task::JoinHandle<()>,
     telemetry: Option<crate::telemetry::otlp::Telemetry>,
     pub notifier: crate::notify::Notifier,
     host: Option<crate::host::Collector>,
@@ -79,6 +82,8 @@ impl Daemon {
             cancel.child_token(),
         )
         .await;
+        let (history, history_task) =
+            crate::history::History::start(&config, &health, cancel.child_token());
         let state = AppState::new(
             health.snapshot.clone(),
             Policy::of(&config),
@@ -86,6 +91,11 @@ impl Daemon {
         )
         .with_events(health.events.clone())
         .with_metrics(Arc::new(notifier.metrics()));
+        let state = if config.history.enabled {
+            state.with_history(history.clone())
+        } else {
+            state
+        };
         let addr = listen_override.unwrap_or(config.server.listen);
         let listener = tokio::net::TcpListener::bind(addr)
             .await
@@ -145,10 +155,14 @@ impl Daemon {
             &state.host,
         )
         .await;
+        if config.history.enabled {
+            history_instruments(telemetry.as_ref(), None, &history);
+        }
         let _ = health.events.send(config_loaded()).await;
         Ok(Daemon {
             state,
             health,
+            history,
             local_addr,
             grpc_addr,
             scheduler,
@@ -160,6 +174,7 @@ impl Daemon {
             server_task,
             grpc_task,
             health_task,
+            history_task,
             telemetry,
             notifier,
             host,
@@ -188,7 +203,9 @@ impl Daemon {
                 self.send(dependencies(&new)).await;
                 self.notifier.reconfigure(&new).await;
                 self.state.reconfigure(&new);
+                self.history.reconfigure(&new);
                 let wanted = crate::telemetry::otlp::settings_of(&new, &env_of(&self.sources));
+                let before = self.telemetry.as_ref().map(|t| t.settings().clone());
                 self.telemetry = crate::telemetry::otlp::apply(
                     self.telemetry.take(),
                     wanted,
@@ -201,6 +218,9 @@ impl Daemon {
                     new.metrics.host.settings(),
                     &self.state.host,
                 );
+                if self.history.config.enabled {
+                    history_instruments(self.telemetry.as_ref(), before.as_ref(), &self.history);
+                }
                 tracing::info!(checks = new.checks.len(), "Configuration reloaded.");
                 self.config = new;
                 // The self-check first: a snapshot that shows this reload shows its verdict.
@@ -282,6 +302,8 @@ impl Daemon {
                 t.shutdown().await;
             }
             self.cancel.cancel();
+            // The history writer commits what the last runs left pending.
+            let _ = tokio::time::timeout(STOP_GRACE, self.history_task).await;
             let _ = tokio::time::timeout(STOP_GRACE, self.health_task).await;
         };
         tokio::select! {
@@ -317,6 +339,20 @@ fn dependencies(config: &Config) -> Event {
             .map(|c| (c.name.clone(), c.depends_on.clone()))
             .collect(),
     )
+}
+
+/// History's OTLP instruments on an exporter that was just started (not on one kept
+/// unchanged through a reload: it has them already).
+fn history_instruments(
+    telemetry: Option<&crate::telemetry::otlp::Telemetry>,
+    before: Option<&crate::config::telemetry::ExportSettings>,
+    history: &crate::history::History,
+) {
+    if let Some(t) = telemetry
+        && before != Some(t.settings())
+    {
+        crate::telemetry::history::register_otlp(t.meters(), history);
+    }
 }
 
 /// The environment the config was resolved against (tests pass their own map).

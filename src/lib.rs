@@ -11,6 +11,7 @@ pub mod config;
 pub mod daemon;
 pub mod descriptors;
 pub mod health;
+pub mod history;
 pub mod host;
 pub mod lint;
 pub mod logging;

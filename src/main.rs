@@ -1,4 +1,5 @@
-//! The `healthd` command: `run`, `check`, `validate`, `lint`, `maintenance`.
+//! The `healthd` command: `run`, `check`, `validate`, `lint`, `maintenance`, `report`,
+//! `rules`, `history prune`.
 #![forbid(unsafe_code)]
 
 use std::net::SocketAddr;
@@ -102,6 +103,26 @@ enum Command {
         #[arg(long)]
         strict: bool,
     },
+    /// Availability, SLOs, latency, incidents and time without data, from the history store.
+    Report {
+        #[command(flatten)]
+        config: ConfigArgs,
+        /// The period, ending now (e.g. `24h`, `7d`, `30d`).
+        #[arg(long, default_value = "7d", value_parser = healthd::model::parse_duration)]
+        since: std::time::Duration,
+        #[arg(long, value_enum, default_value_t = ReportFormat::Text)]
+        format: ReportFormat,
+    },
+    /// Print Prometheus recording and alerting rules for every check with an SLO.
+    Rules {
+        #[command(flatten)]
+        config: ConfigArgs,
+    },
+    /// Maintain the history store.
+    History {
+        #[command(subcommand)]
+        action: HistoryAction,
+    },
 }
 
 #[derive(Subcommand)]
@@ -119,6 +140,22 @@ enum MaintenanceAction {
     Stop,
     /// Show the windows open now.
     Status,
+}
+
+#[derive(Subcommand)]
+enum HistoryAction {
+    /// Apply retention now and delete the history of checks no longer configured.
+    Prune {
+        #[command(flatten)]
+        config: ConfigArgs,
+    },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum ReportFormat {
+    Text,
+    Json,
+    Csv,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -164,6 +201,27 @@ fn main() -> ExitCode {
                 pod,
                 strict,
             } => lint(config, pod, strict),
+            Command::Report {
+                config,
+                since,
+                format,
+            } => {
+                use healthd::history::cli::Format;
+                let format = match format {
+                    ReportFormat::Text => Format::Text,
+                    ReportFormat::Json => Format::Json,
+                    ReportFormat::Csv => Format::Csv,
+                };
+                printed(healthd::history::cli::report(
+                    &config.sources(),
+                    since,
+                    format,
+                ))
+            }
+            Command::Rules { config } => printed(healthd::history::rules::cli(&config.sources())),
+            Command::History {
+                action: HistoryAction::Prune { config },
+            } => printed(healthd::history::cli::prune(&config.sources())),
         }
     })
 }
@@ -221,6 +279,20 @@ fn init_logging(level: Option<&str>, format: LogFormat) {
         LogFormat::Json => healthd::logging::Format::Json,
     };
     healthd::logging::init(filter, format);
+}
+
+/// Print a subcommand's output (exit 0) or its error (exit 1).
+fn printed(result: Result<String, String>) -> ExitCode {
+    match result {
+        Ok(out) => {
+            print!("{out}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("healthd: {e}");
+            ExitCode::FAILURE
+        }
+    }
 }
 
 fn print_errors(errors: &[ConfigError]) {

@@ -1,6 +1,7 @@
 //! The HTTP edge: probe endpoints, `/health` and `/metrics`, all rendered from the latest
 //! snapshot. No handler runs a probe or waits on one.
 
+pub mod api;
 pub mod auth;
 mod cache;
 pub mod conns;
@@ -71,6 +72,9 @@ pub struct AppState {
     pub metrics_extra: Vec<crate::telemetry::prometheus::Extra>,
     /// The latest host sample, published by the host collector (empty while it is off).
     pub host: crate::host::SharedHost,
+    /// Past results, uptime and SLOs (`/api/v1`, `/health`, `/metrics`); `None` in tests of
+    /// the router alone.
+    pub history: Option<crate::history::History>,
 }
 
 impl AppState {
@@ -82,6 +86,15 @@ impl AppState {
             rendered: Arc::default(),
             metrics_extra: Vec::new(),
             host: Default::default(),
+            history: None,
+        }
+    }
+
+    /// Serve history from this store and view.
+    pub fn with_history(self, history: crate::history::History) -> AppState {
+        AppState {
+            history: Some(history),
+            ..self
         }
     }
 
@@ -157,6 +170,7 @@ pub fn router(state: AppState) -> Router {
         .route("/health", get(health))
         .route("/metrics", get(metrics))
         .merge(push::routes())
+        .merge(api::routes())
         .fallback(not_found);
     let details = if state.options.load().status_page {
         details.merge(page::routes(std::time::Instant::now()))
@@ -207,9 +221,16 @@ async fn health(
         return unauthorized();
     }
     let snap = state.verdicts.snapshot.load_full();
+    let view = state.history.as_ref().map(|h| h.view.load_full());
     let policy = state.verdicts.policy.load_full();
     let draining = state.verdicts.draining();
-    let key = (0, snap.seq, inputs(&policy, draining));
+    // History's figures are refreshed apart from the snapshot: their generation is an input.
+    let view_generation = view.as_ref().map_or(0, |v| Arc::as_ptr(v) as usize as u64);
+    let key = (
+        0,
+        snap.seq,
+        inputs(&policy, draining) ^ view_generation.rotate_left(17),
+    );
     let body = state.rendered.get_or_render(key, || {
         let groups: BTreeMap<&str, serde_json::Value> = Group::ALL
             .iter()
@@ -237,7 +258,11 @@ async fn health(
             "draining": draining,
             "generated_at": humantime::format_rfc3339_millis(snap.generated_at).to_string(),
             "groups": groups,
-            "checks": snap.checks.iter().map(|c| c.as_ref()).collect::<Vec<_>>(),
+            "checks": snap
+                .checks
+                .iter()
+                .map(|c| api::with_history(c, view.as_deref()))
+                .collect::<Vec<_>>(),
             "reload": snap.reload,
         })
         .to_string()
@@ -275,9 +300,11 @@ async fn metrics(
         .unwrap_or("");
     let seq = snap.seq;
     let host = state.host.load_full();
-    // The host sample is published apart from the snapshot, and the notifier's counters
-    // change without either: with them, a body is reused for at most a second.
-    let tick = if state.metrics_extra.is_empty() {
+    // The host sample is published apart from the snapshot, and the notifier's and the
+    // history writer's counters change without either: with them, a body is reused for at
+    // most a second.
+    let history = state.history.as_ref();
+    let tick = if state.metrics_extra.is_empty() && history.is_none() {
         0
     } else {
         std::time::SystemTime::now()
@@ -288,12 +315,12 @@ async fn metrics(
     let inputs = tick.wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ host_generation;
     if prom::wants_open_metrics(accept) {
         let body = state.rendered.get_or_render((1, seq, inputs), || {
-            prom::render_with(snap, host, &state.metrics_extra)
+            prom::render_with(snap, host, history, &state.metrics_extra)
         });
         typed(StatusCode::OK, body, prom::CONTENT_TYPE)
     } else {
         let body = state.rendered.get_or_render((2, seq, inputs), || {
-            prom::render_text_with(snap, host, &state.metrics_extra)
+            prom::render_text_with(snap, host, history, &state.metrics_extra)
         });
         typed(StatusCode::OK, body, prom::TEXT_CONTENT_TYPE)
     }

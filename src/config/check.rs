@@ -39,6 +39,7 @@ struct CommonRaw {
     #[serde(default, deserialize_with = "de_opt_duration")]
     degraded_after: Option<Duration>,
     depends_on: Option<Vec<String>>,
+    slo: Option<super::SloConfig>,
 }
 
 /// The keys every check shares, whatever its kind.
@@ -58,6 +59,7 @@ pub const COMMON_KEYS: &[&str] = &[
     "failure_threshold",
     "success_threshold",
     "depends_on",
+    "slo",
 ];
 
 pub(crate) fn collect_checks(
@@ -244,6 +246,7 @@ pub(crate) fn parse_check(
         degraded_after: common.degraded_after,
         depends_on: common.depends_on.unwrap_or_default(),
         resilience,
+        slo: common.slo,
         probe,
     })
 }

@@ -23,6 +23,7 @@ const TOP_LEVEL_KEYS: &[&str] = &[
     "maintenance",
     "admin",
     "metrics",
+    "history",
 ];
 
 /// Load, merge and validate; all problems at once on failure.
@@ -72,8 +73,12 @@ pub fn load(sources: &Sources) -> Result<Config, Vec<ConfigError>> {
         telemetry: section(&root, "telemetry", &main_name, &mut problems),
         admin: section(&root, "admin", &main_name, &mut problems),
         metrics: section(&root, "metrics", &main_name, &mut problems),
+        history: section(&root, "history", &main_name, &mut problems),
         ..Config::default()
     };
+    for (key, reason) in config.history.validate() {
+        problems.push(&main_name, key, reason);
+    }
     for (key, reason) in config.metrics.host.validate() {
         problems.push(&main_name, format!("metrics.host.{key}"), reason);
     }
@@ -186,6 +191,15 @@ pub fn load(sources: &Sources) -> Result<Config, Vec<ConfigError>> {
                 };
                 problems.push(&file, format!("checks.\"{}\".name", check.name), reason);
                 continue;
+            }
+            if let Some(slo) = &check.slo {
+                for (key, reason) in slo.validate(config.history.days) {
+                    problems.push(
+                        &file,
+                        format!("checks.\"{}\".slo.{key}", check.name),
+                        reason,
+                    );
+                }
             }
             first_seen.insert(
                 check.name.to_ascii_lowercase(),

@@ -12,8 +12,8 @@
 //! - [`recover`]: turning serde's first error into every error, each with its key path;
 //! - [`check`]: the keys every check shares (listed once, [`COMMON_KEYS`]) and one check's
 //!   parsing;
-//! - [`server`], [`telemetry`], [`metrics`]: the `[server]`, `[telemetry]` and `[metrics]`
-//!   sections, each validating itself;
+//! - [`server`], [`telemetry`], [`metrics`], [`history`]: the `[server]`, `[telemetry]`,
+//!   `[metrics]` and `[history]` sections (and a check's `slo`), each validating itself;
 //! - [`notify`], [`maintenance`], [`dependencies`]: `[[notify]]` receivers,
 //!   `[[maintenance]]` windows and the checks' `depends_on` graph.
 
@@ -32,6 +32,7 @@ mod alerting;
 pub mod check;
 pub mod dependencies;
 mod files;
+pub mod history;
 mod lengths;
 pub mod load;
 pub mod maintenance;
@@ -45,6 +46,7 @@ pub mod telemetry;
 
 pub use check::COMMON_KEYS;
 pub use files::MAX_FILE_BYTES;
+pub use history::{DegradeOn, HistoryConfig, SloConfig};
 pub use lengths::MAX_STRING_BYTES;
 pub use load::load;
 pub use server::{DEFAULT_MAX_IN_FLIGHT, ServerConfig};
@@ -171,6 +173,8 @@ pub struct CheckConfig {
     pub depends_on: Vec<String>,
     /// Backoff, confirmation, flap detection and staleness (see `resilience`).
     pub resilience: Resilience,
+    /// The check's service-level objective (`slo = { objective = 99.9 }`), if any.
+    pub slo: Option<SloConfig>,
     /// The kind and its own settings.
     pub probe: ProbeConfig,
 }
@@ -200,6 +204,8 @@ pub struct Config {
     pub admin: AdminConfig,
     /// `[metrics]`: host metrics.
     pub metrics: metrics::MetricsConfig,
+    /// `[history]`: the store of past results.
+    pub history: HistoryConfig,
 }
 
 /// `[admin]`: how `healthd maintenance` reaches the running daemon.

@@ -2,7 +2,7 @@
 //! the scheduler, reconfiguration, self-check results, reload results), feeds them to the
 //! per-check state machines, and publishes a new snapshot after every batch.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -39,6 +39,12 @@ pub struct RunRecord {
     pub latency: Duration,
     /// `None` on success, the failure reason otherwise (as counted in [`RunStats::runs`]).
     pub failure: Option<Reason>,
+    /// When the run finished, how it ended, why it was not ok and its message (for the
+    /// history store).
+    pub at: SystemTime,
+    pub level: Level,
+    pub reason: Option<Reason>,
+    pub message: String,
 }
 
 /// What the health loop is told.
@@ -63,6 +69,9 @@ pub enum Event {
     Pushed(Observation),
     /// Each check's `depends_on` (start and reload), for the `blocked_by` of its view.
     Dependencies(BTreeMap<String, Vec<String>>),
+    /// The checks whose SLO page alert fires and that asked to be degraded by it
+    /// (`slo.degrade_on = "page"`); replaces the previous set.
+    SloPaging(BTreeSet<String>),
 }
 
 /// Least time between two published snapshots; results arriving meanwhile are batched.
@@ -88,6 +97,8 @@ pub struct HealthLoop {
     depends_on: BTreeMap<String, Vec<String>>,
     changes: broadcast::Sender<StatusChange>,
     runs: broadcast::Sender<RunRecord>,
+    /// Checks shown degraded (reason `slo`) while healthy: see [`Event::SloPaging`].
+    slo_paging: BTreeSet<String>,
 }
 
 /// Handles to a running health loop.
@@ -121,6 +132,7 @@ impl HealthLoop {
             depends_on: BTreeMap::new(),
             changes: changes.clone(),
             runs: runs.clone(),
+            slo_paging: BTreeSet::new(),
         };
         (
             hl,
@@ -184,6 +196,10 @@ impl HealthLoop {
                         kind: state.meta.kind,
                         latency: obs.latency,
                         failure: failed.then(|| obs.outcome.reason.unwrap_or(Reason::Internal)),
+                        at: obs.at,
+                        level: obs.outcome.level,
+                        reason: obs.outcome.reason,
+                        message: obs.outcome.message.clone(),
                     });
                 }
                 if let Some(from) = state.apply(obs) {
@@ -254,6 +270,13 @@ impl HealthLoop {
             Event::Dependencies(d) => {
                 super::dependencies::forget_removed(&mut self.states, &d);
                 self.depends_on = d;
+            }
+            Event::SloPaging(set) => {
+                for name in set.symmetric_difference(&self.slo_paging) {
+                    let on = set.contains(name);
+                    tracing::info!(check = %name, degraded = on, "SLO page alert changed; degrade_on = \"page\".");
+                }
+                self.slo_paging = set;
             }
             Event::Pushed(mut obs) => {
                 if let Some(&i) = self.index.get(&obs.check) {
@@ -329,10 +352,11 @@ impl HealthLoop {
                 );
             }
         }
+        let paging = &self.slo_paging;
         let checks: Vec<Arc<CheckView>> = self
             .states
             .iter_mut()
-            .map(|s| s.view.clone())
+            .map(|s| slo_degraded(&s.view, paging))
             .chain(self.builtins.values().map(|v| Arc::new(v.clone())))
             .collect();
         let groups = Group::ALL
@@ -356,6 +380,24 @@ impl HealthLoop {
             lateness: self.lateness.clone(),
         }));
     }
+}
+
+/// A healthy check whose SLO page alert fires, with `degrade_on = "page"`: shown (and
+/// counted in its groups) as degraded, reason `slo`. Its own state is untouched: the
+/// overlay goes when the alert stops.
+fn slo_degraded(view: &Arc<CheckView>, paging: &BTreeSet<String>) -> Arc<CheckView> {
+    if view.status != Status::Healthy || !paging.contains(&view.name) {
+        return view.clone();
+    }
+    Arc::new(CheckView {
+        status: Status::Degraded,
+        reason: Some(Reason::Slo),
+        message: format!(
+            "SLO page alert: error budget burning fast; {}",
+            view.message
+        ),
+        ..CheckView::clone(view)
+    })
 }
 
 /// The view of a healthd self-check (not a probe) before its first report.

@@ -39,6 +39,9 @@ pub enum Reason {
     Config,
     /// healthd itself failed (a panic in the probe).
     Internal,
+    /// The check's SLO page alert fires (its error budget burns fast) and the check has
+    /// `slo.degrade_on = "page"`.
+    Slo,
 }
 
 impl Reason {
@@ -56,6 +59,7 @@ impl Reason {
             Reason::Role => "role",
             Reason::Config => "config",
             Reason::Internal => "internal",
+            Reason::Slo => "slo",
         }
     }
 }

@@ -13,6 +13,7 @@ use prometheus_client::registry::{Registry, Unit};
 use prometheus_client::metrics::counter::ConstCounter;
 
 use crate::health::{RunStats, Snapshot};
+use crate::history::History;
 use crate::model::host::HostSample;
 use crate::model::{Sample, Status};
 use crate::telemetry::host::{self, Kind};
@@ -35,25 +36,28 @@ pub fn wants_open_metrics(accept: &str) -> bool {
 
 /// Render the snapshot and host sample in the OpenMetrics text format.
 pub fn render(snapshot: Arc<Snapshot>, host: Option<Arc<HostSample>>) -> String {
-    render_with(snapshot, host, &[])
+    render_with(snapshot, host, None, &[])
 }
 
 /// Series kept outside the snapshot (the notifier's counters), rendered after it.
 pub type Extra = Arc<dyn Collector>;
 
-/// [`render_text`] with extra series.
+/// [`render_text`] with history's families and extra series.
 pub fn render_text_with(
     snapshot: Arc<Snapshot>,
     host: Option<Arc<HostSample>>,
+    history: Option<&History>,
     extra: &[Extra],
 ) -> String {
-    to_text_format(&render_with(snapshot, host, extra))
+    to_text_format(&render_with(snapshot, host, history, extra))
 }
 
-/// [`render`] with extra series.
+/// [`render`] with history's families (uptime, SLOs, the writer's counters) and extra
+/// series.
 pub fn render_with(
     snapshot: Arc<Snapshot>,
     host: Option<Arc<HostSample>>,
+    history: Option<&History>,
     extra: &[Extra],
 ) -> String {
     #[derive(Debug)]
@@ -65,6 +69,9 @@ pub fn render_with(
     }
     let mut registry = Registry::default();
     registry.register_collector(Box::new(SnapshotCollector(snapshot, host)));
+    if let Some(h) = history {
+        registry.register_collector(Box::new(super::history::PrometheusHistory::of(h)));
+    }
     for e in extra {
         registry.register_collector(Box::new(Shared(e.clone())));
     }

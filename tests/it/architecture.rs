@@ -18,6 +18,7 @@ const LAYERS: &[(&str, u8)] = &[
     ("config", 3),
     ("health", 4),
     ("scheduler", 5),
+    ("history", 5),
     ("telemetry", 6),
     ("notify", 6),
     ("systemd", 7),

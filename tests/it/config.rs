@@ -117,6 +117,7 @@ fn every_invalid_fixture_gives_exactly_its_expected_errors() {
         "invalid-notify",
         "invalid-depends-on",
         "invalid-maintenance",
+        "invalid-history",
     ] {
         assert!(names.contains(&required), "fixture {required} missing");
     }

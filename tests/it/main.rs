@@ -20,6 +20,7 @@ mod fuzz;
 mod grpc;
 mod grpc_server;
 mod harness;
+mod history;
 mod http;
 mod lint;
 mod node_exporter;

@@ -30,6 +30,7 @@ fn tcp_check(port: u16, expect: Option<&str>, timeout: Duration) -> CheckConfig 
             expect_regex: None,
         }),
         resilience: Default::default(),
+        slo: None,
     }
 }
 

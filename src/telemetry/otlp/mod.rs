@@ -192,6 +192,11 @@ impl Telemetry {
         &self.settings
     }
 
+    /// The meter provider, for instruments registered beside the snapshot's (history's).
+    pub fn meters(&self) -> &SdkMeterProvider {
+        &self.meters
+    }
+
     /// Export once more and stop, bounded by [`SHUTDOWN_BOUND`] even when the collector is
     /// gone. The SDK's shutdown blocks, so it runs on its own thread (not `spawn_blocking`:
     /// a stuck blocking task would hold up the runtime's own shutdown).

@@ -12,6 +12,7 @@
 mod decode;
 mod export;
 mod failing_collector;
+mod history;
 mod host;
 mod prometheus;
 mod receiver;

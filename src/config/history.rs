@@ -1,0 +1,157 @@
+//! `[history]` (where results are kept and for how long) and a check's `slo` table. Plain
+//! data; the history module builds the store and the SLO arithmetic from it.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::model::de_duration;
+
+/// A day, the unit of the longer retention defaults.
+const DAY: Duration = Duration::from_secs(86_400);
+
+/// `[history]`: the embedded store of past results.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HistoryConfig {
+    /// Keep history at all. Default true; false keeps nothing (no uptime, no SLO figures,
+    /// `/api/v1` answers 404).
+    pub enabled: bool,
+    /// The store's file (one redb file; its directory must exist and be writable). Absent:
+    /// history is kept in memory only and is lost when healthd stops. The packaged config
+    /// sets `/var/lib/healthd/history.db` (systemd's `StateDirectory=healthd`).
+    pub path: Option<PathBuf>,
+    /// Raw results kept per check (time, status, latency, reason, message). Default 1000.
+    pub raw_results: u32,
+    /// How long per-minute buckets are kept. Default `48h`.
+    #[serde(deserialize_with = "de_duration")]
+    pub minutes: Duration,
+    /// How long per-hour buckets are kept. Default `35d`.
+    #[serde(deserialize_with = "de_duration")]
+    pub hours: Duration,
+    /// How long per-day buckets are kept. Default `400d`.
+    #[serde(deserialize_with = "de_duration")]
+    pub days: Duration,
+    /// How long status changes (the incident log) are kept. Default `365d`.
+    #[serde(deserialize_with = "de_duration")]
+    pub events: Duration,
+}
+
+impl Default for HistoryConfig {
+    fn default() -> Self {
+        HistoryConfig {
+            enabled: true,
+            path: None,
+            raw_results: 1000,
+            minutes: Duration::from_secs(48 * 3600),
+            hours: 35 * DAY,
+            days: 400 * DAY,
+            events: 365 * DAY,
+        }
+    }
+}
+
+impl HistoryConfig {
+    /// `(key, reason)` for every problem.
+    pub fn validate(&self) -> Vec<(String, String)> {
+        let mut out = Vec::new();
+        let mut need = |key: &str, ok: bool, reason: &str| {
+            if !ok {
+                out.push((format!("history.{key}"), reason.to_string()));
+            }
+        };
+        need("raw_results", self.raw_results >= 1, "must be at least 1");
+        need(
+            "minutes",
+            self.minutes >= Duration::from_secs(2 * 3600),
+            "must be at least 2h (the shortest burn-rate windows read minute buckets)",
+        );
+        need(
+            "hours",
+            self.hours >= 3 * DAY,
+            "must be at least 3d (the burn-rate windows up to 3d read hour buckets)",
+        );
+        need(
+            "days",
+            self.days >= 30 * DAY,
+            "must be at least 30d (availability over 30d reads day buckets)",
+        );
+        need("events", self.events >= DAY, "must be at least 1d");
+        out
+    }
+}
+
+/// What an SLO alert may do to the check's verdict.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DegradeOn {
+    /// A firing page alert shows a healthy check as degraded (reason `slo`).
+    Page,
+}
+
+/// A check's `slo = { objective = 99.9, window = "30d" }`.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SloConfig {
+    /// Percent of good runs the check should have over the window, above 0 and below 100.
+    pub objective: f64,
+    /// The SLO's window; the alert windows scale with it (a 30d window uses the SRE
+    /// workbook's 1h/5m, 6h/30m, 1d/2h and 3d/6h). Default `30d`; at most `[history]
+    /// days`.
+    #[serde(default = "default_window", deserialize_with = "de_duration")]
+    pub window: Duration,
+    /// Count degraded runs as bad (default: a degraded run is good).
+    #[serde(default)]
+    pub degraded_is_bad: bool,
+    /// Let a firing page alert degrade the check's verdict. Default off: the verdict stays
+    /// about now.
+    #[serde(default)]
+    pub degrade_on: Option<DegradeOn>,
+    /// Runs an alert window needs before its burn rate counts (so one failed probe in a
+    /// short window cannot page). Default 10.
+    #[serde(default = "default_min_runs")]
+    pub min_runs: u32,
+}
+
+fn default_window() -> Duration {
+    30 * DAY
+}
+
+fn default_min_runs() -> u32 {
+    10
+}
+
+impl SloConfig {
+    /// The objective as a ratio (99.9 → 0.999, without the binary fraction's 0.999…01).
+    pub fn ratio(&self) -> f64 {
+        (self.objective * 1e7).round() / 1e9
+    }
+
+    /// `(key under slo, reason)` for every problem; `days` is `[history] days`.
+    pub fn validate(&self, days: Duration) -> Vec<(String, String)> {
+        let mut out = Vec::new();
+        if !(self.objective > 0.0 && self.objective < 100.0) {
+            out.push((
+                "objective".into(),
+                "must be a percentage above 0 and below 100 (e.g. 99.9)".into(),
+            ));
+        }
+        if self.window < Duration::from_secs(3600) {
+            out.push(("window".into(), "must be at least 1h".into()));
+        }
+        if self.window > days {
+            out.push((
+                "window".into(),
+                format!(
+                    "must not exceed [history] days ({}d)",
+                    days.as_secs() / 86_400
+                ),
+            ));
+        }
+        if self.min_runs == 0 {
+            out.push(("min_runs".into(), "must be at least 1".into()));
+        }
+        out
+    }
+}

@@ -1,0 +1,198 @@
+//! The writer: off the probe path. An async task takes the health loop's `runs` and
+//! `changes` broadcasts (bounded and lossy: a lagging receiver loses the oldest records,
+//! which are counted as dropped) into a pending batch; once a second, the batch goes to a
+//! thread that commits it in one transaction. Nothing here ever blocks a probe, the health
+//! loop or an endpoint: when the committing thread falls behind, the batch waits in memory
+//! up to [`MAX_PENDING`] records, and what does not fit is dropped and counted.
+//!
+//! A `kill -9` loses at most the records of the batch being gathered (≤ 1 s) and the one
+//! being committed; redb's commit is atomic, so the file is never left half-written.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{SyncSender, TrySendError, sync_channel};
+use std::time::{Duration, Instant, SystemTime};
+
+use tokio::sync::broadcast::error::RecvError;
+use tokio_util::sync::CancellationToken;
+
+pub use super::commit::Writer;
+use super::record::{EventRecord, RawResult, reason_name, short, unix_ms};
+use super::store::{Store, StoreError};
+use crate::config::HistoryConfig;
+use crate::health::{HealthHandle, RunRecord, StatusChange};
+
+/// How often the pending batch is committed (the most a `kill -9` can lose).
+pub const FLUSH_EVERY: Duration = Duration::from_secs(1);
+/// Commit at least this often, also without results, so the session's end (the time
+/// healthd was known to run) stays current.
+const HEARTBEAT_EVERY: Duration = Duration::from_secs(10);
+/// How often retention is applied.
+const PRUNE_EVERY: Duration = Duration::from_secs(600);
+/// Records waiting for a slow disk beyond this are dropped (and counted).
+pub const MAX_PENDING: usize = 100_000;
+
+/// The writer's counters, exported as `healthd_history_*` metrics.
+#[derive(Debug, Default)]
+pub struct WriterStats {
+    /// Records lost: the broadcast lagged, or the pending batch was full.
+    pub dropped: AtomicU64,
+    /// Records committed.
+    pub written: AtomicU64,
+    /// Failed commits (their records are lost and counted in `dropped` too).
+    pub errors: AtomicU64,
+}
+
+/// Records waiting for the next commit.
+#[derive(Debug, Default)]
+pub struct Batch {
+    /// `(check, kind, result)`.
+    pub runs: Vec<(String, String, RawResult)>,
+    /// `(check, kind, change)`.
+    pub events: Vec<(String, String, EventRecord)>,
+}
+
+impl Batch {
+    pub fn len(&self) -> usize {
+        self.runs.len() + self.events.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn push_run(&mut self, r: RunRecord) {
+        let raw = RawResult {
+            at_ms: unix_ms(r.at),
+            level: r.level.into(),
+            reason: r.reason.map(reason_name),
+            latency_us: r.latency.as_micros() as u64,
+            message: short(&r.message),
+        };
+        self.runs.push((r.check, r.kind.to_string(), raw));
+    }
+
+    fn push_change(&mut self, c: StatusChange) {
+        let e = EventRecord {
+            at_ms: unix_ms(c.at),
+            from: c.from.as_str().to_string(),
+            to: c.to.as_str().to_string(),
+            reason: c.reason.map(reason_name),
+            message: short(&c.message),
+        };
+        self.events.push((c.check, c.kind.to_string(), e));
+    }
+}
+
+/// Start the writer: subscribe to the health loop, commit every [`FLUSH_EVERY`], apply
+/// retention every [`PRUNE_EVERY`]; on cancel, commit what is pending and stop.
+pub fn spawn(
+    store: Arc<Store>,
+    config: HistoryConfig,
+    health: &HealthHandle,
+    stats: Arc<WriterStats>,
+    cancel: CancellationToken,
+) -> tokio::task::JoinHandle<()> {
+    let mut runs = health.runs.subscribe();
+    let mut changes = health.changes.subscribe();
+    tokio::spawn(async move {
+        let (tx, committer) = match start_committer(store, config, stats.clone()) {
+            Ok(v) => v,
+            Err(e) => {
+                tracing::error!(error = %e, "History store unreadable; history is not kept.");
+                return;
+            }
+        };
+        let mut pending = Batch::default();
+        let mut tick = tokio::time::interval(FLUSH_EVERY);
+        let mut last_commit = Instant::now() - HEARTBEAT_EVERY;
+        loop {
+            tokio::select! {
+                _ = cancel.cancelled() => break,
+                r = runs.recv() => match r {
+                    Ok(r) => keep(&mut pending, &stats, |b| b.push_run(r)),
+                    Err(RecvError::Lagged(n)) => { stats.dropped.fetch_add(n, Ordering::Relaxed); }
+                    Err(RecvError::Closed) => break,
+                },
+                c = changes.recv() => match c {
+                    Ok(c) => keep(&mut pending, &stats, |b| b.push_change(c)),
+                    Err(RecvError::Lagged(n)) => { stats.dropped.fetch_add(n, Ordering::Relaxed); }
+                    Err(RecvError::Closed) => break,
+                },
+                _ = tick.tick() => {
+                    if pending.is_empty() && last_commit.elapsed() < HEARTBEAT_EVERY {
+                        continue;
+                    }
+                    match tx.try_send(std::mem::take(&mut pending)) {
+                        Ok(()) => last_commit = Instant::now(),
+                        // The committer is behind: keep gathering (bounded by MAX_PENDING).
+                        Err(TrySendError::Full(b)) => pending = b,
+                        Err(TrySendError::Disconnected(_)) => break,
+                    }
+                }
+            }
+        }
+        // What arrived before the stop, then one last commit.
+        while let Ok(r) = runs.try_recv() {
+            keep(&mut pending, &stats, |b| b.push_run(r));
+        }
+        while let Ok(c) = changes.try_recv() {
+            keep(&mut pending, &stats, |b| b.push_change(c));
+        }
+        let _ = tokio::task::spawn_blocking(move || {
+            let _ = tx.send(pending);
+            drop(tx);
+            let _ = committer.join();
+        })
+        .await;
+    })
+}
+
+/// Add a record unless the pending batch is full.
+fn keep(pending: &mut Batch, stats: &WriterStats, add: impl FnOnce(&mut Batch)) {
+    if pending.len() >= MAX_PENDING {
+        stats.dropped.fetch_add(1, Ordering::Relaxed);
+    } else {
+        add(pending);
+    }
+}
+
+type Committer = (SyncSender<Batch>, std::thread::JoinHandle<()>);
+
+fn start_committer(
+    store: Arc<Store>,
+    config: HistoryConfig,
+    stats: Arc<WriterStats>,
+) -> Result<Committer, StoreError> {
+    let mut writer = Writer::new(store.clone(), &config, unix_ms(SystemTime::now()))?;
+    let (tx, rx) = sync_channel::<Batch>(1);
+    let handle = std::thread::Builder::new()
+        .name("healthd-history".into())
+        .spawn(move || {
+            let mut last_prune: Option<Instant> = None;
+            for batch in rx {
+                let now = unix_ms(SystemTime::now());
+                let n = batch.len() as u64;
+                match writer.commit(&batch, now) {
+                    Ok(()) => {
+                        stats.written.fetch_add(n, Ordering::Relaxed);
+                    }
+                    Err(e) => {
+                        stats.errors.fetch_add(1, Ordering::Relaxed);
+                        stats.dropped.fetch_add(n, Ordering::Relaxed);
+                        tracing::warn!(error = %e, records = n, "History commit failed; records dropped.");
+                    }
+                }
+                if last_prune.is_none_or(|t| t.elapsed() >= PRUNE_EVERY) {
+                    last_prune = Some(Instant::now());
+                    if let Err(e) = store.prune(&config, now) {
+                        tracing::warn!(error = %e, "History retention failed.");
+                    }
+                }
+            }
+        });
+    match handle {
+        Ok(h) => Ok((tx, h)),
+        Err(e) => Err(StoreError::Db(redb::Error::Io(e))),
+    }
+}
