@@ -253,3 +253,133 @@ async fn a_thousand_checks_render_in_one_page_under_a_megabyte() {
     assert_eq!(errors.take(), Vec::<String>::new());
     browser.close().await;
 }
+
+/// A scripted 90-day history: the bar has 90 slices, one red (the failed day), one amber
+/// (the degraded day), grey where nothing ran, green elsewhere; each slice has a tooltip;
+/// the check's own page draws the chart and lists its status changes; the uptime badge
+/// shows the availability.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_uptime_bar_shows_a_scripted_history() {
+    use healthd::history::record::{Bucket, EventRecord, Resolution, unix_ms};
+    use healthd::history::seed::Seed;
+    let up = Switch::new_up().await;
+    let d = TestDaemon::start(&format!("{FAST}{}", tcp("api", up.port, ""))).await;
+    d.started().await;
+    let now = unix_ms(std::time::SystemTime::now());
+    let day = Resolution::Day.index(now);
+    let bucket = |ok: u32, degraded: u32, failed: u32| Bucket {
+        ok,
+        degraded,
+        failed: if failed > 0 {
+            vec![("connect".into(), failed)]
+        } else {
+            vec![]
+        },
+        latency_sum_us: u64::from(ok + degraded + failed) * 2_000,
+        latency_max_us: 3_000,
+        hist: vec![(2, ok + degraded + failed)],
+        ..Bucket::default()
+    };
+    let days: Vec<(u32, Bucket)> = (2..=80)
+        .map(|ago| {
+            let b = match ago {
+                10 => bucket(100, 0, 40),
+                20 => bucket(100, 30, 0),
+                _ => bucket(144, 0, 0),
+            };
+            (day - ago, b)
+        })
+        .collect();
+    let history = d.daemon.history.clone();
+    history
+        .store
+        .seed(&Seed {
+            name: "api".into(),
+            kind: "tcp".into(),
+            buckets: vec![(Resolution::Day, days)],
+            raw: vec![],
+            events: vec![
+                EventRecord {
+                    at_ms: now - 10 * 86_400_000,
+                    from: "healthy".into(),
+                    to: "unhealthy".into(),
+                    reason: Some("connect".into()),
+                    message: "connect to api: refused".into(),
+                },
+                EventRecord {
+                    at_ms: now - 10 * 86_400_000 + 600_000,
+                    from: "unhealthy".into(),
+                    to: "healthy".into(),
+                    reason: None,
+                    message: "ok".into(),
+                },
+            ],
+        })
+        .expect("seed");
+
+    let browser = Browser::start().await;
+    let (page, errors) = browser
+        .open(&format!("http://{}/status?window=90d", d.addr))
+        .await;
+    let slices: Vec<String> = eval(
+        &page,
+        "[...document.querySelectorAll('tr[data-name=\"api\"] .bar .s')].map(s => s.className + '|' + s.title)",
+    )
+    .await;
+    assert_eq!(slices.len(), 90, "{slices:?}");
+    let count = |c: &str| {
+        slices
+            .iter()
+            .filter(|s| s.starts_with(&format!("s s-{c}|")))
+            .count()
+    };
+    assert_eq!(count("unhealthy"), 1, "{slices:?}");
+    assert_eq!(count("degraded"), 1, "{slices:?}");
+    assert!(count("nodata") >= 9, "{slices:?}");
+    assert!(count("healthy") >= 77, "{slices:?}");
+    assert!(
+        slices.iter().all(|s| s.contains(" – ")),
+        "every slice has a tooltip"
+    );
+    let red = slices
+        .iter()
+        .find(|s| s.starts_with("s s-unhealthy|"))
+        .unwrap();
+    assert!(red.contains("(71.4%, 140 runs)"), "{red}");
+
+    let (detail, _) = browser
+        .open(&format!("http://{}/status/api?window=90d", d.addr))
+        .await;
+    let lines: usize = eval(
+        &detail,
+        "document.querySelectorAll('.chart polyline').length",
+    )
+    .await;
+    assert_eq!(lines, 2, "p50 and p99");
+    let changes: Vec<String> = eval(
+        &detail,
+        "[...document.querySelectorAll('table.incidents tbody tr')].map(r => r.textContent)",
+    )
+    .await;
+    // The two scripted changes (and the live one from unknown at start, once written).
+    assert!(
+        changes.iter().any(|c| c.contains("healthy → unhealthy")
+            && c.contains("10m")
+            && c.contains("refused")),
+        "{changes:?}"
+    );
+    assert!(
+        changes.iter().any(|c| c.contains("unhealthy → healthy")),
+        "{changes:?}"
+    );
+
+    let (code, badge) = d.get("/badge/api/uptime.svg?window=90d").await;
+    assert_eq!(code, 200);
+    roxmltree::Document::parse(&badge).expect("the badge is XML");
+    assert!(
+        badge.contains("uptime 90d") && badge.contains('%'),
+        "{badge}"
+    );
+    assert_eq!(errors.take(), Vec::<String>::new());
+    browser.close().await;
+}

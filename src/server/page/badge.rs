@@ -1,10 +1,10 @@
 //! Badges in the shields.io style for READMEs and wikis: `/badge/{name}.svg` (status),
-//! `/badge/{name}/latency.svg`, and `/badge/group/{group}.svg`. A check's badge names it, so
+//! `/badge/{name}/latency.svg`, `/badge/{name}/uptime.svg?window=7d` (from history), and `/badge/group/{group}.svg`. A check's badge names it, so
 //! it needs authorisation like `/readyz/{name}`; a group's verdict is public like `/readyz`.
 //! `Cache-Control: max-age=5`.
 
 use axum::Router;
-use axum::extract::{Extension, Path, State};
+use axum::extract::{Extension, Path, RawQuery, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -122,6 +122,7 @@ async fn metric_badge(
     State(state): State<AppState>,
     Extension(Access(allowed)): Extension<Access>,
     Path((name, file)): Path<(String, String)>,
+    RawQuery(query): RawQuery,
 ) -> Response {
     if !allowed {
         return unauthorized();
@@ -136,6 +137,24 @@ async fn metric_badge(
                 .latency_ms
                 .map_or("no data".to_string(), |l| format!("{l:.0} ms"));
             reply(svg("latency", &text, colour(c.status)))
+        }
+        "uptime.svg" => {
+            let Some(history) = &state.history else {
+                return not_found();
+            };
+            let window = super::window_of(query.as_deref());
+            let bars = super::history::bars(history, vec![name.clone()], window).await;
+            let text = bars
+                .get(&name)
+                .and_then(|b| b.availability)
+                .map_or("no data".to_string(), |a| format!("{:.2}%", a * 100.0));
+            let fill = match bars.get(&name).and_then(|b| b.availability) {
+                Some(a) if a >= 0.999 => GREEN,
+                Some(a) if a >= 0.99 => AMBER,
+                Some(_) => RED,
+                None => GREY,
+            };
+            reply(svg(&format!("uptime {}", window.label()), &text, fill))
         }
         _ => not_found(),
     }

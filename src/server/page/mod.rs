@@ -7,12 +7,14 @@
 
 mod badge;
 mod data;
+mod history;
+mod past;
 mod view;
 
 use std::time::Instant;
 
 use axum::Router;
-use axum::extract::{Extension, Form, Path, State};
+use axum::extract::{Extension, Form, Path, RawQuery, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::get;
@@ -32,11 +34,11 @@ const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-
 /// The page's routes (merged into the detail budget by the router).
 pub fn routes(started: Instant) -> Router<AppState> {
     Router::new()
-        .route("/", get(move |s, a| index(s, a, started)))
-        .route("/status", get(move |s, a| index(s, a, started)))
+        .route("/", get(move |s, a, q| index(s, a, q, started)))
+        .route("/status", get(move |s, a, q| index(s, a, q, started)))
         .route(
             "/status/{name}",
-            get(move |s, a, p| detail(s, a, p, started)),
+            get(move |s, a, p, q| detail(s, a, p, q, started)),
         )
         .route("/status.json", get(move |s, a| state_json(s, a, started)))
         .route(
@@ -94,23 +96,55 @@ fn asset(body: &'static str, content_type: &'static str) -> Response {
 async fn index(
     State(state): State<AppState>,
     Extension(Access(allowed)): Extension<Access>,
+    RawQuery(query): RawQuery,
     started: Instant,
 ) -> Response {
     let data = PageData::of(&state, allowed, started);
-    secured(view::index(&data).into_response())
+    let window = window_of(query.as_deref());
+    let past = match (&state.history, allowed) {
+        // History is a detail: only for the authorised, as /api/v1.
+        (Some(h), true) => {
+            let names: Vec<String> = data.rows.iter().map(|r| r.name.clone()).collect();
+            Some(view::IndexPast {
+                window,
+                bars: history::bars(h, names.clone(), window).await,
+                timeline: history::timeline(h, names, TIMELINE).await,
+                slo: h.view.load_full(),
+            })
+        }
+        _ => None,
+    };
+    secured(view::index(&data, past.as_ref()).into_response())
+}
+
+/// Status changes listed in the page's incident timeline (the last 7 days).
+const TIMELINE: usize = 50;
+
+/// `?window=24h|7d|30d|90d` (default 24h).
+pub(super) fn window_of(query: Option<&str>) -> history::Window {
+    form_urlencoded::parse(query.unwrap_or("").as_bytes())
+        .find(|(k, _)| k == "window")
+        .and_then(|(_, v)| history::Window::parse(&v))
+        .unwrap_or(history::Window::Day)
 }
 
 async fn detail(
     State(state): State<AppState>,
     Extension(Access(allowed)): Extension<Access>,
     Path(name): Path<String>,
+    RawQuery(query): RawQuery,
     started: Instant,
 ) -> Response {
     let data = PageData::of(&state, allowed, started);
-    match data.rows.iter().find(|r| r.name == name) {
-        Some(row) => secured(view::detail(&data, row).into_response()),
-        None => secured(not_found().await),
-    }
+    let Some(row) = data.rows.iter().find(|r| r.name == name) else {
+        return secured(not_found().await);
+    };
+    let window = window_of(query.as_deref());
+    let past = match (&state.history, allowed) {
+        (Some(h), true) => Some((window, history::check_past(h, name.clone(), window).await)),
+        _ => None,
+    };
+    secured(view::detail(&data, row, past.as_ref()).into_response())
 }
 
 async fn state_json(

@@ -3,7 +3,12 @@
 
 use maud::{DOCTYPE, Markup, html};
 
+use std::sync::Arc;
+
 use super::data::{PageData, Row, Verdict};
+use super::history::{Bars, CheckPast, Incident, Window};
+use super::past;
+use crate::history::HistoryView;
 use crate::model::Status;
 
 fn symbol(s: Status) -> &'static str {
@@ -87,7 +92,30 @@ fn fmt_uptime(s: u64) -> String {
     }
 }
 
-fn row(r: &Row, authorized: bool) -> Markup {
+/// What the index shows from history (only for the authorised).
+pub struct IndexPast {
+    pub window: Window,
+    pub bars: Bars,
+    pub timeline: Vec<Incident>,
+    pub slo: Arc<HistoryView>,
+}
+
+/// The SLO cell: objective, budget left and a firing alert.
+fn slo_cell(name: &str, p: &IndexPast) -> Markup {
+    let Some(slo) = p.slo.checks.get(name).and_then(|c| c.slo.as_deref()) else {
+        return html! {};
+    };
+    html! {
+        span class="slo" {
+            "SLO " (format!("{}%", slo.objective * 100.0)) ": "
+            (slo.error_budget_remaining.map_or("no data".to_string(), |b| format!("{:.0}% budget left", b * 100.0)))
+            @if slo.alert.page { " " span class="alert page" { "page: burning fast" } }
+            @else if slo.alert.ticket { " " span class="alert ticket" { "ticket: burning" } }
+        }
+    }
+}
+
+fn row(r: &Row, authorized: bool, p: Option<&IndexPast>) -> Markup {
     html! {
         tr data-name=(r.name) class={"check status-" (r.status.as_str())} {
             th scope="row" class="name" { a href={"/status/" (url_segment(&r.name))} { (r.name) } }
@@ -95,6 +123,9 @@ fn row(r: &Row, authorized: bool) -> Markup {
             td class="kind" { (r.kind) }
             td class="critical" { (if r.critical { "critical" } else { "non-critical" }) }
             td class="latency" { (r.latency_ms.map(|l| format!("{l:.1} ms")).unwrap_or_default()) }
+            @if let Some(p) = p {
+                td class="uptime" { (past::bar(p.bars.get(&r.name), p.window)) " " (slo_cell(&r.name, p)) }
+            }
             td class="why" {
                 @if authorized {
                     @if r.status != Status::Healthy {
@@ -108,18 +139,27 @@ fn row(r: &Row, authorized: bool) -> Markup {
 }
 
 /// `/` and `/status`.
-pub fn index(d: &PageData) -> Markup {
+pub fn index(d: &PageData, p: Option<&IndexPast>) -> Markup {
     let body = html! {
+        @if let Some(p) = p { (past::windows(p.window, "/")) }
         @for (section, rows) in d.sections() {
             section {
                 h2 { (section) }
                 table {
                     thead { tr {
                         th scope="col" { "check" } th scope="col" { "status" } th scope="col" { "kind" }
-                        th scope="col" { "critical" } th scope="col" { "latency" } th scope="col" { "why" }
+                        th scope="col" { "critical" } th scope="col" { "latency" }
+                        @if let Some(p) = p { th scope="col" { "uptime (" (p.window.label()) ")" } }
+                        th scope="col" { "why" }
                     } }
-                    tbody { @for r in rows { (row(r, d.authorized)) } }
+                    tbody { @for r in rows { (row(r, d.authorized, p)) } }
                 }
+            }
+        }
+        @if let Some(p) = p {
+            section {
+                h2 { "Incidents, last 7 days" }
+                (past::incidents(&p.timeline, true))
             }
         }
     };
@@ -127,7 +167,7 @@ pub fn index(d: &PageData) -> Markup {
 }
 
 /// `/status/{name}`.
-pub fn detail(d: &PageData, r: &Row) -> Markup {
+pub fn detail(d: &PageData, r: &Row, p: Option<&(Window, CheckPast)>) -> Markup {
     let body = html! {
         p { a href="/" { "← all checks" } }
         h2 data-name=(r.name) { (r.name) " " (status_badge(r.status)) }
@@ -141,6 +181,14 @@ pub fn detail(d: &PageData, r: &Row) -> Markup {
                 dt { "message" } dd { (r.message.as_deref().unwrap_or("")) }
                 @for (k, v) in &r.details { dt { (k) } dd { (v.to_string()) } }
             }
+        }
+        @if let Some((window, past)) = p {
+            (past::windows(*window, &format!("/status/{}", r.name)))
+            p { (past::bar(past.bar.as_ref(), *window)) }
+            h3 { "Response time" }
+            (past::chart(&past.points))
+            h3 { "Status changes" }
+            (past::incidents(&past.incidents, false))
         }
         @if !d.authorized && d.auth_enabled { p { a href="/login" { "Log in" } " to see the reason, message and details." } }
     };
