@@ -5,6 +5,7 @@
 mod api;
 mod crash;
 mod degrade;
+mod reload;
 mod report;
 mod rules;
 mod slo;
