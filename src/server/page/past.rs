@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use maud::{Markup, html};
 
-use super::history::{Bar, Incident, Window};
+use super::history::{Bar, Incident, Slice, Window};
 use crate::history::query::Point;
 use crate::model::fmt_latency;
 
@@ -32,17 +32,31 @@ pub fn windows(current: Window, path: &str) -> Markup {
     }
 }
 
-/// A bar of slices with a tooltip each, and the window's availability.
+/// A bar of slices, consecutive slices of one state drawn as one run (its width class `wN`
+/// says how many slices) with one tooltip, so a page of 1,000 checks stays small; and the
+/// window's availability.
 pub fn bar(b: Option<&Bar>, window: Window) -> Markup {
     let Some(b) = b else {
         return html! { span class="nodata-note" { "no history yet" } };
     };
+    let mut runs: Vec<(&Slice, &Slice, u32, u32, u32)> = Vec::new();
+    for s in &b.slices {
+        match runs.last_mut() {
+            Some((first, last, good, bad, n)) if first.state == s.state => {
+                *last = s;
+                *good += s.good + s.degraded;
+                *bad += s.failed;
+                *n += 1;
+            }
+            _ => runs.push((s, s, s.good + s.degraded, s.failed, 1)),
+        }
+    }
     html! {
         span class="bar" role="img" aria-label={"uptime over " (window.label()) ": " (percent(b.availability))} {
-            @for s in &b.slices {
-                span class={"s s-" (s.state)}
-                    title={(time_of(s.start_ms)) " – " (time_of(s.end_ms)) ": " (s.state)
-                        @if let Some(a) = s.availability() { " (" (format!("{:.1}%", a * 100.0)) ", " (s.good + s.degraded + s.failed) " runs)" }} {}
+            @for (first, last, good, bad, n) in &runs {
+                span class={"s s-" (first.state) " w" (n)}
+                    title={(time_of(first.start_ms)) " – " (time_of(last.end_ms)) ": " (first.state)
+                        @if good + bad > 0 { " (" (format!("{:.1}%", f64::from(*good) * 100.0 / f64::from(good + bad))) ", " (good + bad) " runs)" }} {}
             }
         }
         " " span class="availability" { (percent(b.availability)) }
