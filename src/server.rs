@@ -171,7 +171,7 @@ pub fn router(state: AppState) -> Router {
         .route("/metrics", get(metrics))
         .merge(push::routes())
         .merge(api::routes())
-        .fallback(not_found);
+        .fallback(|| async { not_found() });
     let details = if state.options.load().status_page {
         details.merge(page::routes(std::time::Instant::now()))
     } else {
@@ -209,7 +209,7 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
-async fn not_found() -> Response {
+fn not_found() -> Response {
     text(StatusCode::NOT_FOUND, "not found\n".to_string())
 }
 

@@ -22,12 +22,6 @@ pub enum Endpoint {
     Unknown,
 }
 
-fn group_named(name: &str) -> Option<Group> {
-    Group::ALL
-        .into_iter()
-        .find(|g| name == g.as_str() || name == g.path())
-}
-
 /// An HTTP path (its query ignored).
 pub fn of_path(path: &str) -> Endpoint {
     let path = path.split('?').next().unwrap_or("");
@@ -56,11 +50,11 @@ pub fn of_service(service: &str) -> Endpoint {
         return Endpoint::Group(Group::Readiness);
     }
     match service.split_once('/') {
-        Some((g, name)) => match group_named(g) {
+        Some((g, name)) => match Group::named(g) {
             Some(group) if !name.is_empty() => Endpoint::Check(group, name.to_string()),
             _ => Endpoint::Unknown,
         },
-        None => group_named(service).map_or(Endpoint::Unknown, Endpoint::Group),
+        None => Group::named(service).map_or(Endpoint::Unknown, Endpoint::Group),
     }
 }
 

@@ -96,6 +96,13 @@ impl Group {
             Group::Startup => "startupz",
         }
     }
+
+    /// The group a name stands for: its own name (`readiness`) or its endpoint's (`readyz`).
+    pub fn named(name: &str) -> Option<Group> {
+        Group::ALL
+            .into_iter()
+            .find(|g| name == g.as_str() || name == g.path())
+    }
 }
 
 /// The roll-up of one group: the worst status of its members, and how many are in each.

@@ -34,9 +34,9 @@ const FOLLOW_EVERY: Duration = Duration::from_millis(100);
 /// The verdict of one service name now; `None` for a service that does not exist.
 pub fn serving(verdicts: &Verdicts, service: &str) -> Option<ServingStatus> {
     let (group, check) = match service.split_once('/') {
-        Some((g, name)) => (group_named(g)?, Some(name)),
+        Some((g, name)) => (Group::named(g)?, Some(name)),
         None if service.is_empty() => (Group::Readiness, None),
-        None => (group_named(service)?, None),
+        None => (Group::named(service)?, None),
     };
     let snap = verdicts.snapshot.load_full();
     let policy = verdicts.policy.load();
@@ -58,15 +58,6 @@ pub fn serving(verdicts: &Verdicts, service: &str) -> Option<ServingStatus> {
     } else {
         ServingStatus::NotServing
     })
-}
-
-fn group_named(name: &str) -> Option<Group> {
-    match name {
-        "liveness" | "livez" => Some(Group::Liveness),
-        "readiness" | "readyz" => Some(Group::Readiness),
-        "startup" | "startupz" => Some(Group::Startup),
-        _ => None,
-    }
 }
 
 fn response(status: ServingStatus) -> HealthCheckResponse {

@@ -10,7 +10,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use maud::{Markup, html};
 
-use super::super::{Access, AppState, unauthorized};
+use super::super::{Access, AppState, not_found, unauthorized};
 use crate::model::{Group, Status};
 
 pub(super) fn routes() -> Router<AppState> {
@@ -82,21 +82,14 @@ fn reply(body: String) -> Response {
     )
 }
 
-fn not_found() -> Response {
-    (StatusCode::NOT_FOUND, "not found\n").into_response()
-}
-
 async fn group_badge(State(state): State<AppState>, Path(file): Path<String>) -> Response {
     let Some(name) = file.strip_suffix(".svg") else {
         return not_found();
     };
-    let Some(group) = Group::ALL
-        .iter()
-        .find(|g| g.as_str() == name || g.path() == name)
-    else {
+    let Some(group) = Group::named(name) else {
         return not_found();
     };
-    let (pass, word) = state.verdicts.group(*group);
+    let (pass, word) = state.verdicts.group(group);
     reply(svg(group.as_str(), word, if pass { GREEN } else { RED }))
 }
 

@@ -137,7 +137,7 @@ async fn detail(
 ) -> Response {
     let data = PageData::of(&state, allowed, started);
     let Some(row) = data.rows.iter().find(|r| r.name == name) else {
-        return secured(not_found().await);
+        return secured(not_found());
     };
     let window = window_of(query.as_deref());
     let past = match (&state.history, allowed) {
