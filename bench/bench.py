@@ -1122,6 +1122,25 @@ def fig_history(R, D, big):
     nginx.stop()
 
 
+# Every figure's number; `--only` picks some.
+FIGURES = ["1", "2", "3", "4", "5", "6", "7", "8", "9", "12"]
+
+
+def figures_of(only):
+    """`--only` as a set of figure numbers: comma-separated ("1,5,12"); without commas a
+    known figure number ("12") is that figure, anything else one figure per digit ("15")."""
+    if not only:
+        return set(FIGURES)
+    if "," in only or only in FIGURES:
+        picked = {f.strip() for f in only.split(",") if f.strip()}
+    else:
+        picked = set(only)
+    unknown = picked - set(FIGURES)
+    if unknown:
+        sys.exit(f"--only: no figure {', '.join(sorted(unknown))} (figures: {', '.join(FIGURES)})")
+    return picked
+
+
 def main():
     global TMP, ARGS
     if len(sys.argv) >= 2 and sys.argv[1] == "peer":
@@ -1133,11 +1152,13 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--healthd", required=True)
-    ap.add_argument("--only", default="123456789", help="figures to run, e.g. 15")
+    ap.add_argument("--only", default=None,
+                    help="figures to run: 1,5,12 (or 15 for 1 and 5; a known number such as 12 is that figure)")
     ap.add_argument("--kinds", default="tcp,http,grpc,dns", help="probe kinds of figure 2, e.g. dns")
     ap.add_argument("--python", default=sys.executable,
                     help="a Python with grpcio-health-checking (scripts/python-venv) for figure 2")
     ARGS = ap.parse_args()
+    ARGS.only = figures_of(ARGS.only)
     raise_nofile()
     TMP = tempfile.mkdtemp(prefix="healthd-bench-")
     atexit.register(lambda: shutil.rmtree(TMP, ignore_errors=True))
@@ -1170,7 +1191,10 @@ def main():
             import host_metrics
             host_metrics.fig_host(sys.modules[__name__], R, 10 if q else 30)
         if "9" in ARGS.only:
-            fig_history(R, 5 if q else 30, not q or "9" == ARGS.only)
+            fig_history(R, 5 if q else 30, not q or ARGS.only == {"9"})
+        if "12" in ARGS.only:
+            import idle
+            idle.fig_idle(sys.modules[__name__], R, 10 if q else 30)
     finally:
         stop_all()
     log(f"done in {time.monotonic() - started:.0f}s")

@@ -168,6 +168,16 @@ enum OutputFormat {
 /// exit 3 on a usage error: 2 would read as "unhealthy").
 const EXIT_UNKNOWN: u8 = 3;
 
+/// Most async worker threads: probes wait on the network, not on the CPU, and every worker
+/// costs its stack and its allocator arena; a many-core host gets no more than this.
+const MAX_WORKERS: usize = 4;
+
+fn worker_threads() -> usize {
+    std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(MAX_WORKERS)
+}
+
 fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
@@ -177,6 +187,7 @@ fn main() -> ExitCode {
     // One process-wide TLS provider, before anything builds a TLS client.
     let _ = rustls::crypto::ring::default_provider().install_default();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(worker_threads())
         .enable_all()
         .build()
     {

@@ -18,8 +18,9 @@ use crate::config::ConfigError;
 use crate::health::Verdicts;
 use crate::model::{Group, Status};
 
-/// How often the `STATUS=` line is recomputed; it is sent only when it changed.
-const STATUS_POLL: Duration = Duration::from_secs(1);
+/// Least time between two recomputations of the `STATUS=` line (it follows the published
+/// snapshots, and is sent only when it changed).
+const STATUS_GAP: Duration = Duration::from_secs(1);
 
 /// Longest wait before READY=1 for the health loop to publish the scheduled checks.
 const READY_PUBLISH_WAIT: Duration = Duration::from_secs(2);
@@ -40,9 +41,9 @@ impl Notifier {
     pub async fn ready(state: Verdicts) -> Notifier {
         // The checks were handed to the health loop just before; let it publish them (bounded)
         // so the first STATUS= counts them.
-        let seq = state.snapshot.load().seq;
+        let pulse = state.snapshot.load().pulse.clone();
         let deadline = tokio::time::Instant::now() + READY_PUBLISH_WAIT;
-        while state.snapshot.load().seq < seq + 2 && tokio::time::Instant::now() < deadline {
+        while !pulse.caught_up() && tokio::time::Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
         let line = status_line(&state);
@@ -64,6 +65,7 @@ impl Notifier {
             );
             tokio::spawn(watchdog(
                 notifier.state.clone(),
+                notifier.last_status.clone(),
                 timeout,
                 notifier.cancel.clone(),
             ));
@@ -162,34 +164,50 @@ pub fn status_line(state: &Verdicts) -> String {
     line
 }
 
+/// Recompute the `STATUS=` line when the health loop publishes (at most once per
+/// [`STATUS_GAP`]), and send it when it changed. Nothing wakes while nothing is published.
 async fn keep_status_current(state: Verdicts, last: Arc<Mutex<String>>, cancel: CancellationToken) {
-    let mut ticks = tokio::time::interval(STATUS_POLL);
-    ticks.set_missed_tick_behavior(MissedTickBehavior::Skip);
+    let mut published = state.snapshot.load().pulse.subscribe();
     loop {
         tokio::select! {
             _ = cancel.cancelled() => return,
-            _ = ticks.tick() => {}
+            changed = published.changed() => if changed.is_err() { return },
         }
-        let line = status_line(&state);
-        let changed = {
-            let mut last = lock(&last);
-            if *last == line {
-                false
-            } else {
-                *last = line.clone();
-                true
-            }
-        };
-        if changed {
-            send(&[NotifyState::Status(&line)]);
+        send_status_if_changed(&state, &last);
+        tokio::select! {
+            _ = cancel.cancelled() => return,
+            _ = tokio::time::sleep(STATUS_GAP) => {}
         }
     }
 }
 
-/// Ping at half the watchdog timeout, but only while the snapshot is fresher than
-/// `server.stall_after`: a stalled snapshot loop (or a wedged runtime, which stops this task
-/// too) stops the pings, and systemd restarts healthd one timeout later.
-async fn watchdog(state: Verdicts, timeout: Duration, cancel: CancellationToken) {
+fn send_status_if_changed(state: &Verdicts, last: &Mutex<String>) {
+    let line = status_line(state);
+    let changed = {
+        let mut last = lock(last);
+        if *last == line {
+            false
+        } else {
+            *last = line.clone();
+            true
+        }
+    };
+    if changed {
+        send(&[NotifyState::Status(&line)]);
+    }
+}
+
+/// Ping at half the watchdog timeout, but only while the snapshot loop makes progress (it
+/// has had no work waiting, or has not been stuck on it for longer than `server.stall_after`):
+/// a stalled snapshot loop (or a wedged runtime, which stops this task too) stops the pings,
+/// and systemd restarts healthd one timeout later. This is the one periodic wake of an idle
+/// daemon, and only under a systemd watchdog.
+async fn watchdog(
+    state: Verdicts,
+    last: Arc<Mutex<String>>,
+    timeout: Duration,
+    cancel: CancellationToken,
+) {
     let mut ticks = tokio::time::interval((timeout / 2).max(Duration::from_millis(1)));
     ticks.set_missed_tick_behavior(MissedTickBehavior::Skip);
     let mut stalled = false;
@@ -198,21 +216,24 @@ async fn watchdog(state: Verdicts, timeout: Duration, cancel: CancellationToken)
             _ = cancel.cancelled() => return,
             _ = ticks.tick() => {}
         }
-        let age = state.snapshot.load().age();
+        let stuck = state.snapshot.load().stuck_for();
         let bound = state.policy.load().stall_after;
-        if age <= bound {
+        if stuck <= bound {
             if stalled {
                 stalled = false;
                 tracing::info!("Snapshot loop progressing again; watchdog pings resumed.");
+                send_status_if_changed(&state, &last);
             }
             send(&[NotifyState::Watchdog]);
         } else if !stalled {
             stalled = true;
             tracing::error!(
-                age = %humantime::format_duration(round_ms(age)),
+                stuck = %humantime::format_duration(round_ms(stuck)),
                 stall_after = %humantime::format_duration(bound),
                 "Snapshot loop stalled; withholding watchdog pings so systemd restarts healthd."
             );
+            // The loop publishes nothing while stalled: say so here.
+            send_status_if_changed(&state, &last);
         }
     }
 }

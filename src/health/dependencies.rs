@@ -10,18 +10,63 @@ use super::snapshot::CheckView;
 use super::state::CheckState;
 use crate::model::Status;
 
-/// Set each dependent check's `blocked_by` to its failing parents (empty unless it fails).
+/// For each check (by index), the checks that depend on it.
+pub(crate) fn dependents(
+    n: usize,
+    index: &HashMap<String, usize>,
+    depends_on: &BTreeMap<String, Vec<String>>,
+) -> Vec<Vec<usize>> {
+    let mut out = vec![Vec::new(); n];
+    for (child, parents) in depends_on {
+        let Some(&c) = index.get(child) else {
+            continue;
+        };
+        for p in parents {
+            if let Some(&p) = index.get(p) {
+                out[p].push(c);
+            }
+        }
+    }
+    out
+}
+
+/// The checks whose `blocked_by` may have changed when `changed` did: those of them that
+/// have dependencies, and their dependents.
+pub(crate) fn affected(
+    changed: &[usize],
+    dependents: &[Vec<usize>],
+    states: &[CheckState],
+    depends_on: &BTreeMap<String, Vec<String>>,
+) -> Vec<usize> {
+    let mut out: Vec<usize> = changed
+        .iter()
+        .filter(|&&i| depends_on.contains_key(&states[i].meta.name))
+        .copied()
+        .chain(
+            changed
+                .iter()
+                .flat_map(|&i| dependents.get(i).into_iter().flatten().copied()),
+        )
+        .collect();
+    out.sort_unstable();
+    out.dedup();
+    out
+}
+
+/// Set each of the `affected` checks' `blocked_by` to its failing parents (empty unless it
+/// fails); returns those whose `blocked_by` changed.
 pub(crate) fn update_blocked(
     states: &mut [CheckState],
     index: &HashMap<String, usize>,
     depends_on: &BTreeMap<String, Vec<String>>,
-) {
+    affected: Vec<usize>,
+) -> Vec<usize> {
     let mut changed = Vec::new();
-    for (child, parents) in depends_on {
-        let Some(&i) = index.get(child) else {
+    for i in affected {
+        let view = &states[i].view;
+        let Some(parents) = depends_on.get(&view.name) else {
             continue;
         };
-        let view = &states[i].view;
         let blocked: Vec<String> = if failing(view.status) {
             parents
                 .iter()
@@ -39,15 +84,19 @@ pub(crate) fn update_blocked(
             changed.push((i, blocked));
         }
     }
-    for (i, blocked) in changed {
-        let view = Arc::make_mut(&mut states[i].view);
-        if blocked.is_empty() {
-            tracing::info!(check = %view.name, "Check no longer blocked: it is judged on its own again.");
-        } else {
-            tracing::info!(check = %view.name, blocked_by = %blocked.join(","), status = view.status.as_str(), "Check blocked: a check it depends on is failing; its failure is not notified.");
-        }
-        view.blocked_by = blocked;
-    }
+    changed
+        .into_iter()
+        .map(|(i, blocked)| {
+            let view = Arc::make_mut(&mut states[i].view);
+            if blocked.is_empty() {
+                tracing::info!(check = %view.name, "Check no longer blocked: it is judged on its own again.");
+            } else {
+                tracing::info!(check = %view.name, blocked_by = %blocked.join(","), status = view.status.as_str(), "Check blocked: a check it depends on is failing; its failure is not notified.");
+            }
+            view.blocked_by = blocked;
+            i
+        })
+        .collect()
 }
 
 /// After a reload: a check that no longer has dependencies is no longer blocked.

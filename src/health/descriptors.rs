@@ -27,6 +27,14 @@ impl DescriptorWatch {
         self.shown = None;
     }
 
+    /// When the self-check turns healthy again, if it is degraded now.
+    pub(crate) fn due(&self) -> Option<Instant> {
+        match (&self.latest, self.shown) {
+            (Some((at, _)), Some(Status::Degraded)) => at.checked_add(QUIET),
+            _ => None,
+        }
+    }
+
     /// The self-check's new status and message, when it changed (and at the first call).
     pub(crate) fn change(&mut self, now: Instant) -> Option<(Status, String)> {
         let short = self

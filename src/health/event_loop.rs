@@ -1,6 +1,9 @@
 //! The health loop: the single writer of the snapshot. It takes events (observations from
 //! the scheduler, reconfiguration, self-check results, reload results), feeds them to the
-//! per-check state machines, and publishes a new snapshot after every batch.
+//! per-check state machines, and publishes a new snapshot after every batch, in O(changed
+//! checks) (see [`super::publish`]). It wakes only for an event or a due deadline (a
+//! result going stale): an idle loop costs nothing, and its liveness is a [`Pulse`], not a
+//! periodic publication.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
@@ -11,11 +14,13 @@ use tokio::sync::{broadcast, mpsc};
 use tokio_util::sync::CancellationToken;
 
 use super::descriptors::DescriptorWatch;
+use super::publish::Board;
+use super::pulse::Pulse;
 use super::snapshot::{CheckView, HEARTBEAT, ReloadInfo, SharedSnapshot, Snapshot};
 use super::state::{CheckMeta, CheckState, Observation};
 use super::stats::RunStats;
 use crate::model::classify::out_of_descriptors;
-use crate::model::{Group, GroupSummary, Level, Reason, Status};
+use crate::model::{Group, Level, Reason, Status};
 use crate::resilience::Resilience;
 
 /// A check's status changed (for logs and the optional OTLP log record).
@@ -76,8 +81,6 @@ pub enum Event {
 
 /// Least time between two published snapshots; results arriving meanwhile are batched.
 const MIN_PUBLISH_GAP: Duration = Duration::from_millis(10);
-/// The loop publishes at least this often, which is what the heartbeat measures.
-const TICK: Duration = Duration::from_millis(500);
 
 /// The single writer of the snapshot.
 pub struct HealthLoop {
@@ -85,6 +88,13 @@ pub struct HealthLoop {
     states: Vec<CheckState>,
     index: HashMap<String, usize>,
     builtins: BTreeMap<String, CheckView>,
+    /// A self-check changed since the last publish.
+    builtins_changed: bool,
+    /// What the last snapshot holds, and what changed since.
+    board: Board,
+    /// For each check, the checks that depend on it (their `blocked_by` follows it).
+    dependents: Vec<Vec<usize>>,
+    pulse: Arc<Pulse>,
     /// The scheduler has told the loop which checks exist (startup cannot complete before).
     configured: bool,
     started: bool,
@@ -114,7 +124,11 @@ pub struct HealthHandle {
 impl HealthLoop {
     pub fn new(capacity: usize) -> (HealthLoop, HealthHandle) {
         let (tx, rx) = mpsc::channel(capacity);
-        let out: SharedSnapshot = Arc::new(ArcSwap::from_pointee(Snapshot::empty()));
+        let pulse = Arc::new(Pulse::new(Some(tx.downgrade())));
+        let out: SharedSnapshot = Arc::new(ArcSwap::from_pointee(Snapshot {
+            pulse: pulse.clone(),
+            ..Snapshot::empty()
+        }));
         let (changes, _) = broadcast::channel(1024);
         let (runs, _) = broadcast::channel(4096);
         let hl = HealthLoop {
@@ -122,6 +136,10 @@ impl HealthLoop {
             states: Vec::new(),
             index: HashMap::new(),
             builtins: BTreeMap::new(),
+            builtins_changed: true,
+            board: Board::default(),
+            dependents: Vec::new(),
+            pulse,
             configured: false,
             started: false,
             reload: None,
@@ -145,19 +163,29 @@ impl HealthLoop {
         )
     }
 
-    /// Run until cancelled, publishing after every batch of events and at least every tick.
+    /// Run until cancelled, publishing after every batch of events and when a deadline
+    /// (a result going stale) passes; nothing else wakes it.
     pub async fn run(mut self, cancel: CancellationToken) {
         let mut last_publish = Instant::now() - MIN_PUBLISH_GAP;
         self.publish();
         loop {
+            let due = self.due();
+            self.pulse.beat(due);
+            let deadline = async {
+                match due {
+                    Some(t) => tokio::time::sleep_until(t.into()).await,
+                    None => std::future::pending().await,
+                }
+            };
             tokio::select! {
                 _ = cancel.cancelled() => break,
                 ev = self.rx.recv() => match ev {
                     Some(ev) => self.handle(ev),
                     None => break,
                 },
-                _ = tokio::time::sleep(TICK) => {}
+                _ = deadline => {}
             }
+            self.pulse.woke();
             let since = last_publish.elapsed();
             if since < MIN_PUBLISH_GAP {
                 tokio::time::sleep(MIN_PUBLISH_GAP - since).await;
@@ -170,12 +198,22 @@ impl HealthLoop {
         }
     }
 
-    fn handle(&mut self, ev: Event) {
+    /// When the loop must next wake without an event: the earliest staleness deadline, or
+    /// the descriptor self-check turning healthy again.
+    fn due(&self) -> Option<Instant> {
+        match (self.board.due(), self.descriptors.due()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    pub(crate) fn handle(&mut self, ev: Event) {
         match ev {
             Event::Observation(obs) => {
                 let Some(&i) = self.index.get(&obs.check) else {
                     return;
                 };
+                self.board.mark(i);
                 self.lateness.record(None, obs.lateness);
                 let state = &mut self.states[i];
                 if state.meta.generation != obs.generation {
@@ -186,6 +224,7 @@ impl HealthLoop {
                 if obs.outcome.level == Level::Failed && out_of_descriptors(&obs.outcome.message) {
                     state.skip(&obs.outcome.message);
                     self.descriptors.skipped(&obs.check);
+                    self.builtins_changed = true;
                     return;
                 }
                 let at = obs.at;
@@ -243,6 +282,9 @@ impl HealthLoop {
                     .enumerate()
                     .map(|(i, s)| (s.meta.name.clone(), i))
                     .collect();
+                self.relink();
+                // The heartbeat's message counts the checks.
+                self.builtins_changed = true;
             }
             Event::SelfCheck {
                 name,
@@ -265,16 +307,21 @@ impl HealthLoop {
                 view.message = message;
                 view.last_run = Some(now);
                 view.reported = true;
+                self.builtins_changed = true;
             }
             Event::Reloaded(info) => self.reload = Some(info),
             Event::Dependencies(d) => {
                 super::dependencies::forget_removed(&mut self.states, &d);
                 self.depends_on = d;
+                self.relink();
             }
             Event::SloPaging(set) => {
                 for name in set.symmetric_difference(&self.slo_paging) {
                     let on = set.contains(name);
                     tracing::info!(check = %name, degraded = on, "SLO page alert changed; degrade_on = \"page\".");
+                    if let Some(&i) = self.index.get(name) {
+                        self.board.mark(i);
+                    }
                 }
                 self.slo_paging = set;
             }
@@ -287,11 +334,21 @@ impl HealthLoop {
         }
     }
 
-    fn publish(&mut self) {
+    /// The checks or their dependencies changed: republish everything once, and know again
+    /// which checks follow which.
+    fn relink(&mut self) {
+        self.board.reset(self.states.len());
+        self.dependents =
+            super::dependencies::dependents(self.states.len(), &self.index, &self.depends_on);
+    }
+
+    pub(crate) fn publish(&mut self) {
         self.seq += 1;
         let now = SystemTime::now();
         let mono = Instant::now();
-        for state in &mut self.states {
+        for i in self.board.take_due(mono) {
+            self.board.mark(i);
+            let state = &mut self.states[i];
             if let Some(from) = state.expire(mono, now) {
                 let v = &state.view;
                 tracing::warn!(check = %v.name, from = from.as_str(), detail = %v.message, "Check result is stale; status now unknown.");
@@ -307,8 +364,69 @@ impl HealthLoop {
             }
         }
         if !self.depends_on.is_empty() {
-            super::dependencies::update_blocked(&mut self.states, &self.index, &self.depends_on);
+            let affected = super::dependencies::affected(
+                self.board.dirty(),
+                &self.dependents,
+                &self.states,
+                &self.depends_on,
+            );
+            for i in super::dependencies::update_blocked(
+                &mut self.states,
+                &self.index,
+                &self.depends_on,
+                affected,
+            ) {
+                self.board.mark(i);
+            }
         }
+        self.board.commit(&self.states, &self.slo_paging);
+        self.publish_builtins(now, mono);
+
+        if !self.started && self.configured {
+            self.started = self.board.all_reported_and_started();
+            if self.started {
+                tracing::info!(
+                    checks = self.states.len(),
+                    "Startup complete: every check has reported."
+                );
+            }
+        }
+        self.out.store(Arc::new(Snapshot {
+            seq: self.seq,
+            generated_at: now,
+            generated_mono: Instant::now(),
+            started: self.started,
+            checks: self.board.checks(),
+            groups: self.board.groups(),
+            reload: self.reload.clone(),
+            lateness: self.lateness.clone(),
+            pulse: self.pulse.clone(),
+        }));
+        self.pulse.published(self.seq);
+    }
+
+    /// The self-checks: the heartbeat (its liveness is the [`Pulse`]; the view says how many
+    /// checks the loop holds) and the descriptor watch; republished only when one changed.
+    fn publish_builtins(&mut self, now: SystemTime, mono: Instant) {
+        if let Some((status, message)) = self.descriptors.change(mono) {
+            let view = self
+                .builtins
+                .entry(DescriptorWatch::NAME.to_string())
+                .or_insert_with(|| self_check_view(DescriptorWatch::NAME.into(), vec![], false));
+            if view.status != status {
+                view.since = Some(now);
+            }
+            view.reason = (status != Status::Healthy).then_some(Reason::Internal);
+            view.status = status;
+            view.message = message;
+            view.last_run = Some(now);
+            view.reported = true;
+            self.builtins_changed = true;
+        }
+        if !self.builtins_changed {
+            return;
+        }
+        self.builtins_changed = false;
         let probes = self.states.len();
         let heartbeat = self
             .builtins
@@ -323,81 +441,13 @@ impl HealthLoop {
         heartbeat.reported = true;
         heartbeat.passed_once = true;
         heartbeat.message = format!("snapshot loop alive, {probes} checks scheduled");
-        if let Some((status, message)) = self.descriptors.change(mono) {
-            let view = self
-                .builtins
-                .entry(DescriptorWatch::NAME.to_string())
-                .or_insert_with(|| self_check_view(DescriptorWatch::NAME.into(), vec![], false));
-            if view.status != status {
-                view.since = Some(now);
-            }
-            view.reason = (status != Status::Healthy).then_some(Reason::Internal);
-            view.status = status;
-            view.message = message;
-            view.last_run = Some(now);
-            view.reported = true;
-        }
-
-        if !self.started && self.configured {
-            self.started = self.states.iter().all(|s| s.view.reported)
-                && self
-                    .states
-                    .iter()
-                    .filter(|s| s.meta.groups.contains(&Group::Startup))
-                    .all(|s| s.view.passed_once);
-            if self.started {
-                tracing::info!(
-                    checks = probes,
-                    "Startup complete: every check has reported."
-                );
-            }
-        }
-        let paging = &self.slo_paging;
-        let checks: Vec<Arc<CheckView>> = self
-            .states
-            .iter_mut()
-            .map(|s| slo_degraded(&s.view, paging))
-            .chain(self.builtins.values().map(|v| Arc::new(v.clone())))
-            .collect();
-        let groups = Group::ALL
-            .iter()
-            .map(|g| {
-                let members = checks
-                    .iter()
-                    .filter(|c| c.groups.contains(g))
-                    .filter_map(|c| c.counted());
-                (*g, GroupSummary::of(members))
-            })
-            .collect();
-        self.out.store(Arc::new(Snapshot {
-            seq: self.seq,
-            generated_at: now,
-            generated_mono: Instant::now(),
-            started: self.started,
-            checks,
-            groups,
-            reload: self.reload.clone(),
-            lateness: self.lateness.clone(),
-        }));
+        self.board.set_builtins(
+            self.builtins
+                .values()
+                .map(|v| Arc::new(v.clone()))
+                .collect(),
+        );
     }
-}
-
-/// A healthy check whose SLO page alert fires, with `degrade_on = "page"`: shown (and
-/// counted in its groups) as degraded, reason `slo`. Its own state is untouched: the
-/// overlay goes when the alert stops.
-fn slo_degraded(view: &Arc<CheckView>, paging: &BTreeSet<String>) -> Arc<CheckView> {
-    if view.status != Status::Healthy || !paging.contains(&view.name) {
-        return view.clone();
-    }
-    Arc::new(CheckView {
-        status: Status::Degraded,
-        reason: Some(Reason::Slo),
-        message: format!(
-            "SLO page alert: error budget burning fast; {}",
-            view.message
-        ),
-        ..CheckView::clone(view)
-    })
 }
 
 /// The view of a healthd self-check (not a probe) before its first report.
@@ -435,3 +485,7 @@ fn log_change(c: &StatusChange) {
         ),
     }
 }
+
+#[cfg(test)]
+#[path = "publish_tests.rs"]
+mod tests;

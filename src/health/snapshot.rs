@@ -8,6 +8,8 @@ use std::time::{Duration, Instant, SystemTime};
 use arc_swap::ArcSwap;
 use serde::Serialize;
 
+pub use super::checks::Checks;
+pub use super::pulse::Pulse;
 use super::stats::RunStats;
 use crate::model::{Group, GroupSummary, Reason, Sample, Status};
 use crate::resilience::BreakerState;
@@ -104,7 +106,9 @@ pub struct ReloadInfo {
     pub errors: Vec<String>,
 }
 
-/// One immutable picture of everything healthd knows, swapped in atomically.
+/// One immutable picture of everything healthd knows, swapped in atomically. Published only
+/// when something changed: its age says nothing about the loop's health, [`Snapshot::pulse`]
+/// does.
 #[derive(Debug, Clone)]
 pub struct Snapshot {
     pub seq: u64,
@@ -113,11 +117,13 @@ pub struct Snapshot {
     /// The startup latch: every check reported and every startup check passed once.
     pub started: bool,
     /// Probe checks in config order, then self-checks.
-    pub checks: Vec<Arc<CheckView>>,
+    pub checks: Checks,
     pub groups: BTreeMap<Group, GroupSummary>,
     pub reload: Option<ReloadInfo>,
     /// How late runs started against their schedule, over all checks (a histogram).
     pub lateness: RunStats,
+    /// The health loop's liveness, shared by every snapshot it publishes.
+    pub pulse: Arc<Pulse>,
 }
 
 impl Snapshot {
@@ -128,13 +134,14 @@ impl Snapshot {
             generated_at: SystemTime::now(),
             generated_mono: Instant::now(),
             started: false,
-            checks: Vec::new(),
+            checks: Checks::default(),
             groups: Group::ALL
                 .iter()
                 .map(|g| (*g, GroupSummary::of(std::iter::empty())))
                 .collect(),
             reload: None,
             lateness: RunStats::default(),
+            pulse: Arc::new(Pulse::new(None)),
         }
     }
 
@@ -148,9 +155,15 @@ impl Snapshot {
             .filter(move |c| c.groups.contains(&group))
     }
 
-    /// How old this snapshot is; a stalled loop shows up as a growing age.
+    /// How old this snapshot is (an idle daemon publishes nothing: this alone is no sign of
+    /// a stall; see [`Pulse::stuck_for`]).
     pub fn age(&self) -> Duration {
         self.generated_mono.elapsed()
+    }
+
+    /// How long the health loop has had work waiting without making progress.
+    pub fn stuck_for(&self) -> Duration {
+        self.pulse.stuck_for()
     }
 
     /// The worst status over probe checks.

@@ -327,6 +327,20 @@ impl CheckState {
         }
     }
 
+    /// When [`CheckState::expire`] next has something to do: the latest result's freshness
+    /// running out, or a pending check's first result becoming overdue.
+    pub(crate) fn deadline(&self) -> Option<Instant> {
+        let fresh = self.fresh_until.filter(|_| !self.view.stale);
+        let settle = match (self.awaiting_since, self.view.pending) {
+            (Some(since), true) => since.checked_add(Self::first_result_bound(&self.meta)),
+            _ => None,
+        };
+        match (fresh, settle) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
     /// Turn the check `unknown` if its latest result is too old; returns the old status
     /// when that happened just now.
     pub(crate) fn expire(&mut self, now: Instant, at: SystemTime) -> Option<Status> {

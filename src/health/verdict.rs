@@ -64,9 +64,10 @@ impl Verdicts {
         (v.pass, v.word)
     }
 
-    /// The snapshot loop has not published for longer than `stall_after`.
+    /// The snapshot loop has had work waiting, and made no progress, for longer than
+    /// `stall_after`.
     pub fn stalled(&self) -> bool {
-        self.snapshot.load().age() > self.policy.load().stall_after
+        self.snapshot.load().stuck_for() > self.policy.load().stall_after
     }
 }
 
@@ -98,7 +99,8 @@ pub fn verdict<'a>(
         .get(&group)
         .map(|g| g.fail_on_degraded)
         .unwrap_or(false);
-    let stale = snap.age() > policy.stall_after;
+    let stuck = snap.stuck_for();
+    let stale = stuck > policy.stall_after;
     // The plain answer for a whole group needs only its status, which the snapshot already
     // holds: that spares touching every member's reference count on each request.
     let summary = if only.is_none() && exclude.is_empty() && !stale && !with_members {
@@ -123,8 +125,8 @@ pub fn verdict<'a>(
             let mut v = CheckView::clone(c);
             v.status = Status::Unhealthy;
             v.message = format!(
-                "snapshot loop stalled: last snapshot {:.1}s ago",
-                snap.age().as_secs_f64()
+                "snapshot loop stalled: work waiting, no progress for {:.1}s",
+                stuck.as_secs_f64()
             );
             *c = Arc::new(v);
         }

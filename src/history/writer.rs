@@ -104,9 +104,16 @@ pub fn spawn(
             }
         };
         let mut pending = Batch::default();
-        let mut tick = tokio::time::interval(FLUSH_EVERY);
         let mut last_commit = Instant::now() - HEARTBEAT_EVERY;
+        // When the pending batch is committed: FLUSH_EVERY after the previous commit (at
+        // once if that is past), or the next session heartbeat when nothing is pending (so
+        // an idle writer sleeps 10 s instead of waking every second).
+        let mut flush_at: Option<Instant> = None;
         loop {
+            if flush_at.is_none() && !pending.is_empty() {
+                flush_at = Some(last_commit + FLUSH_EVERY);
+            }
+            let due = flush_at.unwrap_or(last_commit + HEARTBEAT_EVERY);
             tokio::select! {
                 _ = cancel.cancelled() => break,
                 r = runs.recv() => match r {
@@ -119,14 +126,18 @@ pub fn spawn(
                     Err(RecvError::Lagged(n)) => { stats.dropped.fetch_add(n, Ordering::Relaxed); }
                     Err(RecvError::Closed) => break,
                 },
-                _ = tick.tick() => {
+                _ = tokio::time::sleep_until(due.into()) => {
+                    flush_at = None;
                     if pending.is_empty() && last_commit.elapsed() < HEARTBEAT_EVERY {
                         continue;
                     }
                     match tx.try_send(std::mem::take(&mut pending)) {
                         Ok(()) => last_commit = Instant::now(),
                         // The committer is behind: keep gathering (bounded by MAX_PENDING).
-                        Err(TrySendError::Full(b)) => pending = b,
+                        Err(TrySendError::Full(b)) => {
+                            pending = b;
+                            flush_at = Some(Instant::now() + FLUSH_EVERY);
+                        }
                         Err(TrySendError::Disconnected(_)) => break,
                     }
                 }

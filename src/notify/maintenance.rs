@@ -62,6 +62,11 @@ impl Maintenance {
         self.adhoc.take().is_some()
     }
 
+    /// No window is configured, started or open: nothing here changes with time.
+    pub fn is_idle(&self) -> bool {
+        self.windows.is_empty() && self.adhoc.is_none() && self.open.is_empty()
+    }
+
     /// The windows open now.
     pub fn open(&self, now: SystemTime) -> Vec<Open> {
         let mut out = Vec::new();

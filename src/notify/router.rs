@@ -1,6 +1,7 @@
 //! The router: one task that follows the snapshot (woken by the health loop's status
-//! changes, and twice a second for reminders, resends and maintenance boundaries), asks each
-//! receiver's [`Judge`] what to tell it, and queues the notices on the receiver's targets.
+//! changes, and twice a second for reminders, resends and maintenance boundaries when a
+//! receiver or a window is configured), asks each receiver's [`Judge`] what to tell it, and
+//! queues the notices on the receiver's targets.
 //! It owns the receivers, their queues and workers, and maintenance; reloads and
 //! `healthd maintenance` commands reach it as [`Command`]s.
 
@@ -127,7 +128,9 @@ impl Router {
                     }
                     self.evaluate();
                 }
-                _ = tick.tick() => self.evaluate(),
+                // Reminders, resends and maintenance boundaries come with time; without a
+                // receiver or a window, nothing does, and an idle daemon is not woken.
+                _ = tick.tick(), if !self.receivers.is_empty() || !self.maintenance.is_idle() => self.evaluate(),
             }
         }
         for r in &self.receivers {
