@@ -34,6 +34,8 @@ pub enum RunError {
     Signals(std::io::Error),
     #[error("cannot set up TLS: {0}")]
     Tls(String),
+    #[error("cannot start the probe endpoints' runtime: {0}")]
+    Runtime(std::io::Error),
 }
 
 /// A running daemon's parts, for the lifecycle below and for tests.
@@ -53,6 +55,8 @@ pub struct Daemon {
     server_stop: CancellationToken,
     server_task: tokio::task::JoinHandle<()>,
     grpc_task: Option<tokio::task::JoinHandle<()>>,
+    /// The probe lane's runtime; stopped when the daemon is dropped.
+    _probe_runtime: server::lane::ProbeRuntime,
     health_task: tokio::task::JoinHandle<()>,
     history_task: tokio::task::JoinHandle<()>,
     telemetry: Option<crate::telemetry::otlp::Telemetry>,
@@ -111,9 +115,24 @@ impl Daemon {
             )),
             None => None,
         };
-        let server_task = tokio::spawn(server::limits::serve(
+        // The reserved lane: accepting, the probe endpoints and gRPC health run on threads
+        // of their own, which heavy requests never occupy.
+        let probe_runtime = server::lane::ProbeRuntime::start().map_err(RunError::Runtime)?;
+        let edge = server::accept::Edge {
+            lanes: server::lane::Lanes {
+                probe: probe_runtime.handle().clone(),
+                main: tokio::runtime::Handle::current(),
+            },
+            verdicts: state.verdicts.clone(),
+            shed: state.shed.clone(),
+        };
+        let listener = listener
+            .into_std()
+            .map_err(|source| RunError::Listen { addr, source })?;
+        let server_task = probe_runtime.handle().spawn(server::accept::serve(
             listener,
             app,
+            edge,
             tls,
             config.server.limits.clone(),
             server_stop.clone(),
@@ -132,7 +151,11 @@ impl Daemon {
                 let addr = listener.local_addr().unwrap_or(g.listen);
                 grpc_addr = Some(addr);
                 tracing::info!(address = %addr, "Serving grpc.health.v1.");
-                Some(tokio::spawn(server::grpc::serve(
+                let listener = listener.into_std().map_err(|source| RunError::Listen {
+                    addr: g.listen,
+                    source,
+                })?;
+                Some(probe_runtime.handle().spawn(server::grpc::serve(
                     listener,
                     state.verdicts.clone(),
                     g.max_watchers,
@@ -173,6 +196,7 @@ impl Daemon {
             server_stop,
             server_task,
             grpc_task,
+            _probe_runtime: probe_runtime,
             health_task,
             history_task,
             telemetry,

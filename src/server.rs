@@ -1,15 +1,18 @@
 //! The HTTP edge: probe endpoints, `/health` and `/metrics`, all rendered from the latest
 //! snapshot. No handler runs a probe or waits on one.
 
+pub mod accept;
 pub mod api;
 pub mod auth;
 mod cache;
 pub mod conns;
 pub mod grpc;
+pub mod lane;
 pub mod limits;
 pub mod page;
 mod probe;
 pub mod push;
+pub mod shed;
 pub mod tls;
 
 use std::collections::BTreeMap;
@@ -75,18 +78,22 @@ pub struct AppState {
     /// Past results, uptime and SLOs (`/api/v1`, `/health`, `/metrics`); `None` in tests of
     /// the router alone.
     pub history: Option<crate::history::History>,
+    /// Requests and connections turned away under load (`healthd_http_shed_total`).
+    pub shed: Arc<shed::Shed>,
 }
 
 impl AppState {
     pub fn new(snapshot: SharedSnapshot, policy: Policy, options: ServerOptions) -> AppState {
+        let shed = Arc::new(shed::Shed::default());
         AppState {
             verdicts: Verdicts::new(snapshot, policy),
             options: Arc::new(ArcSwap::from_pointee(options)),
             events: None,
             rendered: Arc::default(),
-            metrics_extra: Vec::new(),
+            metrics_extra: vec![Arc::new(shed::ShedMetrics(shed.clone()))],
             host: Default::default(),
             history: None,
+            shed,
         }
     }
 
@@ -204,7 +211,7 @@ pub fn router(state: AppState) -> Router {
             );
     }
     let limits = state.options.load().limits.clone();
-    limits::protect(app, details, &limits)
+    limits::protect(app, details, &limits, state.shed.clone())
         .layer(axum::middleware::from_fn_with_state(state.clone(), access))
         .with_state(state)
 }

@@ -2,12 +2,13 @@
 //! are taken, a new connection is not turned away while an idle one exists: the connection
 //! idle the longest (no request in progress: a silent socket, a slowloris head, a keep-alive
 //! between requests) is closed and its slot given to the newcomer. Idle connections thus
-//! cannot lock a prober out; only requests in progress (bounded by the per-endpoint
+//! cannot lock a prober out, and a probe client's idle keep-alive connection goes only when
+//! no other idle one is left; only requests in progress (bounded by the per-endpoint
 //! concurrency budgets and `request_timeout`) can fill the budget. The listener also
 //! shortens the header read timeout of new connections while the budget is nearly full.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
 
@@ -19,6 +20,8 @@ use tokio_util::sync::CancellationToken;
 pub struct Activity {
     /// Requests in progress.
     busy: AtomicUsize,
+    /// The connection is a probe client's (it has sent a complete probe request).
+    probe: AtomicBool,
     /// When the latest request ended (or the connection opened), in ms since the budget's
     /// epoch.
     idle_since: AtomicU64,
@@ -30,6 +33,11 @@ impl Activity {
     pub fn request(self: &Arc<Self>) -> RequestGuard {
         self.busy.fetch_add(1, Ordering::AcqRel);
         RequestGuard(self.clone())
+    }
+
+    /// The connection is a probe client's: closed to make room only when no other idle one is.
+    pub fn mark_probe(&self) {
+        self.probe.store(true, Ordering::Relaxed);
     }
 }
 
@@ -104,7 +112,7 @@ impl Budget {
     }
 
     /// Admit a new connection: a free slot, else the slot of the connection idle the
-    /// longest (which is closed); `None` when every connection has a request in progress.
+    /// longest, a probe client's last (which is closed); `None` when every connection has a request in progress.
     pub fn admit(self: &Arc<Self>) -> Option<Member> {
         let slot = match self.slots.clone().try_acquire_owned() {
             Ok(slot) => slot,
@@ -113,6 +121,7 @@ impl Budget {
         let id = self.next.fetch_add(1, Ordering::Relaxed);
         let activity = Arc::new(Activity {
             busy: AtomicUsize::new(0),
+            probe: AtomicBool::new(false),
             idle_since: AtomicU64::new(self.epoch.elapsed().as_millis() as u64),
             epoch: self.epoch,
         });
@@ -138,7 +147,12 @@ impl Budget {
         let (_, entry) = open
             .iter_mut()
             .filter(|(_, e)| e.slot.is_some() && e.activity.busy.load(Ordering::Acquire) == 0)
-            .min_by_key(|(_, e)| e.activity.idle_since.load(Ordering::Acquire))?;
+            .min_by_key(|(_, e)| {
+                (
+                    e.activity.probe.load(Ordering::Relaxed),
+                    e.activity.idle_since.load(Ordering::Acquire),
+                )
+            })?;
         entry.close.cancel();
         self.evicted.fetch_add(1, Ordering::Relaxed);
         entry.slot.take()
@@ -174,5 +188,17 @@ mod tests {
         let _a = newer_idle.activity.request();
         let _b = newcomer.activity.request();
         assert!(budget.admit().is_none());
+    }
+
+    #[test]
+    fn a_probe_clients_idle_connection_is_closed_last() {
+        let budget = Budget::new(2);
+        let probe = budget.admit().expect("first");
+        probe.activity.mark_probe();
+        std::thread::sleep(std::time::Duration::from_millis(5));
+        let heavy = budget.admit().expect("second");
+        let _newcomer = budget.admit().expect("an idle one goes");
+        assert!(heavy.close.is_cancelled(), "the heavy one, though newer");
+        assert!(!probe.close.is_cancelled());
     }
 }

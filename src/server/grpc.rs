@@ -171,8 +171,10 @@ impl Health for HealthFromSnapshot {
 }
 
 /// Serve `grpc.health.v1` on `listener` until `stop`; open `Watch` streams end then too.
+/// Run it on the probe lane (`lane.rs`): the listener is registered with the runtime it runs
+/// on.
 pub async fn serve(
-    listener: TcpListener,
+    listener: std::net::TcpListener,
     verdicts: Verdicts,
     max_watchers: usize,
     stop: CancellationToken,
@@ -181,6 +183,13 @@ pub async fn serve(
         verdicts,
         watched: Arc::default(),
         watchers: Arc::new(Semaphore::new(max_watchers.max(1))),
+    };
+    let listener = match TcpListener::from_std(listener) {
+        Ok(l) => l,
+        Err(e) => {
+            tracing::warn!(error = %e, "Cannot serve gRPC health on the listener.");
+            return;
+        }
     };
     tokio::spawn(service.clone().follow(stop.clone()));
     let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));

@@ -1,46 +1,41 @@
-//! The HTTP edge's protection: request limits as tower layers (all in [`protect`]), and the
-//! connection loop that bounds connections and slow clients (in [`serve`]).
+//! The HTTP edge's request limits as tower layers, all in [`protect`]. The connection loop
+//! that bounds connections and slow clients is in `accept.rs`.
 
-use std::convert::Infallible;
-use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
 
 use axum::Router;
-use axum::body::Body;
 use axum::error_handling::HandleErrorLayer;
-use axum::extract::{ConnectInfo, Request};
-use axum::http::{StatusCode, header};
+use axum::extract::Request;
+use axum::http::{StatusCode, Uri, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use hyper_util::server::conn::auto;
-use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::net::TcpListener;
-use tokio_util::sync::CancellationToken;
 use tower::ServiceBuilder;
 
-use super::conns::{Budget, Member};
-use super::tls::TlsReloader;
+use super::shed::Shed;
 use crate::config::server::LimitsConfig;
 
-/// Below this share of free connection slots, the listener counts as crowded.
-const CROWDED: f64 = 0.25;
-/// The header read timeout of a connection accepted while crowded (unless shorter already).
-const CROWDED_HEADER_TIMEOUT: Duration = Duration::from_secs(1);
-
 /// Put the limits around the two halves of the router: `probes` (the Kubernetes probe
-/// endpoints) and `details` (`/health`, `/metrics`) get separate concurrency budgets with
-/// load shedding; everything gets the request guard, a timeout and panic catching.
-pub fn protect<S>(probes: Router<S>, details: Router<S>, limits: &LimitsConfig) -> Router<S>
+/// endpoints) and `details` (`/health`, `/metrics`, the status page, the API, pushes) get
+/// separate concurrency budgets with load shedding (counted in `shed`); everything gets the
+/// request guard, a timeout and panic catching.
+pub fn protect<S>(
+    probes: Router<S>,
+    details: Router<S>,
+    limits: &LimitsConfig,
+    shed: Arc<Shed>,
+) -> Router<S>
 where
     S: Clone + Send + Sync + 'static,
 {
     let budget = |n: usize| {
+        let shed = shed.clone();
         ServiceBuilder::new()
-            .layer(HandleErrorLayer::new(|_: tower::BoxError| async {
-                overloaded()
-            }))
+            .layer(HandleErrorLayer::new(
+                move |uri: Uri, _: tower::BoxError| {
+                    shed.request(uri.path());
+                    async { overloaded() }
+                },
+            ))
             .load_shed()
             .concurrency_limit(n.max(1))
     };
@@ -120,146 +115,12 @@ async fn guard(limits: &LimitsConfig, req: Request, next: Next) -> Response {
     next.run(req).await
 }
 
-/// Serve `app` on `listener` (with TLS if given) until `stop`, then let open connections
-/// finish their current request. Bounds open connections and how long a client may take to
-/// send its request head, so idle or slow clients cannot pile up.
-pub async fn serve(
-    listener: TcpListener,
-    app: Router,
-    tls: Option<Arc<TlsReloader>>,
-    limits: LimitsConfig,
-    stop: CancellationToken,
-) {
-    let cap = crate::descriptors::client_cap(limits.max_connections);
-    if cap < limits.max_connections {
-        tracing::warn!(
-            configured = limits.max_connections,
-            cap,
-            "server.limits.max_connections is above a quarter of the file descriptor limit; capped."
-        );
-    }
-    let budget = Budget::new(cap);
-    let limits = Arc::new(limits);
-    let mut refused: u64 = 0;
-    loop {
-        let (stream, peer) = tokio::select! {
-            _ = stop.cancelled() => break,
-            r = listener.accept() => match r {
-                Ok(v) => v,
-                Err(e) => {
-                    // Out of file descriptors and the like: back off instead of spinning.
-                    tracing::warn!(error = %e, "Cannot accept a connection.");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
-        };
-        // Nearly full: new connections get little time to send their request head.
-        let header_timeout = if budget.free_share() < CROWDED {
-            limits.header_read_timeout.min(CROWDED_HEADER_TIMEOUT)
-        } else {
-            limits.header_read_timeout
-        };
-        let Some(member) = budget.admit() else {
-            refused += 1;
-            if refused.is_power_of_two() {
-                tracing::warn!(peer = %peer, refused, "Every connection has a request in progress; closing new ones.");
-            }
-            drop(stream);
-            continue;
-        };
-        let _ = stream.set_nodelay(true);
-        let app = app.clone();
-        let stop = stop.clone();
-        let limits = limits.clone();
-        let tls = tls.clone();
-        tokio::spawn(async move {
-            let close = member.close.clone();
-            let serve = async {
-                match tls {
-                    None => {
-                        connection(stream, peer, app, &member, header_timeout, &limits, stop).await
-                    }
-                    Some(tls) => {
-                        let acceptor = tls.acceptor();
-                        match tokio::time::timeout(header_timeout, acceptor.accept(stream)).await {
-                            Ok(Ok(s)) => {
-                                connection(s, peer, app, &member, header_timeout, &limits, stop)
-                                    .await
-                            }
-                            Ok(Err(e)) => {
-                                tracing::debug!(peer = %peer, error = %e, "TLS handshake failed.")
-                            }
-                            Err(_) => tracing::debug!(peer = %peer, "TLS handshake timed out."),
-                        }
-                    }
-                }
-            };
-            // Closed to make room for a newcomer: dropping the connection closes it.
-            tokio::select! {
-                _ = serve => {}
-                _ = close.cancelled() => tracing::debug!(peer = %peer, "Idle connection closed to make room."),
-            }
-        });
-    }
-    // Wait for open connections to finish (the caller bounds this wait).
-    budget.drained().await;
-}
-
-async fn connection<I>(
-    io: I,
-    peer: SocketAddr,
-    app: Router,
-    member: &Member,
-    header_timeout: Duration,
-    limits: &LimitsConfig,
-    stop: CancellationToken,
-) where
-    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-{
-    let activity = member.activity.clone();
-    let service = tower::service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
-        req.extensions_mut().insert(ConnectInfo(peer));
-        let app = app.clone();
-        // Busy from the complete request head until the response is handed over: a
-        // connection in a request is never closed to make room.
-        let busy = activity.request();
-        async move {
-            let r: Result<Response, Infallible> =
-                tower::ServiceExt::oneshot(app, req.map(Body::new)).await;
-            drop(busy);
-            r
-        }
-    });
-    // HTTP/1.1 only: every probe client speaks it, and it lets the header read timeout run
-    // from the first byte (HTTP/2 version detection would wait for a silent client forever).
-    let mut builder = auto::Builder::new(TokioExecutor::new()).http1_only();
-    builder
-        .http1()
-        .timer(TokioTimer::new())
-        .header_read_timeout(header_timeout)
-        .max_buf_size((limits.max_header_bytes + limits.max_uri_bytes + 1024).max(8192));
-    let conn = builder.serve_connection(
-        TokioIo::new(io),
-        hyper_util::service::TowerToHyperService::new(service),
-    );
-    tokio::pin!(conn);
-    tokio::select! {
-        r = conn.as_mut() => {
-            if let Err(e) = r {
-                tracing::debug!(peer = %peer, error = %e, "Connection ended with an error.");
-            }
-            return;
-        }
-        _ = stop.cancelled() => conn.as_mut().graceful_shutdown(),
-    }
-    let _ = conn.await;
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use axum::body::Body;
     use axum::routing::get;
+    use std::time::Duration;
     use tokio::sync::Notify;
     use tower::ServiceExt;
 
@@ -296,7 +157,8 @@ mod tests {
         // As `server::router` does: `with_state` turns the handlers into routes once, so the
         // budget's semaphore is shared by every request (without it, axum builds the route
         // per request).
-        let app: Router = protect(probes, details, &limits).with_state(());
+        let counted = Arc::new(Shed::default());
+        let app: Router = protect(probes, details, &limits, counted.clone()).with_state(());
 
         let first = tokio::spawn(app.clone().oneshot(get_req("/health")));
         // The first request holds the only slot…
@@ -312,6 +174,7 @@ mod tests {
         );
         let Ok(live) = app.clone().oneshot(get_req("/livez")).await;
         assert_eq!(live.status(), StatusCode::OK, "probe budget unaffected");
+        assert_eq!(counted.total(), 1, "the shed request is counted");
         release.notify_one();
         let Ok(done) = first.await.expect("first request task");
         assert_eq!(done.status(), StatusCode::OK);
@@ -330,7 +193,7 @@ mod tests {
             request_timeout: Duration::from_millis(50),
             ..LimitsConfig::default()
         };
-        let app = protect(Router::new(), details, &limits);
+        let app = protect(Router::new(), details, &limits, Arc::default());
         let Ok(r) = app.oneshot(get_req("/health")).await;
         assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
     }

@@ -1,8 +1,10 @@
 //! The verdict while somebody works against healthd from outside, with every dependency
 //! healthy throughout: `/readyz` must not give one wrong answer. Reloads under steady
-//! polling, file descriptors exhausted, idle connections filling the connection budget.
+//! polling, file descriptors exhausted, idle connections filling the connection budget, a
+//! thousand clients flooding `/health` and `/metrics`.
 
 mod fds;
+mod flood;
 mod idle;
 mod reload;
 

@@ -1,0 +1,264 @@
+//! The accept path: bounds open connections and how long a client may take to send its
+//! request head, and sends each connection to its lane (`lane.rs`): probe connections are
+//! served on the probe runtime, the rest on the main one. Runs on the probe runtime itself,
+//! so that accepting never waits behind heavy work.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::ConnectInfo;
+use axum::response::Response;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::{TcpListener, TcpStream};
+use tokio_util::sync::CancellationToken;
+
+use super::conns::{Budget, Member};
+use super::lane::{self, Lane, Lanes};
+use super::shed::Shed;
+use super::tls::TlsReloader;
+use crate::config::server::LimitsConfig;
+use crate::health::Verdicts;
+
+/// Below this share of free connection slots, the listener counts as crowded.
+const CROWDED: f64 = 0.25;
+/// The header read timeout of a connection accepted while crowded (unless shorter already).
+const CROWDED_HEADER_TIMEOUT: Duration = Duration::from_secs(1);
+/// Connections kept for probe clients beyond `max_connections`: when every regular slot has
+/// a request in progress, a connection whose first request is a probe's still gets in.
+pub const PROBE_RESERVE: usize = 32;
+
+/// What the listener needs besides the router.
+#[derive(Clone)]
+pub struct Edge {
+    pub lanes: Lanes,
+    /// The plain group verdicts are answered from here, before the router.
+    pub verdicts: Verdicts,
+    pub shed: Arc<Shed>,
+}
+
+/// Serve `app` on `listener` (with TLS if given) until `stop`, then let open connections
+/// finish their current request. Bounds open connections and how long a client may take to
+/// send its request head, so idle or slow clients cannot pile up. Run it on the probe lane:
+/// the listener is registered with the runtime it runs on.
+pub async fn serve(
+    listener: std::net::TcpListener,
+    app: Router,
+    edge: Edge,
+    tls: Option<Arc<TlsReloader>>,
+    limits: LimitsConfig,
+    stop: CancellationToken,
+) {
+    let cap = crate::descriptors::client_cap(limits.max_connections);
+    if cap < limits.max_connections {
+        tracing::warn!(
+            configured = limits.max_connections,
+            cap,
+            "server.limits.max_connections is above a quarter of the file descriptor limit; capped."
+        );
+    }
+    let listener = match TcpListener::from_std(listener) {
+        Ok(l) => l,
+        Err(e) => {
+            tracing::error!(error = %e, "Cannot serve on the listener.");
+            return;
+        }
+    };
+    let budget = Budget::new(cap);
+    let reserve = Budget::new(PROBE_RESERVE);
+    let limits = Arc::new(limits);
+    let mut refused: u64 = 0;
+    loop {
+        let (stream, peer) = tokio::select! {
+            _ = stop.cancelled() => break,
+            r = listener.accept() => match r {
+                Ok(v) => v,
+                Err(e) => {
+                    // Out of file descriptors and the like: back off instead of spinning.
+                    tracing::warn!(error = %e, "Cannot accept a connection.");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+        };
+        // Nearly full: new connections get little time to send their request head.
+        let header_timeout = if budget.free_share() < CROWDED {
+            limits.header_read_timeout.min(CROWDED_HEADER_TIMEOUT)
+        } else {
+            limits.header_read_timeout
+        };
+        // Every regular slot busy: only a probe's connection may come in, on the reserve.
+        let (member, reserved) = match budget.admit() {
+            Some(m) => (m, false),
+            None => match reserve.admit() {
+                Some(m) => (m, true),
+                None => {
+                    refuse(&edge.shed, &mut refused, peer);
+                    continue;
+                }
+            },
+        };
+        let _ = stream.set_nodelay(true);
+        let (app, edge, stop, limits, tls) = (
+            app.clone(),
+            edge.clone(),
+            stop.clone(),
+            limits.clone(),
+            tls.clone(),
+        );
+        tokio::spawn(async move {
+            // TLS hides the request line until the handshake: such connections go to main.
+            let lane = match tls {
+                Some(_) => Lane::Main,
+                None => tokio::select! {
+                    lane = lane::lane_of(&stream, header_timeout) => match lane {
+                        Some(lane) => lane,
+                        // Silent for the whole header read timeout, or gone.
+                        None => return,
+                    },
+                    // Closed to make room before it said anything.
+                    _ = member.close.cancelled() => return,
+                },
+            };
+            if lane == Lane::Main && reserved {
+                edge.shed.connection();
+                return;
+            }
+            let conn = Conn {
+                peer,
+                app,
+                verdicts: edge.verdicts,
+                member,
+                header_timeout,
+                limits,
+                tls,
+                stop,
+            };
+            match lane {
+                Lane::Probe => serve_one(stream, conn).await,
+                // Moved to the main runtime's I/O driver too, so that its readiness events
+                // are not the probe lane's work.
+                Lane::Main => {
+                    let Ok(std) = stream.into_std() else { return };
+                    drop(edge.lanes.main.spawn(async move {
+                        if let Ok(stream) = TcpStream::from_std(std) {
+                            serve_one(stream, conn).await
+                        }
+                    }));
+                }
+            }
+        });
+    }
+    // Wait for open connections to finish (the caller bounds this wait).
+    budget.drained().await;
+    reserve.drained().await;
+}
+
+fn refuse(shed: &Shed, refused: &mut u64, peer: SocketAddr) {
+    shed.connection();
+    *refused += 1;
+    if refused.is_power_of_two() {
+        tracing::warn!(peer = %peer, refused, "Every connection has a request in progress; closing new ones.");
+    }
+}
+
+/// An accepted connection and what serving it needs.
+struct Conn {
+    peer: SocketAddr,
+    app: Router,
+    verdicts: Verdicts,
+    member: Member,
+    header_timeout: Duration,
+    limits: Arc<LimitsConfig>,
+    tls: Option<Arc<TlsReloader>>,
+    stop: CancellationToken,
+}
+
+/// One connection, over TLS when given, until it ends or is closed to make room.
+async fn serve_one(stream: TcpStream, c: Conn) {
+    let (peer, close) = (c.peer, c.member.close.clone());
+    let serve = async {
+        match &c.tls {
+            None => connection(stream, &c).await,
+            Some(tls) => {
+                let acceptor = tls.acceptor();
+                match tokio::time::timeout(c.header_timeout, acceptor.accept(stream)).await {
+                    Ok(Ok(s)) => connection(s, &c).await,
+                    Ok(Err(e)) => {
+                        tracing::debug!(peer = %peer, error = %e, "TLS handshake failed.")
+                    }
+                    Err(_) => tracing::debug!(peer = %peer, "TLS handshake timed out."),
+                }
+            }
+        }
+    };
+    // Closed to make room for a newcomer: dropping the connection closes it.
+    tokio::select! {
+        _ = serve => {}
+        _ = close.cancelled() => tracing::debug!(peer = %peer, "Idle connection closed to make room."),
+    }
+}
+
+async fn connection<I>(io: I, c: &Conn)
+where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let (peer, app, verdicts, limits) = (c.peer, c.app.clone(), c.verdicts.clone(), &c.limits);
+    let (header_timeout, stop) = (c.header_timeout, c.stop.clone());
+    let member = &c.member;
+    let activity = member.activity.clone();
+    let max_header_bytes = limits.max_header_bytes;
+    let service = tower::service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
+        // The plain verdict needs no layer of the router: answered here, synchronously.
+        // A client that has had a probe answered here is a prober: its connection is the
+        // last one closed to make room (a half-sent probe head does not count).
+        if lane::is_probe_target(req.uri().path().as_bytes()) {
+            activity.mark_probe();
+        }
+        let quick = lane::fast(&verdicts, &req, max_header_bytes);
+        let app = app.clone();
+        // Busy from the complete request head until the response is handed over: a
+        // connection in a request is never closed to make room.
+        let busy = activity.request();
+        async move {
+            let r = match quick {
+                Some(r) => r,
+                None => {
+                    req.extensions_mut().insert(ConnectInfo(peer));
+                    let Ok(r) = tower::ServiceExt::oneshot(app, req.map(Body::new)).await;
+                    r
+                }
+            };
+            drop(busy);
+            Ok::<Response, Infallible>(r)
+        }
+    });
+    // HTTP/1.1 only: every probe client speaks it, and it lets the header read timeout run
+    // from the first byte (HTTP/2 version detection would wait for a silent client forever).
+    let mut builder = auto::Builder::new(TokioExecutor::new()).http1_only();
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(header_timeout)
+        .max_buf_size((limits.max_header_bytes + limits.max_uri_bytes + 1024).max(8192));
+    let conn = builder.serve_connection(
+        TokioIo::new(io),
+        hyper_util::service::TowerToHyperService::new(service),
+    );
+    tokio::pin!(conn);
+    tokio::select! {
+        r = conn.as_mut() => {
+            if let Err(e) = r {
+                tracing::debug!(peer = %peer, error = %e, "Connection ended with an error.");
+            }
+            return;
+        }
+        _ = stop.cancelled() => conn.as_mut().graceful_shutdown(),
+    }
+    let _ = conn.await;
+}
