@@ -34,6 +34,8 @@ pub enum RunError {
     Signals(std::io::Error),
     #[error("cannot set up TLS: {0}")]
     Tls(String),
+    #[error("{0}")]
+    OpenFiles(String),
 }
 
 /// A running daemon's parts, for the lifecycle below and for tests.
@@ -67,6 +69,9 @@ impl Daemon {
         listen_override: Option<SocketAddr>,
     ) -> Result<Daemon, RunError> {
         let config = config::load(&sources).map_err(RunError::Config)?;
+        if let Some(limit) = crate::descriptors::limit() {
+            config::open_files::check(&config, limit).map_err(RunError::OpenFiles)?;
+        }
         let cancel = CancellationToken::new();
         let (health_loop, health) = HealthLoop::new(8192);
         let health_run = health_loop.run(cancel.child_token());

@@ -39,6 +39,7 @@ pub mod load;
 pub mod maintenance;
 pub mod metrics;
 pub mod notify;
+pub mod open_files;
 mod problems;
 pub mod recover;
 pub mod server;
