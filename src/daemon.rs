@@ -36,6 +36,8 @@ pub enum RunError {
     Tls(String),
     #[error("cannot start the probe endpoints' runtime: {0}")]
     Runtime(std::io::Error),
+    #[error("{0}")]
+    OpenFiles(String),
 }
 
 /// A running daemon's parts, for the lifecycle below and for tests.
@@ -71,6 +73,9 @@ impl Daemon {
         listen_override: Option<SocketAddr>,
     ) -> Result<Daemon, RunError> {
         let config = config::load(&sources).map_err(RunError::Config)?;
+        if let Some(limit) = crate::descriptors::limit() {
+            config::open_files::check(&config, limit).map_err(RunError::OpenFiles)?;
+        }
         let cancel = CancellationToken::new();
         let (health_loop, health) = HealthLoop::new(8192);
         let health_run = health_loop.run(cancel.child_token());

@@ -26,7 +26,7 @@ use crate::resilience::{Breaker, NextRun};
 pub const FIRST_RUN_SPREAD: Duration = Duration::from_secs(1);
 
 struct Running {
-    config: CheckConfig,
+    config: Arc<CheckConfig>,
     generation: u64,
     token: CancellationToken,
     handle: JoinHandle<()>,
@@ -58,9 +58,9 @@ impl Scheduler {
 
     /// Make the running set match `checks`: unchanged checks keep running (and keep their
     /// state), changed ones restart, removed ones stop, new ones start.
-    pub async fn apply(&mut self, checks: &[CheckConfig]) {
-        let mut keep: HashMap<String, Running> = HashMap::new();
-        let mut to_start: Vec<(CheckConfig, u64)> = Vec::new();
+    pub async fn apply(&mut self, checks: &[Arc<CheckConfig>]) {
+        let mut keep: HashMap<String, Running> = HashMap::with_capacity(checks.len());
+        let mut to_start: Vec<(Arc<CheckConfig>, u64)> = Vec::new();
         let mut metas = Vec::with_capacity(checks.len());
         for c in checks {
             match self.running.remove(&c.name) {
@@ -75,7 +75,8 @@ impl Scheduler {
                     let generation = self.next_generation;
                     self.next_generation += 1;
                     metas.push(CheckMeta::of(c, generation));
-                    to_start.push((c.clone(), generation));
+                    // Shared with the config and the task, not copied.
+                    to_start.push((Arc::clone(c), generation));
                 }
             }
         }
@@ -87,7 +88,7 @@ impl Scheduler {
         for (config, generation) in to_start {
             let token = self.cancel.child_token();
             let handle = tokio::spawn(run_check(
-                config.clone(),
+                Arc::clone(&config),
                 generation,
                 self.events.clone(),
                 token.clone(),
@@ -130,7 +131,7 @@ impl Scheduler {
 }
 
 async fn run_check(
-    config: CheckConfig,
+    config: Arc<CheckConfig>,
     generation: u64,
     events: mpsc::Sender<Event>,
     token: CancellationToken,
@@ -293,7 +294,7 @@ pub fn status_of(outcome: &Outcome, critical: bool) -> Status {
 
 /// Run every check once, concurrently (bounded), for `healthd check`.
 pub async fn run_all_once(
-    checks: &[CheckConfig],
+    checks: &[Arc<CheckConfig>],
     max_in_flight: usize,
 ) -> Vec<(Outcome, Duration)> {
     let limiter = Arc::new(Semaphore::new(max_in_flight.max(1)));
@@ -378,6 +379,19 @@ mod tests {
             judge_latency(ok, Duration::from_secs(9), None).level,
             Level::Ok
         );
+    }
+
+    /// Every check is one task holding this future between runs: 100,000 checks hold
+    /// 100,000 of them. The config is shared (an `Arc`) and the probe boxed per kind, so it
+    /// does not carry a copy of the settings or the largest kind's probe.
+    #[test]
+    fn a_check_task_stays_small() {
+        fn future_size<A, B, C, D, E, F>(_: fn(A, B, C, D, E) -> F) -> usize {
+            std::mem::size_of::<F>()
+        }
+        assert!(std::mem::size_of::<Probe>() <= 16);
+        let size = future_size(run_check);
+        assert!(size <= 1536, "a check task's future takes {size} bytes");
     }
 
     #[tokio::test]

@@ -320,17 +320,55 @@ async fn metrics(
     };
     let host_generation = host.as_ref().map_or(0, |h| Arc::as_ptr(h) as usize as u64);
     let inputs = tick.wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ host_generation;
-    if prom::wants_open_metrics(accept) {
-        let body = state.rendered.get_or_render((1, seq, inputs), || {
-            prom::render_with(snap, host, history, &state.metrics_extra)
-        });
-        typed(StatusCode::OK, body, prom::CONTENT_TYPE)
+    // At most one render per format per second, however fast the snapshot changes (see
+    // `server::cache`); Prometheus scrapes every 15 s or more and asks for gzip.
+    let fresh_for = METRICS_FRESH_FOR;
+    let (rendered, content_type) = if prom::wants_open_metrics(accept) {
+        let r = state
+            .rendered
+            .recent_or_render((1, seq, inputs), fresh_for, || {
+                prom::render_with(snap, host, history, &state.metrics_extra)
+            });
+        (r, prom::CONTENT_TYPE)
     } else {
-        let body = state.rendered.get_or_render((2, seq, inputs), || {
-            prom::render_text_with(snap, host, history, &state.metrics_extra)
-        });
-        typed(StatusCode::OK, body, prom::TEXT_CONTENT_TYPE)
-    }
+        let r = state
+            .rendered
+            .recent_or_render((2, seq, inputs), fresh_for, || {
+                prom::render_text_with(snap, host, history, &state.metrics_extra)
+            });
+        (r, prom::TEXT_CONTENT_TYPE)
+    };
+    let gzip = headers
+        .get(header::ACCEPT_ENCODING)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(accepts_gzip);
+    let mut r = if gzip {
+        let mut r = typed(StatusCode::OK, rendered.gzip(), content_type);
+        r.headers_mut()
+            .insert(header::CONTENT_ENCODING, HeaderValue::from_static("gzip"));
+        r
+    } else {
+        typed(StatusCode::OK, rendered.body, content_type)
+    };
+    r.headers_mut()
+        .insert(header::VARY, HeaderValue::from_static("accept-encoding"));
+    r
+}
+
+/// How long a rendered `/metrics` body is served after the snapshot changed.
+const METRICS_FRESH_FOR: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Whether an `Accept-Encoding` value accepts gzip (`gzip`, `gzip;q=0.5`; not `gzip;q=0`).
+fn accepts_gzip(accept_encoding: &str) -> bool {
+    accept_encoding.split(',').any(|item| {
+        let mut parts = item.split(';').map(str::trim);
+        parts.next().is_some_and(|c| c.eq_ignore_ascii_case("gzip"))
+            && parts.all(|p| {
+                p.strip_prefix("q=")
+                    .and_then(|q| q.parse::<f32>().ok())
+                    .is_none_or(|q| q > 0.0)
+            })
+    })
 }
 
 fn text(code: StatusCode, body: String) -> Response {

@@ -80,16 +80,17 @@ macro_rules! kinds {
             }
         }
 
-        /// A probe built from its config, owning whatever it keeps between runs.
+        /// A probe built from its config, owning whatever it keeps between runs. Boxed per
+        /// kind, so a check holds its own kind's probe and not the size of the largest.
         pub enum Probe {
-            $( $variant(<$config as Kind>::Probe), )+
+            $( $variant(Box<<$config as Kind>::Probe>), )+
         }
 
         impl Probe {
             /// Build the runtime probe (see [`Kind::build`]).
             pub fn build(config: &ProbeConfig, timeout: Duration) -> Result<Probe, String> {
                 Ok(match config {
-                    $( ProbeConfig::$variant(c) => Probe::$variant(c.build(timeout)?), )+
+                    $( ProbeConfig::$variant(c) => Probe::$variant(Box::new(c.build(timeout)?)), )+
                 })
             }
 

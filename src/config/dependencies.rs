@@ -4,10 +4,12 @@
 
 use std::collections::{BTreeMap, HashMap};
 
+use std::sync::Arc;
+
 use super::CheckConfig;
 
 /// Problems as (check name, key under the check, reason), in config order.
-pub fn validate(checks: &[CheckConfig]) -> Vec<(String, String, String)> {
+pub fn validate(checks: &[Arc<CheckConfig>]) -> Vec<(String, String, String)> {
     let index: HashMap<&str, usize> = checks
         .iter()
         .enumerate()
@@ -57,7 +59,7 @@ enum Visit {
 /// Depth-first search; a back edge to a check on the current path closes a cycle.
 fn find_cycles(
     at: usize,
-    checks: &[CheckConfig],
+    checks: &[Arc<CheckConfig>],
     index: &HashMap<&str, usize>,
     state: &mut [Visit],
     path: &mut Vec<usize>,

@@ -206,7 +206,7 @@ pub fn load(sources: &Sources) -> Result<Config, Vec<ConfigError>> {
                 (check.name.clone(), file.clone()),
             );
             config.origins.insert(check.name.clone(), file);
-            config.checks.push(check);
+            config.checks.push(std::sync::Arc::new(check));
         }
     }
 

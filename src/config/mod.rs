@@ -20,6 +20,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde::Deserialize;
@@ -38,6 +39,7 @@ pub mod load;
 pub mod maintenance;
 pub mod metrics;
 pub mod notify;
+pub mod open_files;
 mod problems;
 pub mod recover;
 pub mod server;
@@ -191,7 +193,8 @@ pub struct Config {
     pub server: ServerConfig,
     pub defaults: DefaultsConfig,
     pub groups: BTreeMap<Group, GroupOptions>,
-    pub checks: Vec<CheckConfig>,
+    /// Each check's settings, shared (not copied) with the scheduler and its task.
+    pub checks: Vec<Arc<CheckConfig>>,
     /// Which file each check came from, by name (for messages).
     pub origins: HashMap<String, String>,
     /// `[telemetry]`: OTLP export (resolved against `OTEL_*` variables at start).

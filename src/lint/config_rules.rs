@@ -50,6 +50,7 @@ pub fn check(config: &Config, names: &Names, out: &mut Vec<Finding>) {
         .checks
         .iter()
         .filter(|c| c.groups.contains(&Group::Readiness))
+        .map(|c| &**c)
         .collect();
     if !readiness.is_empty()
         && readiness.iter().all(|c| !c.critical)

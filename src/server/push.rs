@@ -9,6 +9,7 @@
 //! waiting for the check's next scheduled run.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use axum::Router;
@@ -77,12 +78,14 @@ impl PushTargets {
 }
 
 /// On reload: a push check whose definition did not change keeps what was pushed to it.
-pub fn carry_over(old: &[CheckConfig], new: &mut [CheckConfig]) {
+pub fn carry_over(old: &[Arc<CheckConfig>], new: &mut [Arc<CheckConfig>]) {
     for c in new.iter_mut() {
         let Some(prev) = old.iter().find(|o| o.name == c.name && *o == c) else {
             continue;
         };
-        if let (ProbeConfig::Push(p), ProbeConfig::Push(q)) = (&mut c.probe, &prev.probe) {
+        if let (ProbeConfig::Push(q), ProbeConfig::Push(p)) =
+            (&prev.probe, &mut Arc::make_mut(c).probe)
+        {
             p.slot = q.slot.clone();
         }
     }

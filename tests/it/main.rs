@@ -25,6 +25,7 @@ mod http;
 mod lint;
 mod node_exporter;
 mod notify;
+mod open_files;
 mod otlp;
 mod postgres;
 mod push;

@@ -64,13 +64,7 @@ async fn promtool_accepts_metrics() {
     assert!(out.0, "promtool check metrics failed:\n{}\n{text}", out.1);
 
     // OpenMetrics for scrapers that ask for it.
-    let r = d
-        .client
-        .get(format!("{}/metrics", d.base))
-        .header("accept", "application/openmetrics-text; version=1.0.0")
-        .send()
-        .await
-        .unwrap();
+    let r = scrape(&d, "accept", "application/openmetrics-text; version=1.0.0").await;
     assert!(
         r.headers()["content-type"]
             .to_str()
@@ -78,5 +72,49 @@ async fn promtool_accepts_metrics() {
             .starts_with("application/openmetrics-text")
     );
     assert!(r.text().await.unwrap().ends_with("# EOF\n"));
+
+    // gzip for scrapers that accept it (Prometheus does): the same text, compressed.
+    let r = scrape(&d, "accept-encoding", "gzip").await;
+    assert_eq!(r.headers()["content-encoding"], "gzip");
+    assert_eq!(r.headers()["vary"], "accept-encoding");
+    let gz = r.bytes().await.unwrap();
+    let mut unzipped = String::new();
+    std::io::Read::read_to_string(&mut flate2::read::GzDecoder::new(&gz[..]), &mut unzipped)
+        .expect("a gzip body");
+    assert!(
+        gz.len() * 3 < unzipped.len(),
+        "{} of {}",
+        gz.len(),
+        unzipped.len()
+    );
+    assert!(
+        unzipped.contains("# TYPE healthd_check_status gauge"),
+        "{unzipped}"
+    );
+    let out = promtool_check_metrics(&unzipped);
+    assert!(
+        out.0,
+        "promtool check metrics failed:\n{}\n{unzipped}",
+        out.1
+    );
+    // `q=0` refuses it.
+    let r = scrape(&d, "accept-encoding", "gzip;q=0, identity").await;
+    assert!(r.headers().get("content-encoding").is_none());
+    assert!(
+        r.text()
+            .await
+            .unwrap()
+            .contains("# TYPE healthd_check_status gauge")
+    );
     stop(d).await;
+}
+
+/// `GET /metrics` with one request header.
+async fn scrape(d: &TestDaemon, header: &str, value: &str) -> reqwest::Response {
+    d.client
+        .get(format!("{}/metrics", d.base))
+        .header(header, value)
+        .send()
+        .await
+        .unwrap()
 }

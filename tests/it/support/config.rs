@@ -77,7 +77,7 @@ pub fn one_check(toml: &str) -> CheckConfig {
         .load()
         .unwrap_or_else(|errs| panic!("config should be valid: {errs:#?}\n{toml}"));
     assert_eq!(cfg.checks.len(), 1, "expected exactly one check");
-    cfg.checks.into_iter().next().expect("one check")
+    (*cfg.checks.into_iter().next().expect("one check")).clone()
 }
 
 /// The registered kinds as config errors list them (`"tcp", "http", …`), read from the
