@@ -14,12 +14,14 @@
 //! - [`rules`]: `healthd rules` (Prometheus recording and alerting rules);
 //! - [`cli`]: the history subcommands' glue;
 //! - [`seed`]: history laid down directly (tests, the benchmark);
+//! - [`resume`]: the trailing results a restart resumes the thresholds from;
 
 pub mod cli;
 mod commit;
 pub mod query;
 pub mod record;
 pub mod report;
+pub mod resume;
 pub mod rules;
 pub mod seed;
 pub mod slo;
@@ -107,6 +109,7 @@ impl History {
         if !config.history.enabled {
             return (history, tokio::spawn(async {}));
         }
+        history.resume(config);
         let writer = writer::spawn(
             history.store.clone(),
             history.config.clone(),
@@ -116,6 +119,26 @@ impl History {
         );
         tokio::spawn(history.clone().refresh_loop(cancel));
         (history, writer)
+    }
+
+    /// Tell the health loop, before the scheduler's first `Reconfigure`, where each check's
+    /// thresholds stopped (see [`resume`]).
+    fn resume(&self, config: &Config) {
+        let past = self
+            .store
+            .read()
+            .and_then(|r| resume::trailing(&r, &config.checks, SystemTime::now()));
+        match past {
+            Ok(past) if past.is_empty() => {}
+            Ok(past) => {
+                tracing::info!(
+                    checks = past.len(),
+                    "Failure and success counters resumed from history."
+                );
+                let _ = self.events.try_send(crate::health::Event::Resume(past));
+            }
+            Err(e) => tracing::warn!(error = %e, "Cannot read history to resume the counters."),
+        }
     }
 
     /// After a reload: the checks and SLOs the view covers. History is kept by name, so a
