@@ -77,6 +77,10 @@ pub enum Event {
     /// The checks whose SLO page alert fires and that asked to be degraded by it
     /// (`slo.degrade_on = "page"`); replaces the previous set.
     SloPaging(BTreeSet<String>),
+    /// At start, before the first [`Event::Reconfigure`]: each check's trailing results
+    /// before the restart (oldest first), from the history store. The checks that the first
+    /// `Reconfigure` creates resume their thresholds from them ([`CheckState::resume`]).
+    Resume(HashMap<String, Vec<Level>>),
 }
 
 /// Least time between two published snapshots; results arriving meanwhile are batched.
@@ -109,6 +113,8 @@ pub struct HealthLoop {
     runs: broadcast::Sender<RunRecord>,
     /// Checks shown degraded (reason `slo`) while healthy: see [`Event::SloPaging`].
     slo_paging: BTreeSet<String>,
+    /// See [`Event::Resume`]; taken by the first `Reconfigure`.
+    resume: HashMap<String, Vec<Level>>,
 }
 
 /// Handles to a running health loop.
@@ -151,6 +157,7 @@ impl HealthLoop {
             changes: changes.clone(),
             runs: runs.clone(),
             slo_paging: BTreeSet::new(),
+            resume: HashMap::new(),
         };
         (
             hl,
@@ -267,13 +274,21 @@ impl HealthLoop {
                 // of its groups until it has one (both bounded by the check's staleness).
                 let now = Instant::now();
                 let started = self.started;
+                let mut resume = std::mem::take(&mut self.resume);
                 self.states = metas
                     .into_iter()
                     .map(|m| match old.remove(&m.name) {
                         Some(s) if s.meta == m => s,
                         Some(s) => CheckState::changed(m, s, now),
                         None if started => CheckState::added(m, now),
-                        None => CheckState::new(m),
+                        None => {
+                            let past = resume.remove(&m.name);
+                            let mut s = CheckState::new(m);
+                            if let Some(past) = past {
+                                s.resume(&past);
+                            }
+                            s
+                        }
                     })
                     .collect();
                 self.index = self
@@ -310,6 +325,7 @@ impl HealthLoop {
                 self.builtins_changed = true;
             }
             Event::Reloaded(info) => self.reload = Some(info),
+            Event::Resume(past) => self.resume = past,
             Event::Dependencies(d) => {
                 super::dependencies::forget_removed(&mut self.states, &d);
                 self.depends_on = d;

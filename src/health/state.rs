@@ -184,6 +184,36 @@ impl CheckState {
         s
     }
 
+    /// After a restart, carry on from the check's trailing results before it (oldest first,
+    /// as the history store kept them): the state machine's own status, its failing latch
+    /// and the consecutive counters are replayed from them, so the first fresh result is
+    /// judged by the thresholds as if healthd had not stopped. The shown status is not
+    /// restored: it stays `unknown` and unreported until that first fresh result (a stale
+    /// verdict is worse than none).
+    pub(crate) fn resume(&mut self, past: &[Level]) {
+        let mut replay = CheckState::new(self.meta.clone());
+        for &level in past {
+            replay.step(Observation {
+                check: String::new(),
+                generation: self.meta.generation,
+                outcome: Outcome {
+                    level,
+                    ..Outcome::ok("")
+                },
+                latency: Duration::ZERO,
+                lateness: Duration::ZERO,
+                at: SystemTime::UNIX_EPOCH,
+                breaker: BreakerState::Closed,
+                next_delay: Duration::ZERO,
+            });
+        }
+        self.failing = replay.failing;
+        self.machine = replay.view.status;
+        let v = Arc::make_mut(&mut self.view);
+        v.consecutive_failures = replay.view.consecutive_failures;
+        v.consecutive_successes = replay.view.consecutive_successes;
+    }
+
     /// A pending check whose first result is overdue starts counting (as `unknown`).
     fn settle_pending(&mut self, now: Instant) {
         let (Some(since), true) = (self.awaiting_since, self.view.pending) else {

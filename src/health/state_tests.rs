@@ -149,3 +149,29 @@ fn group_is_worst_of_members() {
     let g = GroupSummary::of([a.view.status, b.view.status, c.view.status].into_iter());
     assert_eq!(g.status, SU);
 }
+
+#[test]
+fn resumed_counters_carry_the_thresholds_over_a_restart_but_not_the_status() {
+    // Healthy, then two failures of three: the first failure after the restart is the third.
+    let mut s = CheckState::new(meta(true, 3, 2));
+    s.resume(&[O, O, F, F]);
+    assert_eq!((s.view.status, s.view.reported), (Status::Unknown, false));
+    assert_eq!(s.view.consecutive_failures, 2);
+    assert_eq!(run(&mut s, &[F]), vec![SU]);
+    assert_eq!(s.view.consecutive_failures, 3);
+    // Healthy with one failure: a second one stays below the threshold (without history
+    // the first result would decide at once).
+    let mut s = CheckState::new(meta(true, 3, 2));
+    s.resume(&[O, O, F]);
+    assert_eq!(run(&mut s, &[F, F]), vec![SH, SU]);
+    // Failing: one success of two needed does not recover it.
+    let mut s = CheckState::new(meta(true, 3, 2));
+    s.resume(&[F, F, F]);
+    assert_eq!(run(&mut s, &[O, O]), vec![SU, SH]);
+    // Nothing (or only unknown results) to resume from: the first result decides.
+    for past in [&[][..], &[F, Level::Unknown][..]] {
+        let mut s = CheckState::new(meta(true, 3, 2));
+        s.resume(past);
+        assert_eq!(run(&mut s, &[F]), vec![SU]);
+    }
+}

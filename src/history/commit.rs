@@ -87,7 +87,7 @@ impl Writer {
             for (check, kind, r) in &batch.runs {
                 by_check
                     .entry(check)
-                    .or_insert((kind, Vec::new()))
+                    .or_insert((*kind, Vec::new()))
                     .1
                     .push(r);
             }

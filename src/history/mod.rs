@@ -14,12 +14,14 @@
 //! - [`rules`]: `healthd rules` (Prometheus recording and alerting rules);
 //! - [`cli`]: the history subcommands' glue;
 //! - [`seed`]: history laid down directly (tests, the benchmark);
+//! - [`resume`]: the trailing results a restart resumes the thresholds from;
 
 pub mod cli;
 mod commit;
 pub mod query;
 pub mod record;
 pub mod report;
+pub mod resume;
 pub mod rules;
 pub mod seed;
 pub mod slo;
@@ -36,13 +38,13 @@ use tokio_util::sync::CancellationToken;
 
 pub use store::{Store, StoreError};
 pub use view::{CheckHistory, HistoryView};
-pub use writer::WriterStats;
+pub use writer::{Jobs, WriterStats};
 
 use crate::config::{Config, DegradeOn, HistoryConfig, SloConfig};
 use crate::health::HealthHandle;
 
 /// The checks the view covers, with their SLOs (swapped on reload).
-type Targets = Arc<ArcSwap<Vec<(String, Option<SloConfig>)>>>;
+type Targets = Arc<ArcSwap<Vec<(Arc<str>, Option<SloConfig>)>>>;
 
 /// A running history: the store, the writer's counters and the published view.
 #[derive(Clone)]
@@ -55,14 +57,19 @@ pub struct History {
     /// Where `degrade_on = "page"` is told (the health loop), and what it was told last.
     events: tokio::sync::mpsc::Sender<crate::health::Event>,
     paging: Arc<std::sync::Mutex<BTreeSet<String>>>,
+    /// The history thread, which refreshes the view (the writer commits there too).
+    jobs: Jobs,
 }
 
-fn targets_of(config: &Config) -> Vec<(String, Option<SloConfig>)> {
-    config
+/// The configured checks with their SLOs, sorted by name (as the view is).
+fn targets_of(config: &Config) -> Vec<(Arc<str>, Option<SloConfig>)> {
+    let mut targets: Vec<(Arc<str>, Option<SloConfig>)> = config
         .checks
         .iter()
-        .map(|c| (c.name.clone(), c.slo.clone()))
-        .collect()
+        .map(|c| (Arc::from(c.name.as_str()), c.slo.clone()))
+        .collect();
+    targets.sort_by(|a, b| a.0.cmp(&b.0));
+    targets
 }
 
 impl History {
@@ -103,19 +110,42 @@ impl History {
             targets: Arc::new(ArcSwap::from_pointee(targets_of(config))),
             events: health.events.clone(),
             paging: Arc::default(),
+            jobs: Jobs::closed(),
         };
         if !config.history.enabled {
             return (history, tokio::spawn(async {}));
         }
-        let writer = writer::spawn(
+        history.resume(config);
+        let (writer, jobs) = writer::spawn(
             history.store.clone(),
             history.config.clone(),
             health,
             history.stats.clone(),
             cancel.clone(),
         );
+        let history = History { jobs, ..history };
         tokio::spawn(history.clone().refresh_loop(cancel));
         (history, writer)
+    }
+
+    /// Tell the health loop, before the scheduler's first `Reconfigure`, where each check's
+    /// thresholds stopped (see [`resume`]).
+    fn resume(&self, config: &Config) {
+        let past = self
+            .store
+            .read()
+            .and_then(|r| resume::trailing(&r, &config.checks, SystemTime::now()));
+        match past {
+            Ok(past) if past.is_empty() => {}
+            Ok(past) => {
+                tracing::info!(
+                    checks = past.len(),
+                    "Failure and success counters resumed from history."
+                );
+                let _ = self.events.try_send(crate::health::Event::Resume(past));
+            }
+            Err(e) => tracing::warn!(error = %e, "Cannot read history to resume the counters."),
+        }
     }
 
     /// After a reload: the checks and SLOs the view covers. History is kept by name, so a
@@ -127,29 +157,31 @@ impl History {
         self.targets.store(Arc::new(targets_of(config)));
     }
 
-    /// Recompute the view now (also done every [`view::REFRESH_EVERY`]).
+    /// Recompute the view now (also done every [`view::REFRESH_EVERY`]), on the history
+    /// thread.
     pub async fn refresh(&self) {
         let me = self.clone();
-        let done = tokio::task::spawn_blocking(move || {
-            let targets = me.targets.load_full();
-            let computed = me
-                .store
-                .read()
-                .and_then(|r| view::compute(&r, &targets, SystemTime::now()));
-            match computed {
-                Ok(v) => {
-                    me.tell_paging(&targets, &v);
-                    me.view.store(Arc::new(v));
+        self.jobs
+            .call(move || {
+                let targets = me.targets.load_full();
+                let computed = me
+                    .store
+                    .read()
+                    .and_then(|r| view::compute(&r, &targets, SystemTime::now()));
+                match computed {
+                    Ok(v) => {
+                        me.tell_paging(&targets, &v);
+                        me.view.store(Arc::new(v));
+                    }
+                    Err(e) => tracing::warn!(error = %e, "Cannot compute uptime and SLOs."),
                 }
-                Err(e) => tracing::warn!(error = %e, "Cannot compute uptime and SLOs."),
-            }
-        });
-        let _ = done.await;
+            })
+            .await;
     }
 
     /// Tell the health loop which `degrade_on = "page"` checks page now, when that changed
     /// (never waiting: a full queue retries at the next refresh).
-    fn tell_paging(&self, targets: &[(String, Option<SloConfig>)], view: &HistoryView) {
+    fn tell_paging(&self, targets: &[(Arc<str>, Option<SloConfig>)], view: &HistoryView) {
         let set: BTreeSet<String> = targets
             .iter()
             .filter(|(_, slo)| {
@@ -157,12 +189,11 @@ impl History {
                     .is_some_and(|s| s.degrade_on == Some(DegradeOn::Page))
             })
             .filter(|(name, _)| {
-                view.checks
-                    .get(name)
+                view.get(name)
                     .and_then(|h| h.slo.as_ref())
                     .is_some_and(|s| s.alert.page)
             })
-            .map(|(name, _)| name.clone())
+            .map(|(name, _)| name.to_string())
             .collect();
         let mut last = self.paging.lock().unwrap_or_else(|e| e.into_inner());
         if *last != set

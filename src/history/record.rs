@@ -52,6 +52,17 @@ impl From<Level> for RunLevel {
     }
 }
 
+impl From<RunLevel> for Level {
+    fn from(l: RunLevel) -> Self {
+        match l {
+            RunLevel::Ok => Level::Ok,
+            RunLevel::Degraded => Level::Degraded,
+            RunLevel::Failed => Level::Failed,
+            RunLevel::Unknown => Level::Unknown,
+        }
+    }
+}
+
 /// One probe run as kept in the raw ring of its check.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RawResult {

@@ -2,7 +2,7 @@
 //! from the store by a background refresh every [`REFRESH_EVERY`] and published as one
 //! immutable [`HistoryView`] (an `ArcSwap`), so a scrape costs a pointer load.
 
-use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use serde::Serialize;
@@ -33,12 +33,13 @@ pub const BURN_WINDOWS: [(&str, Duration); 6] = [
     ("3d", Duration::from_secs(3 * 86_400)),
 ];
 
-/// One check's figures.
+/// One check's figures (kept for every check, refreshed as a whole: compact).
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct CheckHistory {
-    /// Availability (good ÷ valid runs) per window of [`UPTIME_WINDOWS`]; `null` without data.
-    #[serde(serialize_with = "as_map")]
-    pub uptime: [(&'static str, Option<f64>); UPTIME_WINDOWS.len()],
+    /// Availability (good ÷ valid runs) per window of [`UPTIME_WINDOWS`], in that order;
+    /// `null` without data.
+    #[serde(serialize_with = "uptime_map")]
+    pub uptime: [Option<f64>; UPTIME_WINDOWS.len()],
     #[serde(skip_serializing_if = "Option::is_none")]
     pub slo: Option<Box<SloView>>,
 }
@@ -62,6 +63,14 @@ pub struct SloView {
     pub degraded_is_bad: bool,
 }
 
+/// The uptime figures as a JSON object labelled by window, in window order.
+fn uptime_map<S: serde::Serializer>(
+    values: &[Option<f64>; UPTIME_WINDOWS.len()],
+    s: S,
+) -> Result<S::Ok, S::Error> {
+    s.collect_map(UPTIME_WINDOWS.iter().map(|(k, _)| k).zip(values))
+}
+
 /// `(label, value)` pairs as a JSON object, in window order.
 fn as_map<S: serde::Serializer>(
     pairs: &[(&'static str, Option<f64>)],
@@ -74,7 +83,18 @@ fn as_map<S: serde::Serializer>(
 #[derive(Debug, Clone, Default)]
 pub struct HistoryView {
     pub generated_at: Option<SystemTime>,
-    pub checks: HashMap<String, CheckHistory>,
+    /// Sorted by name (the names are shared with the targets, not copied per refresh).
+    pub checks: Vec<(Arc<str>, CheckHistory)>,
+}
+
+impl HistoryView {
+    /// The figures of the named check.
+    pub fn get(&self, name: &str) -> Option<&CheckHistory> {
+        self.checks
+            .binary_search_by(|(n, _)| (**n).cmp(name))
+            .ok()
+            .map(|i| &self.checks[i].1)
+    }
 }
 
 /// Read one check's series: minute buckets for 2h, hour buckets for 3d, day buckets for
@@ -106,8 +126,7 @@ fn round9(v: f64) -> f64 {
 /// One check's figures from its series.
 pub fn check_history(s: &Series, slo: Option<&SloConfig>) -> CheckHistory {
     let bad_degraded = slo.is_some_and(|c| c.degraded_is_bad);
-    let uptime = UPTIME_WINDOWS
-        .map(|(label, w)| (label, s.counts(w, bad_degraded).availability().map(round9)));
+    let uptime = UPTIME_WINDOWS.map(|(_, w)| s.counts(w, bad_degraded).availability().map(round9));
     let slo = slo.map(|c| {
         let objective = c.ratio();
         let counts = |w: Duration| -> Counts { s.counts(w, c.degraded_is_bad) };
@@ -131,16 +150,16 @@ pub fn check_history(s: &Series, slo: Option<&SloConfig>) -> CheckHistory {
     CheckHistory { uptime, slo }
 }
 
-/// The view of the named checks (each with its SLO, if any) at `now`.
+/// The view of the named checks (each with its SLO, if any; sorted by name) at `now`.
 pub fn compute(
     reader: &Reader,
-    targets: &[(String, Option<SloConfig>)],
+    targets: &[(Arc<str>, Option<SloConfig>)],
     now: SystemTime,
 ) -> Result<HistoryView, StoreError> {
     // One look-up per check (not the whole table at once: with 10,000 checks that map
     // alone would be megabytes, on every refresh).
     let now_ms = unix_ms(now);
-    let mut checks = HashMap::with_capacity(targets.len());
+    let mut checks = Vec::with_capacity(targets.len());
     for (name, slo) in targets {
         let h = match reader.check(name)? {
             Some(info) => {
@@ -149,7 +168,7 @@ pub fn compute(
             }
             None => check_history(&Series::default(), slo.as_ref()),
         };
-        checks.insert(name.clone(), h);
+        checks.push((name.clone(), h));
     }
     Ok(HistoryView {
         generated_at: Some(now),

@@ -1,19 +1,25 @@
 //! The writer: off the probe path. An async task takes the health loop's `runs` and
 //! `changes` broadcasts (bounded and lossy: a lagging receiver loses the oldest records,
-//! which are counted as dropped) into a pending batch; once a second, the batch goes to a
-//! thread that commits it in one transaction. Nothing here ever blocks a probe, the health
-//! loop or an endpoint: when the committing thread falls behind, the batch waits in memory
-//! up to [`MAX_PENDING`] records, and what does not fit is dropped and counted.
+//! which are counted as dropped) into a pending batch; once a second, the batch goes to the
+//! history thread, which commits it in one transaction. Nothing here ever blocks a probe,
+//! the health loop or an endpoint: when the history thread falls behind, the batch waits in
+//! memory up to [`MAX_PENDING`] records, and what does not fit is dropped and counted.
+//!
+//! The history thread is the one long-lived thread that touches the store in the daemon's
+//! steady state: commits, retention and the view's refresh ([`Jobs`]). One thread rather
+//! than a blocking-pool thread per job keeps the memory the store's work takes in one
+//! place (with glibc, every thread that allocates gets a malloc arena of its own).
 //!
 //! A `kill -9` loses at most the records of the batch being gathered (≤ 1 s) and the one
 //! being committed; redb's commit is atomic, so the file is never left half-written.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc::{SyncSender, TrySendError, sync_channel};
 use std::time::{Duration, Instant, SystemTime};
 
 use tokio::sync::broadcast::error::RecvError;
+use tokio::sync::mpsc::error::TrySendError;
+use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
 pub use super::commit::Writer;
@@ -47,9 +53,9 @@ pub struct WriterStats {
 #[derive(Debug, Default)]
 pub struct Batch {
     /// `(check, kind, result)`.
-    pub runs: Vec<(String, String, RawResult)>,
+    pub runs: Vec<(String, &'static str, RawResult)>,
     /// `(check, kind, change)`.
-    pub events: Vec<(String, String, EventRecord)>,
+    pub events: Vec<(String, &'static str, EventRecord)>,
 }
 
 impl Batch {
@@ -69,7 +75,7 @@ impl Batch {
             latency_us: r.latency.as_micros() as u64,
             message: short(&r.message),
         };
-        self.runs.push((r.check, r.kind.to_string(), raw));
+        self.runs.push((r.check, r.kind, raw));
     }
 
     fn push_change(&mut self, c: StatusChange) {
@@ -80,29 +86,64 @@ impl Batch {
             reason: c.reason.map(reason_name),
             message: short(&c.message),
         };
-        self.events.push((c.check, c.kind.to_string(), e));
+        self.events.push((c.check, c.kind, e));
     }
 }
 
-/// Start the writer: subscribe to the health loop, commit every [`FLUSH_EVERY`], apply
-/// retention every [`PRUNE_EVERY`]; on cancel, commit what is pending and stop.
+/// What the history thread is asked to do, in order.
+enum Job {
+    Commit(Batch),
+    Call(Box<dyn FnOnce() + Send>),
+    /// Answer, then end the thread.
+    Stop(oneshot::Sender<()>),
+}
+
+/// Work for the history thread; closed (every call returns `None`) once the writer stopped.
+#[derive(Clone)]
+pub struct Jobs(mpsc::Sender<Job>);
+
+impl Jobs {
+    /// Run `f` on the history thread and wait for its answer.
+    pub async fn call<T: Send + 'static>(
+        &self,
+        f: impl FnOnce() -> T + Send + 'static,
+    ) -> Option<T> {
+        let (tx, rx) = oneshot::channel();
+        let job = Job::Call(Box::new(move || {
+            let _ = tx.send(f());
+        }));
+        self.0.send(job).await.ok()?;
+        rx.await.ok()
+    }
+
+    /// Jobs nobody runs (history off, or the store unreadable).
+    pub fn closed() -> Jobs {
+        Jobs(mpsc::channel(1).0)
+    }
+}
+
+/// Start the writer and the history thread: subscribe to the health loop, commit every
+/// [`FLUSH_EVERY`], apply retention every [`PRUNE_EVERY`]; on cancel, commit what is
+/// pending and stop. Returns the writer's task (it ends after the last commit) and the
+/// history thread's [`Jobs`].
 pub fn spawn(
     store: Arc<Store>,
     config: HistoryConfig,
     health: &HealthHandle,
     stats: Arc<WriterStats>,
     cancel: CancellationToken,
-) -> tokio::task::JoinHandle<()> {
+) -> (tokio::task::JoinHandle<()>, Jobs) {
     let mut runs = health.runs.subscribe();
     let mut changes = health.changes.subscribe();
-    tokio::spawn(async move {
-        let (tx, committer) = match start_committer(store, config, stats.clone()) {
-            Ok(v) => v,
-            Err(e) => {
-                tracing::error!(error = %e, "History store unreadable; history is not kept.");
-                return;
-            }
-        };
+    let tx = match start_thread(store, config, stats.clone()) {
+        Ok(tx) => tx,
+        Err(e) => {
+            tracing::error!(error = %e, "History store unreadable; history is not kept.");
+            return (tokio::spawn(async {}), Jobs::closed());
+        }
+    };
+    let jobs = Jobs(tx.clone());
+    let task = tokio::spawn(async move {
         let mut pending = Batch::default();
         let mut last_commit = Instant::now() - HEARTBEAT_EVERY;
         // When the pending batch is committed: FLUSH_EVERY after the previous commit (at
@@ -131,14 +172,14 @@ pub fn spawn(
                     if pending.is_empty() && last_commit.elapsed() < HEARTBEAT_EVERY {
                         continue;
                     }
-                    match tx.try_send(std::mem::take(&mut pending)) {
+                    match tx.try_send(Job::Commit(std::mem::take(&mut pending))) {
                         Ok(()) => last_commit = Instant::now(),
-                        // The committer is behind: keep gathering (bounded by MAX_PENDING).
-                        Err(TrySendError::Full(b)) => {
+                        // The thread is behind: keep gathering (bounded by MAX_PENDING).
+                        Err(TrySendError::Full(Job::Commit(b))) => {
                             pending = b;
                             flush_at = Some(Instant::now() + FLUSH_EVERY);
                         }
-                        Err(TrySendError::Disconnected(_)) => break,
+                        Err(_) => break,
                     }
                 }
             }
@@ -150,13 +191,12 @@ pub fn spawn(
         while let Ok(c) = changes.try_recv() {
             keep(&mut pending, &stats, |b| b.push_change(c));
         }
-        let _ = tokio::task::spawn_blocking(move || {
-            let _ = tx.send(pending);
-            drop(tx);
-            let _ = committer.join();
-        })
-        .await;
-    })
+        let (done, stopped) = oneshot::channel();
+        if tx.send(Job::Commit(pending)).await.is_ok() && tx.send(Job::Stop(done)).await.is_ok() {
+            let _ = stopped.await;
+        }
+    });
+    (task, jobs)
 }
 
 /// Add a record unless the pending batch is full.
@@ -168,20 +208,30 @@ fn keep(pending: &mut Batch, stats: &WriterStats, add: impl FnOnce(&mut Batch)) 
     }
 }
 
-type Committer = (SyncSender<Batch>, std::thread::JoinHandle<()>);
-
-fn start_committer(
+fn start_thread(
     store: Arc<Store>,
     config: HistoryConfig,
     stats: Arc<WriterStats>,
-) -> Result<Committer, StoreError> {
+) -> Result<mpsc::Sender<Job>, StoreError> {
     let mut writer = Writer::new(store.clone(), &config, unix_ms(SystemTime::now()))?;
-    let (tx, rx) = sync_channel::<Batch>(1);
-    let handle = std::thread::Builder::new()
+    // A commit, a refresh and the last commit with the stop may wait at once.
+    let (tx, mut rx) = mpsc::channel::<Job>(4);
+    let spawned = std::thread::Builder::new()
         .name("healthd-history".into())
         .spawn(move || {
             let mut last_prune: Option<Instant> = None;
-            for batch in rx {
+            while let Some(job) = rx.blocking_recv() {
+                let batch = match job {
+                    Job::Commit(b) => b,
+                    Job::Call(f) => {
+                        f();
+                        continue;
+                    }
+                    Job::Stop(done) => {
+                        let _ = done.send(());
+                        break;
+                    }
+                };
                 let now = unix_ms(SystemTime::now());
                 let n = batch.len() as u64;
                 match writer.commit(&batch, now) {
@@ -194,6 +244,8 @@ fn start_committer(
                         tracing::warn!(error = %e, records = n, "History commit failed; records dropped.");
                     }
                 }
+                // The batch's memory goes before the next one is gathered.
+                drop(batch);
                 if last_prune.is_none_or(|t| t.elapsed() >= PRUNE_EVERY) {
                     last_prune = Some(Instant::now());
                     if let Err(e) = store.prune(&config, now) {
@@ -202,8 +254,8 @@ fn start_committer(
                 }
             }
         });
-    match handle {
-        Ok(h) => Ok((tx, h)),
+    match spawned {
+        Ok(_) => Ok(tx),
         Err(e) => Err(StoreError::Db(redb::Error::Io(e))),
     }
 }

@@ -40,7 +40,7 @@ pub fn with_history(c: &CheckView, view: Option<&HistoryView>) -> Value {
 
 /// Add the check's `uptime` and `slo` fields from the view to its JSON object.
 fn extend(v: &mut Value, view: &HistoryView, name: &str) {
-    if let (Some(h), Value::Object(obj)) = (view.checks.get(name), v)
+    if let (Some(h), Value::Object(obj)) = (view.get(name), v)
         && let Ok(Value::Object(extra)) = serde_json::to_value(h)
     {
         obj.extend(extra);

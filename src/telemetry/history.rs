@@ -11,6 +11,7 @@ use prometheus_client::metrics::counter::ConstCounter;
 use prometheus_client::metrics::gauge::ConstGauge;
 
 use super::host::MetricName;
+use crate::history::view::UPTIME_WINDOWS;
 use crate::history::{History, HistoryView};
 
 /// A metric's names, as the rows of `telemetry::host` are written.
@@ -82,16 +83,14 @@ pub type Point = (String, Option<(&'static str, &'static str)>, f64);
 
 /// The gauges of the view, by metric, each family's points sorted by check.
 pub fn gauges(view: &HistoryView) -> Vec<(MetricName, Vec<Point>)> {
-    let mut names: Vec<&String> = view.checks.keys().collect();
-    names.sort();
     let mut out: Vec<(MetricName, Vec<Point>)> = [UPTIME, OBJECTIVE, BUDGET, BURN, ALERT]
         .into_iter()
         .map(|m| (m, Vec::new()))
         .collect();
-    for name in names {
-        let h = &view.checks[name];
-        let n = || name.clone();
-        for (w, v) in &h.uptime {
+    // The view is sorted by check.
+    for (name, h) in &view.checks {
+        let n = || name.to_string();
+        for ((w, _), v) in UPTIME_WINDOWS.iter().zip(&h.uptime) {
             if let Some(v) = v {
                 out[0].1.push((n(), Some(("window", w)), *v));
             }

@@ -102,7 +102,7 @@ pub struct IndexPast {
 
 /// The SLO cell: objective, budget left and a firing alert.
 fn slo_cell(name: &str, p: &IndexPast) -> Markup {
-    let Some(slo) = p.slo.checks.get(name).and_then(|c| c.slo.as_deref()) else {
+    let Some(slo) = p.slo.get(name).and_then(|c| c.slo.as_deref()) else {
         return html! {};
     };
     html! {

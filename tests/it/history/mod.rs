@@ -7,6 +7,7 @@ mod crash;
 mod degrade;
 mod reload;
 mod report;
+mod resume;
 mod rules;
 mod slo;
 mod store;

@@ -42,7 +42,7 @@ fn scripted(check: &str, with_slo: Option<SloConfig>) -> CheckHistory {
             latency_us: 5_000,
             message: String::new(),
         })
-        .map(|r| (check.to_string(), "tcp".to_string(), r))
+        .map(|r| (check.to_string(), "tcp", r))
         .collect();
     w.commit(
         &Batch {
@@ -66,15 +66,21 @@ fn scripted(check: &str, with_slo: Option<SloConfig>) -> CheckHistory {
     assert_eq!(hours, 100, "every run rolled up into the hour buckets");
     let v = view::compute(
         &reader,
-        &[(check.to_string(), with_slo)],
+        &[(check.into(), with_slo)],
         UNIX_EPOCH + Duration::from_millis(NOW),
     )
     .expect("view");
-    v.checks[check].clone()
+    v.get(check).expect("the check's figures").clone()
 }
 
 fn get(pairs: &[(&str, Option<f64>)], key: &str) -> Option<f64> {
     pairs.iter().find(|(k, _)| *k == key).and_then(|(_, v)| *v)
+}
+
+/// A check's availability over the window labelled `key`.
+fn uptime(h: &CheckHistory, key: &str) -> Option<f64> {
+    let i = view::UPTIME_WINDOWS.iter().position(|(k, _)| *k == key)?;
+    h.uptime[i]
 }
 
 fn close(a: Option<f64>, b: f64) -> bool {
@@ -85,8 +91,8 @@ fn close(a: Option<f64>, b: f64) -> bool {
 fn one_failure_in_a_hundred_runs_over_an_hour() {
     let h = scripted("api", Some(slo(false)));
     // 99 good of 100 (the degraded run is good).
-    assert!(close(get(&h.uptime, "1h"), 0.99), "{:?}", h.uptime);
-    assert!(close(get(&h.uptime, "30d"), 0.99), "{:?}", h.uptime);
+    assert!(close(uptime(&h, "1h"), 0.99), "{:?}", h.uptime);
+    assert!(close(uptime(&h, "30d"), 0.99), "{:?}", h.uptime);
     let s = h.slo.expect("slo");
     assert_eq!(s.objective, 0.999);
     assert!(close(s.availability, 0.99));
@@ -121,7 +127,7 @@ fn one_failure_in_a_hundred_runs_over_an_hour() {
 #[test]
 fn degraded_runs_count_as_bad_when_asked() {
     let h = scripted("api", Some(slo(true)));
-    assert!(close(get(&h.uptime, "1h"), 0.98), "{:?}", h.uptime);
+    assert!(close(uptime(&h, "1h"), 0.98), "{:?}", h.uptime);
     let s = h.slo.expect("slo");
     assert!(close(get(&s.burn_rates, "1h"), 20.0), "{:?}", s.burn_rates);
 }
@@ -132,13 +138,13 @@ fn a_check_without_results_has_no_uptime() {
     let reader = store.read().expect("read");
     let v = view::compute(
         &reader,
-        &[("new".to_string(), Some(slo(false)))],
+        &[("new".into(), Some(slo(false)))],
         UNIX_EPOCH + Duration::from_millis(NOW),
     )
     .expect("view");
-    let h = &v.checks["new"];
+    let h = v.get("new").expect("the check's figures");
     assert!(
-        h.uptime.iter().all(|(_, v)| v.is_none()),
+        h.uptime.iter().all(|v| v.is_none()),
         "no data is not up: {:?}",
         h.uptime
     );

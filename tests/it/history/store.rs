@@ -64,7 +64,7 @@ fn rollups_are_exact_and_raw_results_are_a_ring() {
             let batch = Batch {
                 runs: chunk
                     .iter()
-                    .map(|r| ("db".into(), "tcp".into(), r.clone()))
+                    .map(|r| ("db".into(), "tcp", r.clone()))
                     .collect(),
                 events: vec![],
             };

@@ -34,7 +34,7 @@ async fn a_burst_is_dropped_and_counted_never_waited_for() {
     let store = Arc::new(Store::memory());
     let stats = Arc::new(WriterStats::default());
     let cancel = CancellationToken::new();
-    let task = writer::spawn(
+    let (task, _jobs) = writer::spawn(
         store.clone(),
         HistoryConfig::default(),
         &health,
