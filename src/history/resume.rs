@@ -34,7 +34,7 @@ fn trusted_for(c: &CheckConfig) -> Duration {
 /// Per check with history, its trailing trusted results at `now`, oldest first.
 pub fn trailing(
     reader: &Reader,
-    checks: &[CheckConfig],
+    checks: &[std::sync::Arc<CheckConfig>],
     now: SystemTime,
 ) -> Result<HashMap<String, Vec<Level>>, StoreError> {
     let mut out = HashMap::new();
