@@ -34,6 +34,23 @@ const CROWDED_HEADER_TIMEOUT: Duration = Duration::from_secs(1);
 /// a request in progress, a connection whose first request is a probe's still gets in.
 pub const PROBE_RESERVE: usize = 32;
 
+/// Connections the kernel may hold for `accept`. With the usual 1,024, a burst of heavy
+/// clients (re)connecting at once overflows the queue; a probe's connection attempt then
+/// waits for the 1 s SYN retransmission, as long as kubelet's whole probe timeout. (The
+/// kernel caps it at `net.core.somaxconn`, 4,096 by default.)
+const BACKLOG: u32 = 4096;
+
+/// Bind a listener with room for [`BACKLOG`] pending connections.
+pub fn listen(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = match addr {
+        SocketAddr::V4(_) => tokio::net::TcpSocket::new_v4()?,
+        SocketAddr::V6(_) => tokio::net::TcpSocket::new_v6()?,
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(BACKLOG)
+}
+
 /// What the listener needs besides the router.
 #[derive(Clone)]
 pub struct Edge {
