@@ -34,17 +34,6 @@ pub struct Lanes {
     pub main: Handle,
 }
 
-impl Lanes {
-    /// Both lanes on the current runtime (tests of the listener alone).
-    pub fn current() -> Lanes {
-        let h = Handle::current();
-        Lanes {
-            probe: h.clone(),
-            main: h,
-        }
-    }
-}
-
 /// The probe lane's runtime: one worker per core, on threads of its own. Dropping it stops
 /// the runtime (its thread drops it, outside any async context).
 pub struct ProbeRuntime {
