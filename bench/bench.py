@@ -714,13 +714,18 @@ def print_table():
 def fig_verdict(R, D):
     section("1. verdict serving")
     nginx = start_nginx()
-    res = {"nginx": [], "h10": [], "h1000": [], "hang": []}
+    res = {"nginx": [], "h10": [], "h100": [], "h1000": [], "hang": []}
     for r in range(R):
         res["nginx"].append(wrk_cpu(nginx.pid, tree_cpu_seconds, nginx.port, "/", D))
     h = start_healthd(SYSTEM_CHECKS + tcp_checks(7, nginx.port, "1s", "500ms"), "healthd-10")
     wait_ready(h)
     for r in range(R):
         res["h10"].append(wrk_cpu(h.pid, cpu_seconds, h.port, "/readyz", D))
+    h.stop()
+    h = start_healthd(tcp_checks(100, nginx.port, "1s", "500ms"), "healthd-100")
+    wait_ready(h)
+    for r in range(R):
+        res["h100"].append(wrk_cpu(h.pid, cpu_seconds, h.port, "/readyz", D))
     h.stop()
     h = start_healthd(tcp_checks(1000, nginx.port, "10s", "2s"), "healthd-1000")
     wait_ready(h)
@@ -737,7 +742,7 @@ def fig_verdict(R, D):
     hang.stop()
     nginx.stop()
     n = res["nginx"]
-    for key, label in (("h10", "10 checks"), ("h1000", "1,000 checks"),
+    for key, label in (("h10", "10 checks"), ("h100", "100 TCP checks @1 s"), ("h1000", "1,000 checks"),
                        ("hang", "1,000 hanging checks")):
         x = res[key]
         codes = "all 503 (unhealthy)" if key == "hang" else "all 200"
@@ -1204,6 +1209,9 @@ def main():
         if "11" in ARGS.only and not q:
             import scale
             scale.fig_100k(sys.modules[__name__], 1)
+        if "10" in ARGS.only:
+            import flood
+            flood.fig_flood(sys.modules[__name__], R, 6 if q else 20)
     finally:
         stop_all()
     log(f"done in {time.monotonic() - started:.0f}s")

@@ -106,9 +106,8 @@ impl Daemon {
             state
         };
         let addr = listen_override.unwrap_or(config.server.listen);
-        let listener = tokio::net::TcpListener::bind(addr)
-            .await
-            .map_err(|source| RunError::Listen { addr, source })?;
+        let listener =
+            server::accept::listen(addr).map_err(|source| RunError::Listen { addr, source })?;
         let local_addr = listener
             .local_addr()
             .map_err(|source| RunError::Listen { addr, source })?;
@@ -147,9 +146,8 @@ impl Daemon {
         let grpc_task = match &config.server.grpc {
             None => None,
             Some(g) => {
-                let listener = tokio::net::TcpListener::bind(g.listen)
-                    .await
-                    .map_err(|source| RunError::Listen {
+                let listener =
+                    server::accept::listen(g.listen).map_err(|source| RunError::Listen {
                         addr: g.listen,
                         source,
                     })?;

@@ -12,6 +12,7 @@ use axum::Router;
 use axum::body::Body;
 use axum::extract::ConnectInfo;
 use axum::response::Response;
+use futures_util::future::{Either, ready};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -32,6 +33,23 @@ const CROWDED_HEADER_TIMEOUT: Duration = Duration::from_secs(1);
 /// Connections kept for probe clients beyond `max_connections`: when every regular slot has
 /// a request in progress, a connection whose first request is a probe's still gets in.
 pub const PROBE_RESERVE: usize = 32;
+
+/// Connections the kernel may hold for `accept`. With the usual 1,024, a burst of heavy
+/// clients (re)connecting at once overflows the queue; a probe's connection attempt then
+/// waits for the 1 s SYN retransmission, as long as kubelet's whole probe timeout. (The
+/// kernel caps it at `net.core.somaxconn`, 4,096 by default.)
+const BACKLOG: u32 = 4096;
+
+/// Bind a listener with room for [`BACKLOG`] pending connections.
+pub fn listen(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = match addr {
+        SocketAddr::V4(_) => tokio::net::TcpSocket::new_v4()?,
+        SocketAddr::V6(_) => tokio::net::TcpSocket::new_v6()?,
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(BACKLOG)
+}
 
 /// What the listener needs besides the router.
 #[derive(Clone)]
@@ -214,29 +232,25 @@ where
     let activity = member.activity.clone();
     let max_header_bytes = limits.max_header_bytes;
     let service = tower::service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
-        // The plain verdict needs no layer of the router: answered here, synchronously.
         // A client that has had a probe answered here is a prober: its connection is the
         // last one closed to make room (a half-sent probe head does not count).
         if lane::is_probe_target(req.uri().path().as_bytes()) {
             activity.mark_probe();
+            // The plain verdict needs no layer of the router: answered here, at once.
+            if let Some(r) = lane::fast(&verdicts, &req, max_header_bytes) {
+                return Either::Left(ready(Ok::<Response, Infallible>(r)));
+            }
         }
-        let quick = lane::fast(&verdicts, &req, max_header_bytes);
         let app = app.clone();
         // Busy from the complete request head until the response is handed over: a
         // connection in a request is never closed to make room.
         let busy = activity.request();
-        async move {
-            let r = match quick {
-                Some(r) => r,
-                None => {
-                    req.extensions_mut().insert(ConnectInfo(peer));
-                    let Ok(r) = tower::ServiceExt::oneshot(app, req.map(Body::new)).await;
-                    r
-                }
-            };
+        Either::Right(async move {
+            req.extensions_mut().insert(ConnectInfo(peer));
+            let Ok(r) = tower::ServiceExt::oneshot(app, req.map(Body::new)).await;
             drop(busy);
-            Ok::<Response, Infallible>(r)
-        }
+            Ok(r)
+        })
     });
     // HTTP/1.1 only: every probe client speaks it, and it lets the header read timeout run
     // from the first byte (HTTP/2 version detection would wait for a silent client forever).

@@ -15,7 +15,7 @@ use tokio::net::TcpStream;
 use tokio::runtime::{Handle, Runtime};
 use tokio_util::sync::CancellationToken;
 
-use crate::health::Verdicts;
+use crate::health::{Verdicts, verdict};
 use crate::model::Group;
 
 /// Which runtime serves a connection.
@@ -32,17 +32,6 @@ pub enum Lane {
 pub struct Lanes {
     pub probe: Handle,
     pub main: Handle,
-}
-
-impl Lanes {
-    /// Both lanes on the current runtime (tests of the listener alone).
-    pub fn current() -> Lanes {
-        let h = Handle::current();
-        Lanes {
-            probe: h.clone(),
-            main: h,
-        }
-    }
 }
 
 /// The probe lane's runtime: one worker per core, on threads of its own. Dropping it stops
@@ -161,7 +150,10 @@ pub fn fast<B>(
     if header_bytes > max_header_bytes {
         return None;
     }
-    let (pass, word) = verdicts.group(group);
+    // As `Verdicts::group`, with borrowed guards instead of a reference count per request.
+    let (snap, policy) = (verdicts.snapshot.load(), verdicts.policy.load());
+    let v = verdict(&snap, group, None, &[], &policy, verdicts.draining(), false);
+    let (pass, word) = (v.pass, v.word);
     let mut r = Response::new(Body::from(word_line(word)));
     *r.status_mut() = if pass {
         StatusCode::OK

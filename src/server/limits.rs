@@ -14,6 +14,9 @@ use tower::ServiceBuilder;
 use super::shed::Shed;
 use crate::config::server::LimitsConfig;
 
+/// A turn through the runtime's queue slower than this sheds heavy requests at once.
+const SWAMPED: std::time::Duration = std::time::Duration::from_millis(100);
+
 /// Put the limits around the two halves of the router: `probes` (the Kubernetes probe
 /// endpoints) and `details` (`/health`, `/metrics`, the status page, the API, pushes) get
 /// separate concurrency budgets with load shedding (counted in `shed`); everything gets the
@@ -40,9 +43,16 @@ where
             .concurrency_limit(n.max(1))
     };
     let guard_limits = Arc::new(limits.clone());
+    let queued = shed.clone();
+    let details = details
+        .layer(budget(limits.detail_concurrency))
+        .layer(middleware::from_fn(move |req: Request, next: Next| {
+            let shed = queued.clone();
+            async move { unless_swamped(&shed, req, next).await }
+        }));
     probes
         .layer(budget(limits.probe_concurrency))
-        .merge(details.layer(budget(limits.detail_concurrency)))
+        .merge(details)
         .layer(middleware::from_fn(move |req: Request, next: Next| {
             let l = guard_limits.clone();
             async move { guard(&l, req, next).await }
@@ -75,6 +85,20 @@ fn overloaded() -> Response {
     r.headers_mut()
         .insert(header::RETRY_AFTER, header::HeaderValue::from_static("1"));
     r
+}
+
+/// Shed a heavy request at once when the runtime is swamped: a turn through its run queue
+/// (one yield) took longer than [`SWAMPED`]. The concurrency budget cannot see that case: when
+/// renders keep every worker busy, requests wait to be read, not in the budget, and would
+/// only add renders once read; a `503` costs next to nothing and empties the queue.
+async fn unless_swamped(shed: &Shed, req: Request, next: Next) -> Response {
+    let asked = std::time::Instant::now();
+    tokio::task::yield_now().await;
+    if asked.elapsed() > SWAMPED {
+        shed.request(req.uri().path());
+        return overloaded();
+    }
+    next.run(req).await
 }
 
 /// Reject what no probe client sends: long targets, large headers, request bodies.
