@@ -73,8 +73,11 @@ impl Daemon {
         listen_override: Option<SocketAddr>,
     ) -> Result<Daemon, RunError> {
         let config = config::load(&sources).map_err(RunError::Config)?;
-        if let Some(limit) = crate::descriptors::limit() {
-            config::open_files::check(&config, limit).map_err(RunError::OpenFiles)?;
+        if let Some(limit) = crate::descriptors::limit()
+            && let Some(warning) =
+                config::open_files::check(&config, limit).map_err(RunError::OpenFiles)?
+        {
+            tracing::warn!(problem = %warning, "Too few file descriptors for every probe at once.");
         }
         let cancel = CancellationToken::new();
         let (health_loop, health) = HealthLoop::new(8192);
