@@ -1109,11 +1109,13 @@ def fig_history(R, D, big):
         [a - b for a, b in zip(on, off)], None, fmt="{:.3f}")
     sizes = {}
     for n in (1000, 10000) if big else (1000,):
-        hon, hoff = [], []
+        hon, hoff, hmem = [], [], []
         for r in range(R):
-            for hist, out in ((True, hon), (False, hoff)):
+            for hist, out in ((True, hon), (False, hoff), (None, hmem)):
                 path = f"{TMP}/rss-{n}-{r}.db"
-                extra = f'[history]\npath = "{path}"\n' if hist else "[history]\nenabled = false\n"
+                extra = ("" if hist is None  # the default: history in memory
+                         else f'[history]\npath = "{path}"\n' if hist
+                         else "[history]\nenabled = false\n")
                 h = start_healthd(tcp_checks(n, nginx.port, "10s", "2s"),
                                   f"healthd-hist-rss-{n}", extra)
                 wait_ready(h, timeout=120)
@@ -1126,6 +1128,8 @@ def fig_history(R, D, big):
             lambda f: f.ratio() <= 1.1, fmt="{:.1f}",
             note=(f"VmHWM after {D}s of checks every 10 s, history in a file vs "
                   "[history] enabled = false (the peer column)"))
+        add(f"peak RSS, {n:,} TCP checks, history in memory", "MiB", hmem, hoff, fmt="{:.1f}",
+            note="the default (no [history] path) vs [history] enabled = false (the peer column)")
     for n, v in sizes.items():
         add(f"store file per check after {D}s, {n:,} checks", "bytes", v, None, fmt="{:.0f}",
             note="redb file size / checks; the steady state after 400 days is measured by "

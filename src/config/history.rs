@@ -6,14 +6,19 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::model::de_duration;
+use crate::model::{de_duration, de_opt_duration};
 
 /// A day, the unit of the longer retention defaults.
 const DAY: Duration = Duration::from_secs(86_400);
 
 /// `[history]`: the embedded store of past results.
+///
+/// A retention key left out takes the default of where the store lives: the file's
+/// ([`HistoryConfig::on_disk`]) or, without `path`, memory's ([`HistoryConfig::default`]),
+/// which keeps what the uptime and SLO windows read and little more (docs/history.md,
+/// "In memory").
 #[derive(Debug, Clone, PartialEq, Deserialize)]
-#[serde(deny_unknown_fields, default)]
+#[serde(from = "Section")]
 pub struct HistoryConfig {
     /// Keep history at all. Default true; false keeps nothing (no uptime, no SLO figures,
     /// `/api/v1` answers 404).
@@ -22,27 +27,78 @@ pub struct HistoryConfig {
     /// history is kept in memory only and is lost when healthd stops. The packaged config
     /// sets `/var/lib/healthd/history.db` (systemd's `StateDirectory=healthd`).
     pub path: Option<PathBuf>,
-    /// Raw results kept per check (time, status, latency, reason, message). Default 1000.
+    /// Raw results kept per check (time, status, latency, reason, message). Default 1000
+    /// (in memory 100).
     pub raw_results: u32,
-    /// How long per-minute buckets are kept. Default `48h`.
-    #[serde(deserialize_with = "de_duration")]
+    /// How long per-minute buckets are kept. Default `48h` (in memory `6h`).
     pub minutes: Duration,
-    /// How long per-hour buckets are kept. Default `35d`.
-    #[serde(deserialize_with = "de_duration")]
+    /// How long per-hour buckets are kept. Default `35d` (in memory `3d`).
     pub hours: Duration,
-    /// How long per-day buckets are kept. Default `400d`.
-    #[serde(deserialize_with = "de_duration")]
+    /// How long per-day buckets are kept. Default `400d` (in memory `35d`).
     pub days: Duration,
-    /// How long status changes (the incident log) are kept. Default `365d`.
-    #[serde(deserialize_with = "de_duration")]
+    /// How long status changes (the incident log) are kept. Default `365d` (in memory
+    /// `35d`).
     pub events: Duration,
 }
 
+/// `[history]` as written: what is left out takes the default of the store's place.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct Section {
+    enabled: Option<bool>,
+    path: Option<PathBuf>,
+    raw_results: Option<u32>,
+    #[serde(deserialize_with = "de_opt_duration")]
+    minutes: Option<Duration>,
+    #[serde(deserialize_with = "de_opt_duration")]
+    hours: Option<Duration>,
+    #[serde(deserialize_with = "de_opt_duration")]
+    days: Option<Duration>,
+    #[serde(deserialize_with = "de_opt_duration")]
+    events: Option<Duration>,
+}
+
+impl From<Section> for HistoryConfig {
+    fn from(s: Section) -> Self {
+        let d = match s.path {
+            Some(path) => HistoryConfig::on_disk(path),
+            None => HistoryConfig::default(),
+        };
+        HistoryConfig {
+            enabled: s.enabled.unwrap_or(d.enabled),
+            raw_results: s.raw_results.unwrap_or(d.raw_results),
+            minutes: s.minutes.unwrap_or(d.minutes),
+            hours: s.hours.unwrap_or(d.hours),
+            days: s.days.unwrap_or(d.days),
+            events: s.events.unwrap_or(d.events),
+            path: d.path,
+        }
+    }
+}
+
+/// In memory (no `[history]`, or no `path`): a store that dies with the process keeps
+/// the recent past the views and the API read (every uptime and burn-rate window, the SLO
+/// window up to 35 days), not a year of it.
 impl Default for HistoryConfig {
     fn default() -> Self {
         HistoryConfig {
             enabled: true,
             path: None,
+            raw_results: 100,
+            minutes: Duration::from_secs(6 * 3600),
+            hours: 3 * DAY,
+            days: 35 * DAY,
+            events: 35 * DAY,
+        }
+    }
+}
+
+impl HistoryConfig {
+    /// The file at `path`, with the file's retention.
+    pub fn on_disk(path: PathBuf) -> Self {
+        HistoryConfig {
+            enabled: true,
+            path: Some(path),
             raw_results: 1000,
             minutes: Duration::from_secs(48 * 3600),
             hours: 35 * DAY,
@@ -153,5 +209,30 @@ impl SloConfig {
             out.push(("min_runs".into(), "must be at least 1".into()));
         }
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(toml: &str) -> HistoryConfig {
+        toml::from_str(toml).expect("parses")
+    }
+
+    #[test]
+    fn left_out_retention_follows_the_store_place() {
+        assert_eq!(parse(""), HistoryConfig::default());
+        assert_eq!(parse("").raw_results, 100);
+        let file = parse("path = \"/tmp/h.db\"");
+        assert_eq!(file, HistoryConfig::on_disk("/tmp/h.db".into()));
+        assert_eq!(file.days, 400 * DAY);
+        // What is set is kept, in memory as on disk.
+        let set = parse("raw_results = 1000\nminutes = \"48h\"\ndays = \"200d\"");
+        assert_eq!((set.raw_results, set.days), (1000, 200 * DAY));
+        assert_eq!(set.minutes, Duration::from_secs(48 * 3600));
+        assert_eq!(set.hours, 3 * DAY);
+        assert!(toml::from_str::<HistoryConfig>("raw = 1").is_err());
+        assert!(HistoryConfig::default().validate().is_empty());
     }
 }

@@ -5,7 +5,8 @@
 //! below the renderers (`telemetry`, `server`), which read the published [`HistoryView`].
 //!
 //! - [`record`]: what is stored (raw results, buckets, status changes) and the resolutions;
-//! - [`store`]: the redb file (or memory), its tables, reads and retention;
+//! - [`store`]: the redb file (or memory), its tables, reads and retention; `memory`: the
+//!   in-memory store's paged storage;
 //! - [`writer`]: the batched, lossy-but-counted writer off the probe path, and `commit`,
 //!   its transactions (minute buckets every batch, hours and days rolled up per minute);
 //! - [`slo`]: the pure SLO arithmetic (availability, budget, burn rates, alert policy);
@@ -18,6 +19,7 @@
 
 pub mod cli;
 mod commit;
+mod memory;
 pub mod query;
 pub mod record;
 pub mod report;

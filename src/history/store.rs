@@ -13,13 +13,13 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use redb::backends::InMemoryBackend;
 use redb::{
     ConcurrencyMode, Database, ReadOnlyDatabase, ReadTransaction, ReadableDatabase, ReadableTable,
     TableDefinition,
 };
 use serde::{Deserialize, Serialize};
 
+use super::memory::PagedMemory;
 use super::record::{Bucket, EventRecord, RawResult, Resolution};
 use crate::config::HistoryConfig;
 
@@ -139,7 +139,7 @@ impl Store {
         // file's).
         let db = Database::builder()
             .set_cache_size(CACHE_BYTES)
-            .create_with_backend(InMemoryBackend::new())
+            .create_with_backend(PagedMemory::default())
             .expect("an in-memory redb database opens");
         let store = Store {
             handle: Handle::Write(db),

@@ -132,7 +132,8 @@ fn rollups_are_exact_and_raw_results_are_a_ring() {
 #[test]
 fn retention_cuts_each_resolution_at_its_age() {
     let store = Store::memory();
-    let config = HistoryConfig::default();
+    // The file's retention (prune does not look at the path).
+    let config = HistoryConfig::on_disk("history.db".into());
     let now = T0 + 400 * 1440 * MIN;
     let mut seed = Seed {
         name: "web".into(),
@@ -298,4 +299,22 @@ fn four_hundred_days_fit_the_disk_budget() {
         "after the first day",
     );
     assert!(first_day < steady);
+    // In memory (no `[history] path`), the retention is shorter: 100 raw results, 6h of
+    // minutes, 3 days of hours, 35 days of days and of status changes. The file's size
+    // stands for what the pages take in memory.
+    let memory = HistoryConfig::default();
+    let in_memory = file_bytes_per_check(
+        &Rows {
+            minutes: (memory.minutes.as_secs() / 60) as u32,
+            hours: (memory.hours.as_secs() / 3600) as u32,
+            days: (memory.days.as_secs() / 86_400) as u32,
+            raw: memory.raw_results.into(),
+            events: 70,
+        },
+        "in memory, steady",
+    );
+    assert!(
+        in_memory * 5 < steady,
+        "in memory {in_memory} bytes per check, on disk {steady}"
+    );
 }
