@@ -12,6 +12,7 @@ use prometheus_client::registry::{Registry, Unit};
 
 use prometheus_client::metrics::counter::ConstCounter;
 
+use super::history::HistoryPart;
 use crate::health::{RunStats, Snapshot};
 use crate::history::History;
 use crate::model::host::HostSample;
@@ -81,9 +82,15 @@ fn collectors(
             self.0.encode(enc)
         }
     }
+    let part_of_history = part.clone();
     let mut all: Vec<Box<dyn Collector>> = vec![Box::new(SnapshotCollector(snapshot, host, part))];
     if let Some(h) = history {
-        all.push(Box::new(super::history::PrometheusHistory::of(h)));
+        // Streamed, history's per-check families come in chunks after the snapshot's.
+        let part = match part_of_history {
+            Part::Whole => HistoryPart::Whole,
+            _ => HistoryPart::Counters,
+        };
+        all.push(Box::new(super::history::PrometheusHistory::of(h, part)));
     }
     for e in extra {
         all.push(Box::new(Shared(e.clone())));

@@ -1,10 +1,15 @@
-//! `/metrics` for many checks, rendered in bounded chunks from one snapshot: the families
-//! that do not grow with the checks first, then each per-check family a range of checks at a
-//! time (its `# HELP`/`# TYPE` only in its first chunk, so every family stays together), then
-//! `# EOF`. Memory is one chunk's text, whatever the number of checks.
+//! `/metrics` for many checks, rendered in bounded chunks from one snapshot (and one history
+//! view): the families that do not grow with the checks first, then each per-check family
+//! (the snapshot's, then history's uptime and SLO gauges) a range of checks at a time (its
+//! `# HELP`/`# TYPE` only in its first chunk, so every family stays together), then `# EOF`.
+//! Memory is one chunk's text, whatever the number of checks.
 
+use std::ops::Range;
 use std::sync::Arc;
 
+use prometheus_client::collector::Collector;
+
+use super::super::history::{GAUGE_FAMILIES, HistoryPart, PrometheusHistory, counters};
 use super::{
     Extra, PER_CHECK_FAMILIES, Part, SnapshotCollector, collectors, encode_all, to_text_format,
 };
@@ -19,11 +24,23 @@ pub const STREAM_ABOVE: usize = 2_000;
 /// Checks per chunk of one family (a chunk of the duration histogram is ~1 MB).
 const CHECKS_PER_CHUNK: usize = 512;
 
+/// Families with series per check, by number, for a range of checks.
+type Source = Box<dyn Fn(usize, Range<usize>) -> Box<dyn Collector> + Send>;
+
+/// One source of per-check families: how many families, over how many checks.
+struct PerCheck {
+    families: usize,
+    checks: usize,
+    collector: Source,
+}
+
 /// The chunks of one rendering, produced as they are asked for.
 pub struct Chunks {
-    snapshot: Arc<Snapshot>,
     open_metrics: bool,
     fixed: Option<String>,
+    /// The snapshot's per-check families, then history's.
+    sources: Vec<PerCheck>,
+    source: usize,
     family: usize,
     next_check: usize,
     described: bool,
@@ -47,10 +64,38 @@ impl Chunks {
             history,
             extra,
         ));
+        let checks = snapshot.checks.len();
+        let mut sources = vec![PerCheck {
+            families: PER_CHECK_FAMILIES,
+            checks,
+            collector: Box::new(move |f, r| {
+                Box::new(SnapshotCollector(
+                    snapshot.clone(),
+                    None,
+                    Part::Family(f, r),
+                ))
+            }),
+        }];
+        if let Some(h) = history {
+            let view = h.view.load_full();
+            let counters = counters(h);
+            sources.push(PerCheck {
+                families: GAUGE_FAMILIES,
+                checks: view.checks.len(),
+                collector: Box::new(move |f, r| {
+                    Box::new(PrometheusHistory(
+                        view.clone(),
+                        counters,
+                        HistoryPart::Gauges(f, r),
+                    ))
+                }),
+            });
+        }
         let mut chunks = Chunks {
-            snapshot,
             open_metrics,
             fixed: None,
+            sources,
+            source: 0,
             family: 0,
             next_check: 0,
             described: false,
@@ -74,12 +119,12 @@ impl Chunks {
     }
 
     /// The next chunk of the current per-check family, if it has series.
-    fn family_chunk(&mut self) -> Option<String> {
-        let end = (self.next_check + CHECKS_PER_CHUNK).min(self.snapshot.checks.len());
-        let part = Part::Family(self.family, self.next_check..end);
+    fn family_chunk(&mut self, source: usize) -> Option<String> {
+        let src = &self.sources[source];
+        let end = (self.next_check + CHECKS_PER_CHUNK).min(src.checks);
+        let collector = (src.collector)(self.family, self.next_check..end);
         self.next_check = end;
-        let collector = SnapshotCollector(self.snapshot.clone(), None, part);
-        let text = self.format(encode_all(vec![Box::new(collector)]));
+        let text = self.format(encode_all(vec![collector]));
         if text.is_empty() {
             return None;
         }
@@ -102,14 +147,19 @@ impl Iterator for Chunks {
         if let Some(fixed) = self.fixed.take() {
             return Some(fixed);
         }
-        while self.family < PER_CHECK_FAMILIES {
-            if self.next_check >= self.snapshot.checks.len() {
+        while let Some(src) = self.sources.get(self.source) {
+            if self.family >= src.families {
+                self.source += 1;
+                self.family = 0;
+                continue;
+            }
+            if self.next_check >= src.checks {
                 self.family += 1;
                 self.next_check = 0;
                 self.described = false;
                 continue;
             }
-            if let Some(chunk) = self.family_chunk() {
+            if let Some(chunk) = self.family_chunk(self.source) {
                 return Some(chunk);
             }
         }

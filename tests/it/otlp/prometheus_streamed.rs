@@ -36,7 +36,16 @@ async fn a_streamed_body_is_valid_and_holds_every_check() {
     })
     .await;
 
-    let text = scrape(&d, &[]).await;
+    // History's view is refreshed apart from the snapshot.
+    let last = format!(
+        "healthd_check_uptime_ratio{{healthd_check_name=\"c{}\"",
+        n - 1
+    );
+    let text = eventually_async("history's figures", Duration::from_secs(60), || async {
+        let text = scrape(&d, &[]).await;
+        text.contains(&last).then_some(text)
+    })
+    .await;
     has_every_check(&text, n);
     let out = promtool_check_metrics(&text);
     assert!(out.0, "promtool check metrics failed:\n{}", out.1);
@@ -89,6 +98,8 @@ fn has_every_check(text: &str, n: usize) {
         "healthd_check_runs",
         "healthd_check_duration_seconds",
         "healthd_group_status",
+        // History's per-check gauges come in chunks too.
+        "healthd_check_uptime_ratio",
     ] {
         let described = text
             .lines()
@@ -112,6 +123,7 @@ fn has_every_check(text: &str, n: usize) {
             "healthd_check_breaker_open",
             "healthd_check_runs_total",
             "healthd_check_duration_seconds_count",
+            "healthd_check_uptime_ratio",
         ] {
             let wanted = format!("{family}{{healthd_check_name=\"c{i}\"");
             assert!(series.contains(wanted.as_str()), "{wanted} missing");
