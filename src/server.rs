@@ -13,6 +13,7 @@ pub mod page;
 mod probe;
 pub mod push;
 pub mod shed;
+mod streamed;
 pub mod tls;
 
 use std::collections::BTreeMap;
@@ -320,39 +321,52 @@ async fn metrics(
     };
     let host_generation = host.as_ref().map_or(0, |h| Arc::as_ptr(h) as usize as u64);
     let inputs = tick.wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ host_generation;
-    // At most one render per format per second, however fast the snapshot changes (see
-    // `server::cache`); Prometheus scrapes every 15 s or more and asks for gzip.
-    let fresh_for = METRICS_FRESH_FOR;
-    let (rendered, content_type) = if prom::wants_open_metrics(accept) {
-        let r = state
-            .rendered
-            .recent_or_render((1, seq, inputs), fresh_for, || {
-                prom::render_with(snap, host, history, &state.metrics_extra)
-            });
-        (r, prom::CONTENT_TYPE)
-    } else {
-        let r = state
-            .rendered
-            .recent_or_render((2, seq, inputs), fresh_for, || {
-                prom::render_text_with(snap, host, history, &state.metrics_extra)
-            });
-        (r, prom::TEXT_CONTENT_TYPE)
-    };
     let gzip = headers
         .get(header::ACCEPT_ENCODING)
         .and_then(|v| v.to_str().ok())
         .is_some_and(accepts_gzip);
-    let mut r = if gzip {
-        let mut r = typed(StatusCode::OK, rendered.gzip(), content_type);
-        r.headers_mut()
-            .insert(header::CONTENT_ENCODING, HeaderValue::from_static("gzip"));
-        r
+    let open_metrics = prom::wants_open_metrics(accept);
+    let content_type = if open_metrics {
+        prom::CONTENT_TYPE
     } else {
-        typed(StatusCode::OK, rendered.body, content_type)
+        prom::TEXT_CONTENT_TYPE
     };
-    r.headers_mut()
-        .insert(header::VARY, HeaderValue::from_static("accept-encoding"));
-    r
+    // Too large to keep: rendered chunk by chunk as it is sent (the detail budget's permit
+    // lives as long as the body, see `limits`).
+    if snap.checks.len() > prom::STREAM_ABOVE {
+        let chunks = prom::Chunks::new(snap, host, history, &state.metrics_extra, open_metrics);
+        let r = Response::new(streamed::body(chunks, gzip));
+        return metrics_headers(r, content_type, gzip);
+    }
+    // At most one render per format per second, however fast the snapshot changes (see
+    // `server::cache`); Prometheus scrapes every 15 s or more and asks for gzip.
+    let fresh_for = METRICS_FRESH_FOR;
+    let rendered = if open_metrics {
+        state
+            .rendered
+            .recent_or_render((1, seq, inputs), fresh_for, || {
+                prom::render_with(snap, host, history, &state.metrics_extra)
+            })
+    } else {
+        state
+            .rendered
+            .recent_or_render((2, seq, inputs), fresh_for, || {
+                prom::render_text_with(snap, host, history, &state.metrics_extra)
+            })
+    };
+    let body = if gzip { rendered.gzip() } else { rendered.body };
+    metrics_headers(Response::new(body.into()), content_type, gzip)
+}
+
+/// A `/metrics` answer's headers: its type, its encoding, and that it varies by encoding.
+fn metrics_headers(mut r: Response, content_type: &'static str, gzip: bool) -> Response {
+    let h = r.headers_mut();
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    if gzip {
+        h.insert(header::CONTENT_ENCODING, HeaderValue::from_static("gzip"));
+    }
+    h.insert(header::VARY, HeaderValue::from_static("accept-encoding"));
+    no_store(r)
 }
 
 /// How long a rendered `/metrics` body is served after the snapshot changed.

@@ -29,6 +29,23 @@ pub struct CheckMeta {
 }
 
 impl CheckMeta {
+    /// A critical readiness `tcp` check probed every second, for unit tests.
+    #[cfg(test)]
+    pub fn for_test(name: &str) -> CheckMeta {
+        CheckMeta {
+            name: name.into(),
+            kind: "tcp",
+            critical: true,
+            groups: vec![Group::Readiness],
+            failure_threshold: 1,
+            success_threshold: 1,
+            generation: 1,
+            interval: Duration::from_secs(1),
+            timeout: Duration::from_millis(500),
+            resilience: Default::default(),
+        }
+    }
+
     pub fn of(c: &CheckConfig, generation: u64) -> CheckMeta {
         CheckMeta {
             name: c.name.clone(),

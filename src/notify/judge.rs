@@ -216,22 +216,11 @@ fn hold(v: &CheckView, t: &Track, cx: &Context) -> bool {
 mod tests {
     use super::*;
     use crate::health::CheckMeta;
-    use crate::model::{Group, Reason};
+    use crate::model::Reason;
     use Status::{Degraded as D, Healthy as H, Unhealthy as U, Unknown as X};
 
     fn view(name: &str, status: Status, at: SystemTime) -> CheckView {
-        let meta = CheckMeta {
-            name: name.into(),
-            kind: "tcp",
-            critical: true,
-            groups: vec![Group::Readiness],
-            failure_threshold: 1,
-            success_threshold: 1,
-            generation: 1,
-            interval: Duration::from_secs(1),
-            timeout: Duration::from_millis(500),
-            resilience: Default::default(),
-        };
+        let meta = CheckMeta::for_test(name);
         let mut v = CheckView::clone(&crate::health::state::CheckState::new(meta).view);
         v.status = status;
         v.since = Some(at);

@@ -4,11 +4,14 @@
 use std::sync::Arc;
 
 use axum::Router;
+use axum::body::{Body, HttpBody as _};
 use axum::error_handling::HandleErrorLayer;
 use axum::extract::Request;
 use axum::http::{StatusCode, Uri, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
+use futures_util::StreamExt as _;
+use tokio::sync::Semaphore;
 use tower::ServiceBuilder;
 
 use super::shed::Shed;
@@ -44,8 +47,13 @@ where
     };
     let guard_limits = Arc::new(limits.clone());
     let queued = shed.clone();
+    let slots = Arc::new(Semaphore::new(limits.detail_concurrency.max(1)));
+    let counted = shed.clone();
     let details = details
-        .layer(budget(limits.detail_concurrency))
+        .layer(middleware::from_fn(move |req: Request, next: Next| {
+            let (slots, shed) = (slots.clone(), counted.clone());
+            async move { within_budget(slots, &shed, req, next).await }
+        }))
         .layer(middleware::from_fn(move |req: Request, next: Next| {
             let shed = queued.clone();
             async move { unless_swamped(&shed, req, next).await }
@@ -85,6 +93,25 @@ fn overloaded() -> Response {
     r.headers_mut()
         .insert(header::RETRY_AFTER, header::HeaderValue::from_static("1"));
     r
+}
+
+/// Run a heavy request in a slot of the detail budget, or shed it at once (503) when every
+/// slot is taken. The slot is held until the body has been sent: a body streamed as it is
+/// rendered (`/metrics` with many checks) keeps rendering after the handler returned.
+async fn within_budget(slots: Arc<Semaphore>, shed: &Shed, req: Request, next: Next) -> Response {
+    let Ok(slot) = slots.try_acquire_owned() else {
+        shed.request(req.uri().path());
+        return overloaded();
+    };
+    let r = next.run(req).await;
+    if r.body().size_hint().exact().is_some() {
+        return r;
+    }
+    r.map(|body| {
+        Body::from_stream(body.into_data_stream().inspect(move |_| {
+            let _held = &slot;
+        }))
+    })
 }
 
 /// Shed a heavy request at once when the runtime is swamped: a turn through its run queue
@@ -142,8 +169,9 @@ async fn guard(limits: &LimitsConfig, req: Request, next: Next) -> Response {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use axum::body::Body;
+    use axum::body::Bytes;
     use axum::routing::get;
+    use std::convert::Infallible;
     use std::time::Duration;
     use tokio::sync::Notify;
     use tower::ServiceExt;
@@ -202,6 +230,45 @@ mod tests {
         release.notify_one();
         let Ok(done) = first.await.expect("first request task");
         assert_eq!(done.status(), StatusCode::OK);
+    }
+
+    /// A streamed body keeps its slot until it has been sent (or dropped), not only until
+    /// the handler returned.
+    #[tokio::test]
+    async fn a_streamed_body_holds_its_slot_until_it_ends() {
+        let (send, recv) = tokio::sync::mpsc::channel::<Result<Bytes, Infallible>>(1);
+        let recv = Arc::new(std::sync::Mutex::new(Some(recv)));
+        let details: Router = Router::new().route(
+            "/metrics",
+            get(move || {
+                let recv = recv.lock().ok().and_then(|mut r| r.take());
+                async move {
+                    match recv {
+                        Some(r) => {
+                            Body::from_stream(tokio_stream::wrappers::ReceiverStream::new(r))
+                        }
+                        None => Body::from("short"),
+                    }
+                }
+            }),
+        );
+        let limits = LimitsConfig {
+            detail_concurrency: 1,
+            ..LimitsConfig::default()
+        };
+        let app: Router = protect(Router::new(), details, &limits, Arc::default()).with_state(());
+        let Ok(streaming) = app.clone().oneshot(get_req("/metrics")).await;
+        assert_eq!(streaming.status(), StatusCode::OK);
+        // The handler has returned, the body is still open: the only slot is taken.
+        let Ok(shed) = app.clone().oneshot(get_req("/metrics")).await;
+        assert_eq!(shed.status(), StatusCode::SERVICE_UNAVAILABLE);
+        send.send(Ok(Bytes::from("tail"))).await.expect("body open");
+        drop(send);
+        let body = axum::body::to_bytes(streaming.into_body(), 1024).await;
+        assert_eq!(body.ok().as_deref(), Some(&b"tail"[..]));
+        // Sent: the slot is free again.
+        let Ok(after) = app.clone().oneshot(get_req("/metrics")).await;
+        assert_eq!(after.status(), StatusCode::OK);
     }
 
     #[tokio::test]

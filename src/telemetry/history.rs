@@ -11,6 +11,7 @@ use prometheus_client::metrics::counter::ConstCounter;
 use prometheus_client::metrics::gauge::ConstGauge;
 
 use super::host::MetricName;
+use crate::history::view::CheckHistory;
 use crate::history::view::UPTIME_WINDOWS;
 use crate::history::{History, HistoryView};
 
@@ -81,14 +82,22 @@ pub const COMMIT_ERRORS: MetricName = metric(
 /// One gauge value: `(check, extra label, value)`.
 pub type Point = (String, Option<(&'static str, &'static str)>, f64);
 
+/// How many gauge families [`gauges`] returns.
+pub const GAUGE_FAMILIES: usize = 5;
+
 /// The gauges of the view, by metric, each family's points sorted by check.
 pub fn gauges(view: &HistoryView) -> Vec<(MetricName, Vec<Point>)> {
+    gauges_of(&view.checks)
+}
+
+/// [`gauges`] of some of the view's checks.
+fn gauges_of(checks: &[(std::sync::Arc<str>, CheckHistory)]) -> Vec<(MetricName, Vec<Point>)> {
     let mut out: Vec<(MetricName, Vec<Point>)> = [UPTIME, OBJECTIVE, BUDGET, BURN, ALERT]
         .into_iter()
         .map(|m| (m, Vec::new()))
         .collect();
     // The view is sorted by check.
-    for (name, h) in &view.checks {
+    for (name, h) in checks {
         let n = || name.to_string();
         for ((w, _), v) in UPTIME_WINDOWS.iter().zip(&h.uptime) {
             if let Some(v) = v {
@@ -129,20 +138,39 @@ pub fn counters(history: &History) -> [(MetricName, u64); 3] {
     ]
 }
 
-/// The Prometheus side: history's families for `/metrics`.
+/// The Prometheus side: history's families for `/metrics` (the `part` of them).
 #[derive(Debug)]
-pub struct PrometheusHistory(pub std::sync::Arc<HistoryView>, pub [(MetricName, u64); 3]);
+pub struct PrometheusHistory(
+    pub std::sync::Arc<HistoryView>,
+    pub [(MetricName, u64); 3],
+    pub HistoryPart,
+);
+
+/// Which of history's families a [`PrometheusHistory`] encodes: all, the writer's counters
+/// only, or one gauge family (of [`GAUGE_FAMILIES`]) for a range of the view's checks.
+#[derive(Debug, Clone)]
+pub enum HistoryPart {
+    Whole,
+    Counters,
+    Gauges(usize, std::ops::Range<usize>),
+}
 
 impl PrometheusHistory {
-    pub fn of(history: &History) -> PrometheusHistory {
-        PrometheusHistory(history.view.load_full(), counters(history))
+    pub fn of(history: &History, part: HistoryPart) -> PrometheusHistory {
+        PrometheusHistory(history.view.load_full(), counters(history), part)
     }
 }
 
 impl Collector for PrometheusHistory {
     fn encode(&self, mut enc: DescriptorEncoder) -> Result<(), std::fmt::Error> {
-        for (m, points) in gauges(&self.0) {
-            if points.is_empty() {
+        let all = &self.0.checks[..];
+        let (checks, only) = match &self.2 {
+            HistoryPart::Whole => (all, None),
+            HistoryPart::Counters => (&all[..0], None),
+            HistoryPart::Gauges(f, r) => (all.get(r.clone()).unwrap_or_default(), Some(*f)),
+        };
+        for (i, (m, points)) in gauges_of(checks).into_iter().enumerate() {
+            if points.is_empty() || only.is_some_and(|f| f != i) {
                 continue;
             }
             let mut family =
@@ -152,6 +180,9 @@ impl Collector for PrometheusHistory {
                 labels.extend(extra.iter().copied());
                 ConstGauge::new(*v).encode(family.encode_family(&labels)?)?;
             }
+        }
+        if only.is_some() {
+            return Ok(());
         }
         for (m, v) in &self.1 {
             let family = enc.encode_descriptor(

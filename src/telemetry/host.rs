@@ -75,10 +75,18 @@ metric!(
 /// Each `tls` check's latest certificate sample: the check and its chain's earliest
 /// `not_after`. Kept while the certificate is expired (the check still reads the chain).
 pub fn cert_not_after(snapshot: &Snapshot) -> impl Iterator<Item = (&CheckView, i64)> {
-    snapshot.checks.iter().filter_map(|c| match &c.sample {
-        Some(Sample::Tls(cert)) => Some((c.as_ref(), cert.not_after)),
+    snapshot
+        .checks
+        .iter()
+        .filter_map(|c| Some((c.as_ref(), not_after(c)?)))
+}
+
+/// The expiry of the certificate a check saw, if it saw one.
+pub fn not_after(check: &CheckView) -> Option<i64> {
+    match &check.sample {
+        Some(Sample::Tls(cert)) => Some(cert.not_after),
         _ => None,
-    })
+    }
 }
 
 /// How a host metric is exported.

@@ -12,11 +12,15 @@ use prometheus_client::registry::{Registry, Unit};
 
 use prometheus_client::metrics::counter::ConstCounter;
 
+use super::history::HistoryPart;
 use crate::health::{RunStats, Snapshot};
 use crate::history::History;
 use crate::model::host::HostSample;
 use crate::model::{Sample, Status};
 use crate::telemetry::host::{self, Kind};
+
+mod stream;
+pub use stream::{Chunks, STREAM_ABOVE};
 
 /// The content type of [`render`].
 pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
@@ -60,6 +64,17 @@ pub fn render_with(
     history: Option<&History>,
     extra: &[Extra],
 ) -> String {
+    encode_all(collectors(snapshot, host, Part::Whole, history, extra))
+}
+
+/// The collectors of a rendering: the snapshot's `part`, history's families, extra series.
+fn collectors(
+    snapshot: Arc<Snapshot>,
+    host: Option<Arc<HostSample>>,
+    part: Part,
+    history: Option<&History>,
+    extra: &[Extra],
+) -> Vec<Box<dyn Collector>> {
     #[derive(Debug)]
     struct Shared(Extra);
     impl Collector for Shared {
@@ -67,13 +82,27 @@ pub fn render_with(
             self.0.encode(enc)
         }
     }
-    let mut registry = Registry::default();
-    registry.register_collector(Box::new(SnapshotCollector(snapshot, host)));
+    let part_of_history = part.clone();
+    let mut all: Vec<Box<dyn Collector>> = vec![Box::new(SnapshotCollector(snapshot, host, part))];
     if let Some(h) = history {
-        registry.register_collector(Box::new(super::history::PrometheusHistory::of(h)));
+        // Streamed, history's per-check families come in chunks after the snapshot's.
+        let part = match part_of_history {
+            Part::Whole => HistoryPart::Whole,
+            _ => HistoryPart::Counters,
+        };
+        all.push(Box::new(super::history::PrometheusHistory::of(h, part)));
     }
     for e in extra {
-        registry.register_collector(Box::new(Shared(e.clone())));
+        all.push(Box::new(Shared(e.clone())));
+    }
+    all
+}
+
+/// Encode the collectors in the OpenMetrics text format (ending in `# EOF`).
+fn encode_all(collectors: Vec<Box<dyn Collector>>) -> String {
+    let mut registry = Registry::default();
+    for c in collectors {
+        registry.register_collector(c);
     }
     let mut out = String::with_capacity(16 * 1024);
     // Writing to a String cannot fail.
@@ -82,7 +111,7 @@ pub fn render_with(
 }
 
 #[derive(Debug)]
-struct SnapshotCollector(Arc<Snapshot>, Option<Arc<HostSample>>);
+pub(crate) struct SnapshotCollector(pub Arc<Snapshot>, pub Option<Arc<HostSample>>, pub Part);
 
 type Labels<'a> = Vec<(&'static str, &'a str)>;
 
@@ -155,100 +184,63 @@ fn histogram(
         )
 }
 
+/// The families with one series (or more) per check, rendered one at a time by [`Part`].
+pub(crate) const PER_CHECK_FAMILIES: usize = 8;
+
+/// What a [`SnapshotCollector`] encodes: everything, only the families that do not grow with
+/// the checks, or one per-check family for a range of checks (by index in `checks`).
+#[derive(Debug, Clone)]
+pub(crate) enum Part {
+    Whole,
+    Fixed,
+    Family(usize, std::ops::Range<usize>),
+}
+
+type View = crate::health::CheckView;
+
+/// A 0-or-1 family: name, help, and whether a check is 1.
+type Flag = (&'static str, &'static str, fn(&View) -> bool);
+
+/// A check's name and kind labels.
+fn named(c: &View) -> Labels<'_> {
+    vec![
+        ("healthd_check_name", c.name.as_str()),
+        ("healthd_check_kind", c.kind),
+    ]
+}
+
 impl Collector for SnapshotCollector {
     fn encode(&self, mut enc: DescriptorEncoder) -> Result<(), std::fmt::Error> {
         let snap = &self.0;
-        let probes: Vec<_> = snap.checks.iter().filter(|c| !c.builtin).collect();
-
-        gauge_family(
-            &mut enc,
-            "healthd_build_info",
-            "healthd version",
-            None,
-            [(vec![("version", env!("CARGO_PKG_VERSION"))], 1.0)],
-        )?;
-        gauge_family(
-            &mut enc,
-            "healthd_startup_complete",
-            "1 once every check has reported and every startup check has passed",
-            None,
-            [(vec![], if snap.started { 1.0 } else { 0.0 })],
-        )?;
-        gauge_family(
-            &mut enc,
-            host::CHECK_STATUS.prometheus,
-            host::CHECK_STATUS.help,
-            None,
-            snap.checks.iter().flat_map(|c| {
-                Status::ALL.iter().map(move |s| {
-                    (
-                        vec![
-                            ("healthd_check_name", c.name.as_str()),
-                            ("healthd_check_kind", c.kind),
-                            ("healthd_check_status", s.as_str()),
-                        ],
-                        if c.status == *s { 1.0 } else { 0.0 },
-                    )
-                })
-            }),
-        )?;
-        // Resilience state (see README.md, "Failure behaviour"): one family each, 0 or 1.
-        for (name, help, value) in [
-            (
-                "healthd_check_breaker_open",
-                "1 while the check is unhealthy and probed with backoff",
-                (|c: &crate::health::CheckView| c.breaker == crate::resilience::BreakerState::Open)
-                    as fn(&crate::health::CheckView) -> bool,
-            ),
-            (
-                "healthd_check_flapping",
-                "1 while the check changes state too often (status held at the worst)",
-                |c| c.flapping,
-            ),
-            (
-                "healthd_check_stale",
-                "1 while the latest result is older than the check's max_staleness",
-                |c| c.stale,
-            ),
-        ] {
+        let (fixed, only, range) = match &self.2 {
+            Part::Whole => (true, None, 0..snap.checks.len()),
+            Part::Fixed => (true, None, 0..0),
+            Part::Family(f, r) => (false, Some(*f), r.clone()),
+        };
+        if fixed {
             gauge_family(
                 &mut enc,
-                name,
-                help,
+                "healthd_build_info",
+                "healthd version",
                 None,
-                probes.iter().map(|c| {
-                    (
-                        vec![
-                            ("healthd_check_name", c.name.as_str()),
-                            ("healthd_check_kind", c.kind),
-                        ],
-                        if value(c) { 1.0 } else { 0.0 },
-                    )
-                }),
+                [(vec![("version", env!("CARGO_PKG_VERSION"))], 1.0)],
+            )?;
+            gauge_family(
+                &mut enc,
+                "healthd_startup_complete",
+                "1 once every check has reported and every startup check has passed",
+                None,
+                [(vec![], if snap.started { 1.0 } else { 0.0 })],
             )?;
         }
-        gauge_family(
-            &mut enc,
-            "healthd_exec_perfdata",
-            "Performance data an exec check's program printed, in base units (seconds, bytes)",
-            None,
-            probes.iter().flat_map(|c| perfdata_series(c)),
-        )?;
-        gauge_family(
-            &mut enc,
-            host::TLS_CERT_NOT_AFTER.prometheus,
-            host::TLS_CERT_NOT_AFTER.help,
-            None,
-            host::cert_not_after(snap).map(|(c, not_after)| {
-                (
-                    vec![
-                        ("healthd_check_name", c.name.as_str()),
-                        ("healthd_check_kind", c.kind),
-                    ],
-                    not_after as f64,
-                )
-            }),
-        )?;
+        for family in 0..PER_CHECK_FAMILIES {
+            if only.is_none_or(|f| f == family) && !range.is_empty() {
+                self.encode_per_check(&mut enc, family, range.clone())?;
+            }
+        }
+        if !fixed {
+            return Ok(());
+        }
         gauge_family(
             &mut enc,
             host::GROUP_STATUS.prometheus,
@@ -266,51 +258,7 @@ impl Collector for SnapshotCollector {
                 })
             }),
         )?;
-
-        if !probes.is_empty() {
-            let mut runs = enc.encode_descriptor(
-                host::CHECK_RUNS.prometheus.trim_end_matches("_total"),
-                host::CHECK_RUNS.help,
-                None,
-                MetricType::Counter,
-            )?;
-            for c in &probes {
-                for (reason, n) in &c.stats.runs {
-                    let mut labels: Labels = vec![
-                        ("healthd_check_name", c.name.as_str()),
-                        ("healthd_check_kind", c.kind),
-                        (
-                            "healthd_check_result",
-                            if reason.is_some() {
-                                "failure"
-                            } else {
-                                "success"
-                            },
-                        ),
-                    ];
-                    // As in OTLP: `error.type` only on failures.
-                    if let Some(r) = reason {
-                        labels.push(("error_type", r.as_str()));
-                    }
-                    ConstCounter::new(*n).encode(runs.encode_family(&labels)?)?;
-                }
-            }
-            let mut dur = enc.encode_descriptor(
-                host::CHECK_DURATION.prometheus.trim_end_matches("_seconds"),
-                host::CHECK_DURATION.help,
-                Some(&Unit::Seconds),
-                MetricType::Histogram,
-            )?;
-            for c in &probes {
-                histogram(
-                    &mut dur,
-                    &vec![
-                        ("healthd_check_name", c.name.as_str()),
-                        ("healthd_check_kind", c.kind),
-                    ],
-                    &c.stats,
-                )?;
-            }
+        if snap.checks.iter().any(|c| !c.builtin) {
             let mut late = enc.encode_descriptor(
                 "healthd_scheduler_lateness",
                 "How late check runs started against their schedule",
@@ -319,13 +267,131 @@ impl Collector for SnapshotCollector {
             )?;
             histogram(&mut late, &vec![], &snap.lateness)?;
         }
-
         self.encode_host(&mut enc)?;
         Ok(())
     }
 }
 
 impl SnapshotCollector {
+    /// Per-check family number `family` (of [`PER_CHECK_FAMILIES`]) for the checks in `range`.
+    fn encode_per_check(
+        &self,
+        enc: &mut DescriptorEncoder,
+        family: usize,
+        range: std::ops::Range<usize>,
+    ) -> Result<(), std::fmt::Error> {
+        let checks = &self.0.checks;
+        let all = || {
+            range
+                .clone()
+                .filter_map(|i| checks.get(i))
+                .map(|c| c.as_ref())
+        };
+        let probes = || all().filter(|c| !c.builtin);
+        // Resilience state (see README.md, "Failure behaviour"): one family each, 0 or 1.
+        let flags: [Flag; 3] = [
+            (
+                "healthd_check_breaker_open",
+                "1 while the check is unhealthy and probed with backoff",
+                |c| c.breaker == crate::resilience::BreakerState::Open,
+            ),
+            (
+                "healthd_check_flapping",
+                "1 while the check changes state too often (status held at the worst)",
+                |c| c.flapping,
+            ),
+            (
+                "healthd_check_stale",
+                "1 while the latest result is older than the check's max_staleness",
+                |c| c.stale,
+            ),
+        ];
+        match family {
+            0 => gauge_family(
+                enc,
+                host::CHECK_STATUS.prometheus,
+                host::CHECK_STATUS.help,
+                None,
+                all().flat_map(|c| {
+                    Status::ALL.iter().map(move |s| {
+                        (
+                            vec![
+                                ("healthd_check_name", c.name.as_str()),
+                                ("healthd_check_kind", c.kind),
+                                ("healthd_check_status", s.as_str()),
+                            ],
+                            if c.status == *s { 1.0 } else { 0.0 },
+                        )
+                    })
+                }),
+            ),
+            1..=3 => {
+                let (name, help, value) = flags[family - 1];
+                gauge_family(
+                    enc,
+                    name,
+                    help,
+                    None,
+                    probes().map(|c| (named(c), if value(c) { 1.0 } else { 0.0 })),
+                )
+            }
+            4 => gauge_family(
+                enc,
+                "healthd_exec_perfdata",
+                "Performance data an exec check's program printed, in base units (seconds, bytes)",
+                None,
+                probes().flat_map(perfdata_series),
+            ),
+            5 => gauge_family(
+                enc,
+                host::TLS_CERT_NOT_AFTER.prometheus,
+                host::TLS_CERT_NOT_AFTER.help,
+                None,
+                all().filter_map(|c| Some((named(c), host::not_after(c)? as f64))),
+            ),
+            6 if probes().next().is_some() => {
+                let mut runs = enc.encode_descriptor(
+                    host::CHECK_RUNS.prometheus.trim_end_matches("_total"),
+                    host::CHECK_RUNS.help,
+                    None,
+                    MetricType::Counter,
+                )?;
+                for c in probes() {
+                    for (reason, n) in &c.stats.runs {
+                        let mut labels = named(c);
+                        labels.push((
+                            "healthd_check_result",
+                            if reason.is_some() {
+                                "failure"
+                            } else {
+                                "success"
+                            },
+                        ));
+                        // As in OTLP: `error.type` only on failures.
+                        if let Some(r) = reason {
+                            labels.push(("error_type", r.as_str()));
+                        }
+                        ConstCounter::new(*n).encode(runs.encode_family(&labels)?)?;
+                    }
+                }
+                Ok(())
+            }
+            7 if probes().next().is_some() => {
+                let mut dur = enc.encode_descriptor(
+                    host::CHECK_DURATION.prometheus.trim_end_matches("_seconds"),
+                    host::CHECK_DURATION.help,
+                    Some(&Unit::Seconds),
+                    MetricType::Histogram,
+                )?;
+                for c in probes() {
+                    histogram(&mut dur, &named(c), &c.stats)?;
+                }
+                Ok(())
+            }
+            _ => Ok(()),
+        }
+    }
+
     /// Every host family with points, under its Prometheus name; attribute names are
     /// translated the same way (`.` becomes `_`).
     fn encode_host(&self, enc: &mut DescriptorEncoder) -> Result<(), std::fmt::Error> {

@@ -15,6 +15,7 @@ mod failing_collector;
 mod history;
 mod host;
 mod prometheus;
+mod prometheus_streamed;
 mod receiver;
 mod settings;
 mod tls;

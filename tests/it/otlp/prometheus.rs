@@ -75,18 +75,7 @@ async fn promtool_accepts_metrics() {
 
     // gzip for scrapers that accept it (Prometheus does): the same text, compressed.
     let r = scrape(&d, "accept-encoding", "gzip").await;
-    assert_eq!(r.headers()["content-encoding"], "gzip");
-    assert_eq!(r.headers()["vary"], "accept-encoding");
-    let gz = r.bytes().await.unwrap();
-    let mut unzipped = String::new();
-    std::io::Read::read_to_string(&mut flate2::read::GzDecoder::new(&gz[..]), &mut unzipped)
-        .expect("a gzip body");
-    assert!(
-        gz.len() * 3 < unzipped.len(),
-        "{} of {}",
-        gz.len(),
-        unzipped.len()
-    );
+    let unzipped = gunzip(r).await;
     assert!(
         unzipped.contains("# TYPE healthd_check_status gauge"),
         "{unzipped}"
@@ -117,4 +106,21 @@ async fn scrape(d: &TestDaemon, header: &str, value: &str) -> reqwest::Response 
         .send()
         .await
         .unwrap()
+}
+
+/// A `/metrics` answer's text, after checking it is gzip (at least 3× smaller than the text).
+pub(super) async fn gunzip(r: reqwest::Response) -> String {
+    assert_eq!(r.headers()["content-encoding"], "gzip");
+    assert_eq!(r.headers()["vary"], "accept-encoding");
+    let gz = r.bytes().await.unwrap();
+    let mut unzipped = String::new();
+    std::io::Read::read_to_string(&mut flate2::read::GzDecoder::new(&gz[..]), &mut unzipped)
+        .expect("a gzip body");
+    assert!(
+        gz.len() * 3 < unzipped.len(),
+        "{} of {}",
+        gz.len(),
+        unzipped.len()
+    );
+    unzipped
 }
