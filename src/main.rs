@@ -260,36 +260,11 @@ fn subcommand_named() -> Option<String> {
 }
 
 fn init_logging(level: Option<&str>, format: LogFormat) {
-    use tracing_subscriber::EnvFilter;
-    let mut filter = match level {
-        Some(l) => EnvFilter::new(l),
-        None => EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
-    };
-    // The OpenTelemetry SDK logs every failed export; healthd logs them rate-limited itself.
-    // Naming `opentelemetry` in the filter (e.g. `info,opentelemetry=debug`) shows them.
-    let spec = level
-        .map(str::to_string)
-        .or_else(|| std::env::var("RUST_LOG").ok())
-        .unwrap_or_default();
-    if !spec.contains("opentelemetry")
-        && let Ok(d) = "opentelemetry=off".parse()
-    {
-        filter = filter.add_directive(d);
-    }
-    // The HTTP client's own debug and trace lines print connection-pool keys (scheme and
-    // authority): kept out unless named, so no URL with userinfo can reach the log.
-    for client in ["hyper_util", "reqwest"] {
-        if !spec.contains(client)
-            && let Ok(d) = format!("{client}=info").parse()
-        {
-            filter = filter.add_directive(d);
-        }
-    }
     let format = match format {
         LogFormat::Plain => healthd::logging::Format::Plain,
         LogFormat::Json => healthd::logging::Format::Json,
     };
-    healthd::logging::init(filter, format);
+    healthd::logging::init(healthd::logging::filter(level), format);
 }
 
 /// Print a subcommand's output (exit 0) or its error (exit 1).

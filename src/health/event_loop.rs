@@ -16,41 +16,14 @@ use tokio_util::sync::CancellationToken;
 use super::descriptors::DescriptorWatch;
 use super::publish::Board;
 use super::pulse::Pulse;
+use super::records::log_change;
+pub use super::records::{RunRecord, StatusChange};
 use super::snapshot::{CheckView, HEARTBEAT, ReloadInfo, SharedSnapshot, Snapshot};
 use super::state::{CheckMeta, CheckState, Observation};
 use super::stats::RunStats;
 use crate::model::classify::out_of_descriptors;
 use crate::model::{Group, Level, Reason, Status};
 use crate::resilience::Resilience;
-
-/// A check's status changed (for logs and the optional OTLP log record).
-#[derive(Debug, Clone)]
-pub struct StatusChange {
-    pub check: String,
-    pub kind: &'static str,
-    pub from: Status,
-    pub to: Status,
-    pub reason: Option<Reason>,
-    pub message: String,
-    pub at: SystemTime,
-}
-
-/// One finished run of a probe check, as the health loop accepted it (for the OTLP duration
-/// histogram and run counter, which record each run as it happens).
-#[derive(Debug, Clone)]
-pub struct RunRecord {
-    pub check: String,
-    pub kind: &'static str,
-    pub latency: Duration,
-    /// `None` on success, the failure reason otherwise (as counted in [`RunStats::runs`]).
-    pub failure: Option<Reason>,
-    /// When the run finished, how it ended, why it was not ok and its message (for the
-    /// history store).
-    pub at: SystemTime,
-    pub level: Level,
-    pub reason: Option<Reason>,
-    pub message: String,
-}
 
 /// What the health loop is told.
 #[derive(Debug)]
@@ -486,20 +459,6 @@ fn self_check_view(name: String, groups: Vec<Group>, critical: bool) -> CheckVie
     let mut view = Arc::unwrap_or_clone(s.view);
     view.builtin = true;
     view
-}
-
-fn log_change(c: &StatusChange) {
-    let reason = c.reason.map(Reason::as_str).unwrap_or("");
-    match c.to {
-        Status::Healthy => tracing::info!(
-            check = %c.check, kind = c.kind, from = c.from.as_str(), to = c.to.as_str(), detail = %c.message,
-            "Check status changed."
-        ),
-        _ => tracing::warn!(
-            check = %c.check, kind = c.kind, from = c.from.as_str(), to = c.to.as_str(), reason, detail = %c.message,
-            "Check status changed."
-        ),
-    }
 }
 
 #[cfg(test)]

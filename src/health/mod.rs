@@ -9,6 +9,7 @@
 //! - [`stats`]: run counters and latency histograms;
 //! - `descriptors`: the self-check for runs lost to healthd's own descriptor shortage;
 //! - `dependencies`: `blocked_by`, a failing check's failing parents (`depends_on`);
+//! - `records`: what the loop tells its listeners (status changes, accepted runs);
 //! - [`verdict`]: a group's verdict for the HTTP, gRPC and systemd renderers.
 
 pub mod checks;
@@ -17,6 +18,7 @@ mod descriptors;
 pub mod event_loop;
 mod publish;
 pub mod pulse;
+mod records;
 pub mod snapshot;
 pub mod state;
 pub mod stats;

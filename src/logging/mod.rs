@@ -22,7 +22,10 @@ use tracing_subscriber::util::SubscriberInitExt;
 
 use crate::model::one_log_line;
 
+mod filter;
 pub mod journal;
+
+pub use filter::filter;
 
 /// How lines are written when they go to stderr.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
