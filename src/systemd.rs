@@ -337,16 +337,11 @@ mod tests {
     }
 
     fn obs(name: &str, outcome: Outcome) -> Event {
-        Event::Observation(Observation {
-            check: name.into(),
-            generation: 1,
+        Event::Observation(Observation::for_test(
+            name,
             outcome,
-            latency: Duration::from_millis(1),
-            lateness: Duration::ZERO,
-            at: SystemTime::now(),
-            breaker: Default::default(),
-            next_delay: Duration::from_secs(10),
-        })
+            Duration::from_secs(10),
+        ))
     }
 
     async fn settle(state: &Verdicts, want: &str) {

@@ -3,7 +3,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use super::{Event, HealthLoop};
 use crate::health::checks::CHUNK;
@@ -31,16 +31,7 @@ fn meta(i: usize, interval: Duration) -> CheckMeta {
 }
 
 fn obs(i: usize, outcome: Outcome, next: Duration) -> Event {
-    Event::Observation(Observation {
-        check: format!("c{i}"),
-        generation: 1,
-        outcome,
-        latency: Duration::from_millis(1),
-        lateness: Duration::ZERO,
-        at: SystemTime::now(),
-        breaker: Default::default(),
-        next_delay: next,
-    })
+    Event::Observation(Observation::for_test(&format!("c{i}"), outcome, next))
 }
 
 fn configured(n: usize, interval: Duration) -> (HealthLoop, crate::health::HealthHandle) {

@@ -78,6 +78,24 @@ pub struct Observation {
     pub next_delay: Duration,
 }
 
+impl Observation {
+    /// A run of generation 1 that took 1 ms, started on time and finished now, for unit
+    /// tests.
+    #[cfg(test)]
+    pub fn for_test(check: &str, outcome: Outcome, next_delay: Duration) -> Observation {
+        Observation {
+            check: check.into(),
+            generation: 1,
+            outcome,
+            latency: Duration::from_millis(1),
+            lateness: Duration::ZERO,
+            at: SystemTime::now(),
+            breaker: Default::default(),
+            next_delay,
+        }
+    }
+}
+
 /// The mutable state behind one [`CheckView`].
 pub(crate) struct CheckState {
     pub(crate) meta: CheckMeta,
