@@ -1,44 +1,37 @@
-//! Runs checks: one task per check, each on its own interval with jitter, bounded by its
-//! timeout, isolated from panics, and limited by a global bulkhead on in-flight probes.
+//! Runs checks: each on its own interval with jitter, driven by one task from a sorted
+//! schedule, bounded by its timeout, isolated from panics, and limited by a global bulkhead
+//! on in-flight probes.
 //!
 //! The scheduler is the caller that judges, once for every kind (as blackbox_exporter's
 //! prober handler does): the deadline (a run cut off is `timeout`), a panic (`internal`,
 //! the probe is rebuilt), an answer slower than `degraded_after` (degraded, `threshold`),
 //! and redaction of every result before it leaves.
 
-use std::collections::HashMap;
+mod timetable;
+
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 use futures_util::FutureExt;
-use tokio::sync::{Semaphore, mpsc};
+use tokio::sync::{Semaphore, mpsc, oneshot};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::check::Probe;
 use crate::config::CheckConfig;
-use crate::health::{CheckMeta, Event, Observation};
+use crate::health::Event;
 use crate::model::{Level, Outcome, Reason, Status, fmt_latency, one_line};
-use crate::resilience::{Breaker, NextRun};
+use timetable::{Command, Timetable};
 /// The first run of every check happens within this much of start-up (or its interval, if
 /// shorter), so startup completes quickly.
 pub const FIRST_RUN_SPREAD: Duration = Duration::from_secs(1);
 
-struct Running {
-    config: Arc<CheckConfig>,
-    generation: u64,
-    token: CancellationToken,
-    handle: JoinHandle<()>,
-}
-
-/// Owns the check tasks and applies config changes to them.
+/// Owns the check schedule (one task, see [`timetable`]) and applies config changes to it.
 pub struct Scheduler {
-    running: HashMap<String, Running>,
-    events: mpsc::Sender<Event>,
-    cancel: CancellationToken,
-    limiter: Arc<Semaphore>,
-    next_generation: u64,
+    commands: mpsc::Sender<Command>,
+    driver: JoinHandle<()>,
+    len: usize,
 }
 
 impl Scheduler {
@@ -47,149 +40,43 @@ impl Scheduler {
         cancel: CancellationToken,
         max_in_flight: usize,
     ) -> Scheduler {
+        let (commands, receiver) = mpsc::channel(4);
+        let timetable = Timetable::new(events, cancel, max_in_flight);
         Scheduler {
-            running: HashMap::new(),
-            events,
-            cancel,
-            limiter: Arc::new(Semaphore::new(max_in_flight.max(1))),
-            next_generation: 1,
+            commands,
+            driver: tokio::spawn(timetable.drive(receiver)),
+            len: 0,
         }
     }
 
     /// Make the running set match `checks`: unchanged checks keep running (and keep their
-    /// state), changed ones restart, removed ones stop, new ones start.
+    /// state), changed ones restart, removed ones stop, new ones start. Returns once the
+    /// new set has reached the health loop.
     pub async fn apply(&mut self, checks: &[Arc<CheckConfig>]) {
-        let mut keep: HashMap<String, Running> = HashMap::with_capacity(checks.len());
-        let mut to_start: Vec<(Arc<CheckConfig>, u64)> = Vec::new();
-        let mut metas = Vec::with_capacity(checks.len());
-        for c in checks {
-            match self.running.remove(&c.name) {
-                Some(r) if r.config == *c => {
-                    metas.push(CheckMeta::of(c, r.generation));
-                    keep.insert(c.name.clone(), r);
-                }
-                old => {
-                    if let Some(r) = old {
-                        r.token.cancel();
-                    }
-                    let generation = self.next_generation;
-                    self.next_generation += 1;
-                    metas.push(CheckMeta::of(c, generation));
-                    // Shared with the config and the task, not copied.
-                    to_start.push((Arc::clone(c), generation));
-                }
-            }
+        let (done, applied) = oneshot::channel();
+        if self
+            .commands
+            .send(Command::Apply(checks.to_vec(), done))
+            .await
+            .is_ok()
+        {
+            let _ = applied.await;
         }
-        for (_, r) in self.running.drain() {
-            r.token.cancel();
-        }
-        // The new set must reach the health loop before any result of a new task does.
-        let _ = self.events.send(Event::Reconfigure(metas)).await;
-        for (config, generation) in to_start {
-            let token = self.cancel.child_token();
-            let handle = tokio::spawn(run_check(
-                Arc::clone(&config),
-                generation,
-                self.events.clone(),
-                token.clone(),
-                self.limiter.clone(),
-            ));
-            keep.insert(
-                config.name.clone(),
-                Running {
-                    config,
-                    generation,
-                    token,
-                    handle,
-                },
-            );
-        }
-        self.running = keep;
+        self.len = checks.len();
     }
 
-    /// Stop every check task, waiting at most `grace` for them to finish.
+    /// Stop every check, waiting at most `grace` for runs in flight to finish.
     pub async fn stop(self, grace: Duration) {
-        let handles: Vec<JoinHandle<()>> = self
-            .running
-            .into_values()
-            .map(|r| {
-                r.token.cancel();
-                r.handle
-            })
-            .collect();
-        let wait = futures_util::future::join_all(handles);
-        let _ = tokio::time::timeout(grace, wait).await;
+        let _ = self.commands.send(Command::Stop(grace)).await;
+        let _ = tokio::time::timeout(grace + Duration::from_secs(1), self.driver).await;
     }
 
     pub fn len(&self) -> usize {
-        self.running.len()
+        self.len
     }
 
     pub fn is_empty(&self) -> bool {
-        self.running.is_empty()
-    }
-}
-
-async fn run_check(
-    config: Arc<CheckConfig>,
-    generation: u64,
-    events: mpsc::Sender<Event>,
-    token: CancellationToken,
-    limiter: Arc<Semaphore>,
-) {
-    let mut probe: Option<Probe> = None;
-    let mut breaker = Breaker::new(
-        config.interval,
-        config.failure_threshold,
-        config.resilience.clone(),
-    );
-    // First run soon (startup waits for it), then a random phase within one interval so
-    // that thousands of checks with one interval spread out instead of firing together.
-    let first = random_below(config.interval.min(FIRST_RUN_SPREAD));
-    let phase = random_below(config.interval);
-    let mut due = later(tokio::time::Instant::now(), first);
-    // The slot on the normal schedule; confirmation and backoff runs do not move it.
-    let mut slot = due;
-    let mut runs: u64 = 0;
-    loop {
-        tokio::select! {
-            _ = token.cancelled() => return,
-            _ = tokio::time::sleep_until(due) => {}
-        }
-        let permit = tokio::select! {
-            _ = token.cancelled() => return,
-            p = limiter.acquire() => p,
-        };
-        let lateness = tokio::time::Instant::now().saturating_duration_since(due);
-        let (outcome, latency) = run_timed(&mut probe, &config).await;
-        drop(permit);
-        runs += 1;
-        let now = tokio::time::Instant::now();
-        if runs == 1 {
-            slot = later(now, phase);
-        }
-        // Skip missed slots rather than bursting to catch up.
-        while slot <= now {
-            slot = later(slot, config.interval);
-        }
-        due = match breaker.record(outcome.level, rand::random::<f64>()) {
-            NextRun::Interval => slot,
-            NextRun::After(d) => later(now, d),
-        };
-        let next_delay = due.saturating_duration_since(now);
-        let obs = Observation {
-            check: config.name.clone(),
-            generation,
-            outcome,
-            latency,
-            lateness,
-            at: SystemTime::now(),
-            breaker: breaker.state(),
-            next_delay,
-        };
-        if token.is_cancelled() || events.send(Event::Observation(obs)).await.is_err() {
-            return;
-        }
+        self.len == 0
     }
 }
 
@@ -322,19 +209,6 @@ pub async fn run_all_once(
     out
 }
 
-/// `t + d` without overflow ([`crate::model::later`]), on tokio's clock.
-fn later(t: tokio::time::Instant, d: Duration) -> tokio::time::Instant {
-    tokio::time::Instant::from_std(crate::model::later(t.into_std(), d))
-}
-
-fn random_below(d: Duration) -> Duration {
-    let nanos = d.as_nanos().min(u64::MAX as u128) as u64;
-    if nanos == 0 {
-        return Duration::ZERO;
-    }
-    Duration::from_nanos(rand::random::<u64>() % nanos)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -379,19 +253,6 @@ mod tests {
             judge_latency(ok, Duration::from_secs(9), None).level,
             Level::Ok
         );
-    }
-
-    /// Every check is one task holding this future between runs: 100,000 checks hold
-    /// 100,000 of them. The config is shared (an `Arc`) and the probe boxed per kind, so it
-    /// does not carry a copy of the settings or the largest kind's probe.
-    #[test]
-    fn a_check_task_stays_small() {
-        fn future_size<A, B, C, D, E, F>(_: fn(A, B, C, D, E) -> F) -> usize {
-            std::mem::size_of::<F>()
-        }
-        assert!(std::mem::size_of::<Probe>() <= 16);
-        let size = future_size(run_check);
-        assert!(size <= 1536, "a check task's future takes {size} bytes");
     }
 
     #[tokio::test]

@@ -1,0 +1,482 @@
+//! One task drives every check from a sorted schedule: a check that is not running is a
+//! few hundred bytes of state in a slot plus one heap entry, not a sleeping task holding a
+//! future. When a check is due its state moves into a task spawned for that one run and
+//! comes back with the run's result; a removed or changed check's run in flight is aborted.
+
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use tokio::sync::{Semaphore, mpsc, oneshot};
+use tokio::task::{AbortHandle, JoinSet};
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use super::{FIRST_RUN_SPREAD, run_timed};
+use crate::check::Probe;
+use crate::config::CheckConfig;
+use crate::health::{CheckMeta, Event, Observation};
+use crate::resilience::{Breaker, NextRun};
+
+/// What a check carries between runs.
+struct Entry {
+    config: Arc<CheckConfig>,
+    generation: u64,
+    probe: Option<Probe>,
+    breaker: Breaker,
+    /// The slot on the normal schedule; confirmation and backoff runs do not move it.
+    slot: Instant,
+    /// Where in its interval the check settles after its first run.
+    phase: Duration,
+    ran: bool,
+}
+
+enum Slot {
+    Free,
+    Waiting(Entry),
+    Running {
+        config: Arc<CheckConfig>,
+        generation: u64,
+        abort: AbortHandle,
+    },
+}
+
+impl Slot {
+    /// The check in this slot and which definition of it, waiting or running.
+    fn check(&self) -> Option<(&Arc<CheckConfig>, u64)> {
+        match self {
+            Slot::Free => None,
+            Slot::Waiting(e) => Some((&e.config, e.generation)),
+            Slot::Running {
+                config, generation, ..
+            } => Some((config, *generation)),
+        }
+    }
+}
+
+pub(super) enum Command {
+    /// Make the set of checks match; answered once the new set has reached the health loop.
+    Apply(Vec<Arc<CheckConfig>>, oneshot::Sender<()>),
+    /// Stop scheduling; let runs in flight finish within the grace (their results are not
+    /// sent), then end.
+    Stop(Duration),
+}
+
+/// Shared by every run.
+#[derive(Clone)]
+struct RunContext {
+    events: mpsc::Sender<Event>,
+    limiter: Arc<Semaphore>,
+    cancel: CancellationToken,
+}
+
+pub(super) struct Timetable {
+    slots: Vec<Slot>,
+    free: Vec<u32>,
+    /// (due, slot, generation): an entry whose slot no longer holds that generation waiting
+    /// is stale and skipped when it comes up.
+    due: BinaryHeap<Reverse<(Instant, u32, u64)>>,
+    runs: JoinSet<(u32, Entry, Instant)>,
+    next_generation: u64,
+    context: RunContext,
+}
+
+impl Timetable {
+    pub(super) fn new(
+        events: mpsc::Sender<Event>,
+        cancel: CancellationToken,
+        max_in_flight: usize,
+    ) -> Timetable {
+        Timetable {
+            slots: Vec::new(),
+            free: Vec::new(),
+            due: BinaryHeap::new(),
+            runs: JoinSet::new(),
+            next_generation: 1,
+            context: RunContext {
+                events,
+                limiter: Arc::new(Semaphore::new(max_in_flight.max(1))),
+                cancel,
+            },
+        }
+    }
+
+    /// Serve commands and run checks as they come due, until stopped or cancelled.
+    pub(super) async fn drive(mut self, mut commands: mpsc::Receiver<Command>) {
+        let sleep = tokio::time::sleep_until(far_future());
+        tokio::pin!(sleep);
+        loop {
+            let next = self.due.peek().map(|Reverse((at, _, _))| *at);
+            if let Some(at) = next
+                && sleep.deadline() != at
+            {
+                sleep.as_mut().reset(at);
+            }
+            tokio::select! {
+                biased;
+                _ = self.context.cancel.cancelled() => return self.finish(Duration::ZERO).await,
+                command = commands.recv() => match command {
+                    Some(Command::Apply(checks, done)) => {
+                        self.apply(&checks).await;
+                        let _ = done.send(());
+                    }
+                    Some(Command::Stop(grace)) => return self.finish(grace).await,
+                    None => return self.finish(Duration::ZERO).await,
+                },
+                Some(joined) = self.runs.join_next(), if !self.runs.is_empty() => {
+                    // An aborted run's slot was already given up when it was aborted.
+                    if let Ok((id, entry, at)) = joined {
+                        self.returned(id, entry, at);
+                    }
+                }
+                _ = &mut sleep, if next.is_some() => self.start_due(),
+            }
+        }
+    }
+
+    /// Unchanged checks keep their slot (and state, and kept connection); changed ones start
+    /// afresh, removed ones stop (a run in flight is aborted), new ones start.
+    async fn apply(&mut self, checks: &[Arc<CheckConfig>]) {
+        let mut current: HashMap<&str, (u32, &Arc<CheckConfig>, u64)> =
+            HashMap::with_capacity(self.slots.len());
+        for (id, slot) in self.slots.iter().enumerate() {
+            if let Some((config, generation)) = slot.check() {
+                current.insert(config.name.as_str(), (id as u32, config, generation));
+            }
+        }
+        let mut metas = Vec::with_capacity(checks.len());
+        let mut to_start = Vec::new();
+        let mut to_release = Vec::new();
+        for c in checks {
+            match current.remove(c.name.as_str()) {
+                Some((_, config, generation)) if config == c => {
+                    metas.push(CheckMeta::of(c, generation));
+                }
+                old => {
+                    to_release.extend(old.map(|(id, _, _)| id));
+                    let generation = self.next_generation;
+                    self.next_generation += 1;
+                    metas.push(CheckMeta::of(c, generation));
+                    to_start.push((Arc::clone(c), generation));
+                }
+            }
+        }
+        to_release.extend(current.into_values().map(|(id, _, _)| id));
+        for id in to_release {
+            self.release(id);
+        }
+        // The new set must reach the health loop before any result of a new check does.
+        let _ = self.context.events.send(Event::Reconfigure(metas)).await;
+        let now = Instant::now();
+        // Exactly as many slots as checks: 100,000 checks, not room for 131,072.
+        let added = to_start.len().saturating_sub(self.free.len());
+        self.slots.reserve_exact(added);
+        self.due.reserve_exact(added);
+        for (config, generation) in to_start {
+            self.add(config, generation, now);
+        }
+    }
+
+    /// Stop a check: free its slot, aborting its run if one is in flight.
+    fn release(&mut self, id: u32) {
+        let slot = std::mem::replace(&mut self.slots[id as usize], Slot::Free);
+        if let Slot::Running { abort, .. } = slot {
+            abort.abort();
+        }
+        self.free.push(id);
+    }
+
+    fn add(&mut self, config: Arc<CheckConfig>, generation: u64, now: Instant) {
+        // First run soon (startup waits for it), then a random phase within one interval so
+        // that thousands of checks with one interval spread out instead of firing together.
+        let first = later(now, random_below(config.interval.min(FIRST_RUN_SPREAD)));
+        let entry = Entry {
+            breaker: Breaker::new(
+                config.interval,
+                config.failure_threshold,
+                config.resilience.clone(),
+            ),
+            phase: random_below(config.interval),
+            config,
+            generation,
+            probe: None,
+            slot: first,
+            ran: false,
+        };
+        let id = match self.free.pop() {
+            Some(id) => {
+                self.slots[id as usize] = Slot::Waiting(entry);
+                id
+            }
+            None => {
+                self.slots.push(Slot::Waiting(entry));
+                (self.slots.len() - 1) as u32
+            }
+        };
+        self.due.push(Reverse((first, id, generation)));
+    }
+
+    /// Start every run that is due now.
+    fn start_due(&mut self) {
+        let now = Instant::now();
+        while let Some(&Reverse((at, id, generation))) = self.due.peek() {
+            if at > now {
+                break;
+            }
+            self.due.pop();
+            let slot = &mut self.slots[id as usize];
+            if !matches!(slot, Slot::Waiting(e) if e.generation == generation) {
+                continue; // stale: the check was removed or changed since
+            }
+            let Slot::Waiting(entry) = std::mem::replace(slot, Slot::Free) else {
+                unreachable!("matched above")
+            };
+            let config = Arc::clone(&entry.config);
+            let abort = self.runs.spawn(run(id, entry, at, self.context.clone()));
+            self.slots[id as usize] = Slot::Running {
+                config,
+                generation,
+                abort,
+            };
+        }
+    }
+
+    /// A run came back: its check waits for its next run, unless it was replaced meanwhile.
+    fn returned(&mut self, id: u32, entry: Entry, next: Instant) {
+        let slot = &mut self.slots[id as usize];
+        if !matches!(slot, Slot::Running { generation, .. } if *generation == entry.generation) {
+            return;
+        }
+        self.due.push(Reverse((next, id, entry.generation)));
+        *slot = Slot::Waiting(entry);
+    }
+
+    /// Let runs in flight finish within `grace` without sending their results, then end
+    /// (dropping the rest aborts them).
+    async fn finish(mut self, grace: Duration) {
+        self.context.cancel.cancel();
+        let runs = &mut self.runs;
+        let _ =
+            tokio::time::timeout(grace, async { while runs.join_next().await.is_some() {} }).await;
+    }
+}
+
+/// One run of one check, on a task of its own: wait for a permit, run, work out when the
+/// next run is due, report. Hands the check's state back with that time.
+async fn run(
+    id: u32,
+    mut entry: Entry,
+    due: Instant,
+    context: RunContext,
+) -> (u32, Entry, Instant) {
+    let permit = context.limiter.acquire().await;
+    let lateness = Instant::now().saturating_duration_since(due);
+    let (outcome, latency) = run_timed(&mut entry.probe, &entry.config).await;
+    drop(permit);
+    let now = Instant::now();
+    let interval = entry.config.interval;
+    if !entry.ran {
+        entry.ran = true;
+        entry.slot = later(now, entry.phase);
+    }
+    // Skip missed slots rather than bursting to catch up.
+    while entry.slot <= now {
+        entry.slot = later(entry.slot, interval);
+    }
+    let next = match entry.breaker.record(outcome.level, rand::random::<f64>()) {
+        NextRun::Interval => entry.slot,
+        NextRun::After(d) => later(now, d),
+    };
+    let obs = Observation {
+        check: entry.config.name.clone(),
+        generation: entry.generation,
+        outcome,
+        latency,
+        lateness,
+        at: SystemTime::now(),
+        breaker: entry.breaker.state(),
+        next_delay: next.saturating_duration_since(now),
+    };
+    if !context.cancel.is_cancelled() {
+        let _ = context.events.send(Event::Observation(obs)).await;
+    }
+    (id, entry, next)
+}
+
+fn far_future() -> Instant {
+    Instant::now() + Duration::from_secs(86_400 * 365)
+}
+
+/// `t + d` without overflow ([`crate::model::later`]), on tokio's clock.
+pub(super) fn later(t: Instant, d: Duration) -> Instant {
+    Instant::from_std(crate::model::later(t.into_std(), d))
+}
+
+pub(super) fn random_below(d: Duration) -> Duration {
+    let nanos = d.as_nanos().min(u64::MAX as u128) as u64;
+    if nanos == 0 {
+        return Duration::ZERO;
+    }
+    Duration::from_nanos(rand::random::<u64>() % nanos)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::check::ProbeConfig;
+    use crate::model::{Group, Level};
+
+    /// A critical tcp check of `port` on loopback, probed every `interval`.
+    fn tcp(name: &str, port: u16, interval: Duration) -> Arc<CheckConfig> {
+        let probe: ProbeConfig = toml::from_str(&format!(
+            "kind = \"tcp\"\nhost = \"127.0.0.1\"\nport = {port}"
+        ))
+        .unwrap();
+        Arc::new(CheckConfig {
+            name: name.into(),
+            interval,
+            timeout: Duration::from_secs(2),
+            critical: true,
+            groups: vec![Group::Readiness],
+            failure_threshold: 1,
+            success_threshold: 1,
+            degraded_after: None,
+            depends_on: Vec::new(),
+            resilience: Default::default(),
+            slo: None,
+            probe,
+        })
+    }
+
+    async fn next_observation(events: &mut mpsc::Receiver<Event>) -> Observation {
+        loop {
+            match tokio::time::timeout(Duration::from_secs(5), events.recv()).await {
+                Ok(Some(Event::Observation(o))) => return o,
+                Ok(Some(_)) => continue,
+                other => panic!("no observation: {}", other.is_ok()),
+            }
+        }
+    }
+
+    /// Between runs a check is its slot and one heap entry: 100,000 checks hold 100,000
+    /// of these, not 100,000 sleeping tasks with their futures.
+    #[test]
+    fn a_waiting_check_stays_small() {
+        assert!(std::mem::size_of::<Probe>() <= 16);
+        let slot = std::mem::size_of::<Slot>();
+        assert!(slot <= 256, "a waiting check takes {slot} bytes");
+    }
+
+    /// Checks run on their own intervals from one schedule; a reload keeps an unchanged
+    /// check's definition (same generation), restarts a changed one and stops a removed one.
+    #[tokio::test]
+    async fn one_schedule_runs_every_check_and_follows_a_reload() {
+        let up = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = up.local_addr().unwrap().port();
+        let accept = tokio::spawn(async move {
+            loop {
+                let _ = up.accept().await;
+            }
+        });
+        let (tx, mut events) = mpsc::channel(64);
+        let (commands, receiver) = mpsc::channel(4);
+        let driver = tokio::spawn(Timetable::new(tx, CancellationToken::new(), 8).drive(receiver));
+        let ms = Duration::from_millis;
+        let apply = |checks: Vec<Arc<CheckConfig>>| {
+            let commands = commands.clone();
+            async move {
+                let (done, applied) = oneshot::channel();
+                commands.send(Command::Apply(checks, done)).await.unwrap();
+                applied.await.unwrap();
+            }
+        };
+        apply(vec![tcp("a", port, ms(100)), tcp("b", port, ms(100))]).await;
+        let Some(Event::Reconfigure(metas)) = events.recv().await else {
+            panic!("the new set comes first")
+        };
+        let generation_of =
+            |metas: &[CheckMeta], n: &str| metas.iter().find(|m| m.name == n).map(|m| m.generation);
+        let (a1, b1) = (generation_of(&metas, "a"), generation_of(&metas, "b"));
+        let mut seen = std::collections::HashMap::<String, usize>::new();
+        while seen.len() < 2 || seen.values().any(|n| *n < 3) {
+            let o = next_observation(&mut events).await;
+            assert_eq!(o.outcome.level, Level::Ok, "{}", o.outcome.message);
+            *seen.entry(o.check).or_default() += 1;
+        }
+        // "a" unchanged, "b" removed, "c" new.
+        apply(vec![tcp("a", port, ms(100)), tcp("c", port, ms(100))]).await;
+        let metas = loop {
+            match events.recv().await {
+                Some(Event::Reconfigure(m)) => break m,
+                Some(_) => continue,
+                None => panic!("closed"),
+            }
+        };
+        assert_eq!(generation_of(&metas, "a"), a1);
+        assert_eq!(generation_of(&metas, "b"), None);
+        let c1 = generation_of(&metas, "c");
+        assert!(c1 > b1);
+        let mut after = std::collections::HashMap::<String, usize>::new();
+        while after.len() < 2 || after.values().any(|n| *n < 3) {
+            let o = next_observation(&mut events).await;
+            assert_ne!(o.check, "b", "a removed check still runs");
+            *after.entry(o.check).or_default() += 1;
+        }
+        commands.send(Command::Stop(ms(500))).await.unwrap();
+        tokio::time::timeout(Duration::from_secs(2), driver)
+            .await
+            .unwrap()
+            .unwrap();
+        accept.abort();
+    }
+
+    /// A run in flight when its check is removed is aborted: its result never arrives.
+    #[tokio::test]
+    async fn a_removed_check_in_flight_never_reports() {
+        // Accepted but never answered, so an `expect` run waits until aborted.
+        let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = silent.local_addr().unwrap().port();
+        let hold = tokio::spawn(async move {
+            let mut kept = Vec::new();
+            while let Ok((s, _)) = silent.accept().await {
+                kept.push(s);
+            }
+        });
+        let mut waiting = (*tcp("slow", port, Duration::from_millis(50))).clone();
+        waiting.probe = toml::from_str(&format!(
+            "kind = \"tcp\"\nhost = \"127.0.0.1\"\nport = {port}\nexpect = \"never\""
+        ))
+        .unwrap();
+        let (tx, mut events) = mpsc::channel(64);
+        let (commands, receiver) = mpsc::channel(4);
+        let driver = tokio::spawn(Timetable::new(tx, CancellationToken::new(), 8).drive(receiver));
+        let (done, applied) = oneshot::channel();
+        let checks = vec![Arc::new(waiting)];
+        commands.send(Command::Apply(checks, done)).await.unwrap();
+        applied.await.unwrap();
+        // The first run starts within FIRST_RUN_SPREAD and then waits on the silent peer.
+        tokio::time::sleep(FIRST_RUN_SPREAD + Duration::from_millis(100)).await;
+        let (done, applied) = oneshot::channel();
+        commands
+            .send(Command::Apply(Vec::new(), done))
+            .await
+            .unwrap();
+        applied.await.unwrap();
+        // Longer than the 2 s timeout: an unaborted run would have reported by then.
+        let late = tokio::time::timeout(Duration::from_millis(2500), async {
+            loop {
+                match events.recv().await {
+                    Some(Event::Observation(o)) => return Some(o),
+                    Some(_) => continue,
+                    None => return None,
+                }
+            }
+        })
+        .await;
+        assert!(late.is_err(), "a removed check reported: {late:?}");
+        commands.send(Command::Stop(Duration::ZERO)).await.unwrap();
+        driver.await.unwrap();
+        hold.abort();
+    }
+}
