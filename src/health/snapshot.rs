@@ -57,8 +57,8 @@ pub struct CheckView {
     /// failure is not notified.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub blocked_by: Vec<String>,
-    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
-    pub details: BTreeMap<String, serde_json::Value>,
+    #[serde(skip_serializing_if = "crate::model::Details::is_empty")]
+    pub details: crate::model::Details,
     /// The latest typed measurement (see [`crate::model::Sample`]); kept when a run has none.
     #[serde(skip)]
     pub sample: Option<Sample>,

@@ -2,7 +2,6 @@
 //! staleness, turning observations into the check's [`CheckView`]. Pure: no I/O, no clock
 //! but the times it is given.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -138,7 +137,7 @@ impl CheckState {
             flapping: false,
             stale: false,
             blocked_by: Vec::new(),
-            details: BTreeMap::new(),
+            details: Default::default(),
             sample: None,
             stats: RunStats::default(),
             reported: false,

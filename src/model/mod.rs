@@ -8,6 +8,7 @@
 //! → health → renderers (server, telemetry, systemd) → daemon → main.
 
 pub mod classify;
+pub mod details;
 pub mod duration;
 pub mod host;
 pub mod outcome;
@@ -18,6 +19,7 @@ pub mod text;
 pub mod thresholds;
 
 pub use classify::classify;
+pub use details::Details;
 pub use duration::{
     MAX_DURATION, de_duration, de_opt_duration, fmt_latency, later, parse_duration, round_ms,
 };

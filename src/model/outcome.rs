@@ -1,7 +1,7 @@
 //! What one run of a probe saw: its [`Level`], why it was not ok ([`Reason`]), and the
 //! [`Outcome`] that carries both with a message and details.
 
-use std::collections::BTreeMap;
+use super::Details;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -89,7 +89,7 @@ pub struct Outcome {
     /// One short line for humans, free of secrets.
     pub message: String,
     /// Raw values for humans and `/health` (percent used, bytes, status code, …).
-    pub details: BTreeMap<String, serde_json::Value>,
+    pub details: Details,
     /// Typed measurements for the metric renderers (a `tls` check's certificate, an `exec`
     /// check's performance data).
     pub sample: Option<Sample>,
@@ -105,7 +105,7 @@ impl Outcome {
             level: Level::Ok,
             reason: None,
             message: message.into(),
-            details: BTreeMap::new(),
+            details: Details::new(),
             sample: None,
             answered_in: None,
         }
@@ -136,8 +136,12 @@ impl Outcome {
         }
     }
 
-    pub fn with_detail(mut self, key: &str, value: impl Into<serde_json::Value>) -> Self {
-        self.details.insert(key.to_string(), value.into());
+    pub fn with_detail(
+        mut self,
+        key: impl Into<std::borrow::Cow<'static, str>>,
+        value: impl Into<serde_json::Value>,
+    ) -> Self {
+        self.details.insert(key, value.into());
         self
     }
 

@@ -172,7 +172,7 @@ pub fn judge_paths(
     let mounts: Vec<serde_json::Value> = measured.iter().map(detail).collect();
     outcome
         .details
-        .insert("mounts".into(), serde_json::Value::Array(mounts));
+        .insert("mounts", serde_json::Value::Array(mounts));
     outcome
 }
 

@@ -1,7 +1,6 @@
 //! What the status page shows, gathered once per request from the snapshot: the same data
 //! renders the HTML and `/status.json` (the script's live updates), so they cannot disagree.
 
-use std::collections::BTreeMap;
 use std::sync::OnceLock;
 use std::time::Instant;
 
@@ -35,8 +34,8 @@ pub struct Row {
     pub reason: Option<&'static str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
-    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
-    pub details: BTreeMap<String, serde_json::Value>,
+    #[serde(skip_serializing_if = "crate::model::Details::is_empty")]
+    pub details: crate::model::Details,
 }
 
 /// Everything one page (or one poll) shows.
@@ -113,7 +112,7 @@ impl Row {
             details: if authorized {
                 c.details.clone()
             } else {
-                BTreeMap::new()
+                Default::default()
             },
         }
     }

@@ -179,7 +179,7 @@ pub fn detail(d: &PageData, r: &Row, p: Option<&(Window, CheckPast)>) -> Markup 
             @if d.authorized {
                 @if let Some(reason) = r.reason { dt { "reason" } dd { (reason) } }
                 dt { "message" } dd { (r.message.as_deref().unwrap_or("")) }
-                @for (k, v) in &r.details { dt { (k) } dd { (v.to_string()) } }
+                @for (k, v) in r.details.iter() { dt { (k) } dd { (v.to_string()) } }
             }
         }
         @if let Some((window, past)) = p {
