@@ -9,7 +9,7 @@ use super::check::{collect_checks, parse_check};
 use super::lengths::refuse_long_strings;
 use super::problems::Problems;
 use super::recover::section;
-use super::sources::{apply_env, read_drop_ins, read_main, toml_reason};
+use super::sources::{apply_env, parse_table, read_drop_ins, read_main, toml_reason};
 use super::{Config, ConfigError, DefaultsConfig, GroupOptions, Sources};
 use crate::model::Group;
 
@@ -37,7 +37,7 @@ pub fn load(sources: &Sources) -> Result<Config, Vec<ConfigError>> {
         env_keys: HashMap::new(),
     };
 
-    let mut root = match toml::from_str::<toml::Table>(&main_text) {
+    let mut root = match parse_table(&main_text) {
         Ok(t) => t,
         Err(e) => {
             problems.push(&main_name, "", toml_reason(&e));
@@ -131,7 +131,7 @@ pub fn load(sources: &Sources) -> Result<Config, Vec<ConfigError>> {
             if crate::redact::has_inline_secret(&text) {
                 crate::redact::warn_if_world_readable(&path, "inline password or token");
             }
-            match toml::from_str::<toml::Table>(&text) {
+            match parse_table(&text) {
                 Ok(mut table) => {
                     for key in table.keys() {
                         if key != "checks" {

@@ -79,6 +79,18 @@ pub(crate) fn read_drop_ins(dir: &Path, problems: &mut Problems) -> Vec<(PathBuf
         .collect()
 }
 
+/// Parse a config file into a table. `basic_toml` reads it first: it streams, where `toml`
+/// lexes the whole text into tokens and events before building anything (about 40 MB at
+/// peak for a file of 10,000 checks, which no later use of that memory gives back). A file
+/// it refuses (a date-time, a TOML 1.1 form, or a mistake) is parsed again by `toml`, which
+/// then either accepts it or words the error with its line and column.
+pub(crate) fn parse_table(text: &str) -> Result<toml::Table, toml::de::Error> {
+    match basic_toml::from_str::<toml::Table>(text) {
+        Ok(table) => Ok(table),
+        Err(_) => toml::from_str::<toml::Table>(text),
+    }
+}
+
 /// The first line of a TOML parse error, which carries the line and column.
 pub(crate) fn toml_reason(e: &toml::de::Error) -> String {
     let msg = e.message().trim().to_string();
@@ -188,5 +200,46 @@ fn to_toml(value: config::Value) -> toml::Value {
             toml::Value::Table(t.into_iter().map(|(k, v)| (k, to_toml(v))).collect())
         }
         ValueKind::Nil => toml::Value::String(String::new()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The streaming first reading gives the same table as `toml` for every shipped config,
+    /// and a file it refuses still loads (or fails) as `toml` says.
+    #[test]
+    fn the_first_reading_agrees_with_toml_and_falls_back_to_it() {
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/probes");
+        let mut files = vec![concat!(env!("CARGO_MANIFEST_DIR"), "/examples/healthd.toml").into()];
+        for entry in std::fs::read_dir(dir).unwrap() {
+            files.push(entry.unwrap().path());
+        }
+        assert!(files.len() > 10);
+        for path in files {
+            let text = std::fs::read_to_string(&path).unwrap();
+            let first = basic_toml::from_str::<toml::Table>(&text);
+            assert!(first.is_ok(), "{}: {first:?}", path.display());
+            assert_eq!(
+                parse_table(&text).unwrap(),
+                toml::from_str::<toml::Table>(&text).unwrap(),
+                "{}",
+                path.display()
+            );
+        }
+        // A date-time and a TOML 1.1 multi-line inline table: `toml` reads them.
+        let newer = "at = 2026-11-30T09:00:00Z\nt = {\n  a = 1,\n}\n";
+        assert!(basic_toml::from_str::<toml::Table>(newer).is_err());
+        let table = parse_table(newer).unwrap();
+        assert_eq!(table["t"]["a"].as_integer(), Some(1));
+        assert!(table["at"].is_datetime());
+        // A mistake is worded by `toml`, with its line and column.
+        let err = parse_table("a = 1\nb = \n").unwrap_err();
+        assert!(
+            toml_reason(&err).starts_with("line 2, column"),
+            "{}",
+            toml_reason(&err)
+        );
     }
 }
