@@ -53,11 +53,12 @@ macro_rules! kinds {
     ($( $(#[$attr:meta])* $module:ident :: $config:ident => $variant:ident, )+) => {
         $( $(#[$attr])* pub mod $module; pub use $module::$config; )+
 
-        /// The settings of one check's kind, selected by `kind = "…"`.
+        /// The settings of one check's kind, selected by `kind = "…"`. Boxed per kind, so
+        /// a check's config holds its own kind's settings and not the size of the largest.
         #[derive(Debug, Clone, PartialEq, Deserialize)]
         #[serde(tag = "kind", rename_all = "lowercase")]
         pub enum ProbeConfig {
-            $( $variant($config), )+
+            $( $variant(Box<$config>), )+
         }
 
         /// Every kind's name, as written in `kind = "…"`.

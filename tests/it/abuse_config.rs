@@ -85,13 +85,13 @@ fn durations_are_bounded_at_one_year() {
 #[tokio::test]
 async fn a_probe_with_an_absurd_timeout_runs_without_overflow() {
     let port = live_port();
-    let config = ProbeConfig::Tcp(TcpConfig {
+    let config = ProbeConfig::Tcp(Box::new(TcpConfig {
         host: "127.0.0.1".into(),
         port,
         send: None,
         expect: Some("PONG".into()),
         expect_regex: None,
-    });
+    }));
     let mut probe = Probe::build(&config, Duration::MAX).expect("build");
     let outcome = tokio::time::timeout(Duration::from_secs(10), probe.run())
         .await

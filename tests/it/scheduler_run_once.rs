@@ -22,13 +22,13 @@ fn tcp_check(port: u16, expect: Option<&str>, timeout: Duration) -> CheckConfig 
         success_threshold: 1,
         degraded_after: None,
         depends_on: vec![],
-        probe: ProbeConfig::Tcp(TcpConfig {
+        probe: ProbeConfig::Tcp(Box::new(TcpConfig {
             host: "127.0.0.1".into(),
             port,
             send: None,
             expect: expect.map(str::to_string),
             expect_regex: None,
-        }),
+        })),
         resilience: Default::default(),
         slo: None,
     }
