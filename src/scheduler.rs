@@ -100,8 +100,8 @@ pub async fn run_timed(probe: &mut Option<Probe>, config: &CheckConfig) -> (Outc
             }
         },
     };
-    // Boxed, so the state of a run lives only while it runs: otherwise every check task
-    // carries the largest probe kind's future (several KiB) between runs.
+    // Boxed, so a run's task is sized for its own kind's run, not the largest kind's
+    // future (several KiB).
     let started = Instant::now();
     let (outcome, panicked) = guarded(&config.name, config.timeout, Box::pin(p.run())).await;
     if panicked {
