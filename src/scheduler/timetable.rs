@@ -1,15 +1,17 @@
 //! One task drives every check from a sorted schedule: a check that is not running is a
 //! few hundred bytes of state in a slot plus one heap entry, not a sleeping task holding a
-//! future. When a check is due its state moves into a task spawned for that one run and
-//! comes back with the run's result; a removed or changed check's run in flight is aborted.
+//! future. When a check is due its state moves into a task spawned for that one run; the
+//! run puts it back with its next due time itself, and wakes the driver only when that is
+//! sooner than what the driver sleeps towards. A removed or changed check's run in flight
+//! is aborted.
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime};
 
-use tokio::sync::{Semaphore, mpsc, oneshot};
-use tokio::task::{AbortHandle, JoinSet};
+use tokio::sync::{Notify, Semaphore, mpsc, oneshot};
+use tokio::task::AbortHandle;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
@@ -63,23 +65,37 @@ pub(super) enum Command {
     Stop(Duration),
 }
 
-/// Shared by every run.
-#[derive(Clone)]
-struct RunContext {
-    events: mpsc::Sender<Event>,
-    limiter: Arc<Semaphore>,
-    cancel: CancellationToken,
-}
-
-pub(super) struct Timetable {
+/// The schedule proper, shared by the driver and the runs in flight.
+struct Table {
     slots: Vec<Slot>,
     free: Vec<u32>,
     /// (due, slot, generation): an entry whose slot no longer holds that generation waiting
     /// is stale and skipped when it comes up.
     due: BinaryHeap<Reverse<(Instant, u32, u64)>>,
-    runs: JoinSet<(u32, Entry, Instant)>,
+    /// What the driver sleeps towards; a run due sooner wakes it.
+    wake_at: Option<Instant>,
+    running: usize,
+}
+
+struct Shared {
+    table: Mutex<Table>,
+    wake: Notify,
+    events: mpsc::Sender<Event>,
+    limiter: Semaphore,
+    cancel: CancellationToken,
+}
+
+impl Shared {
+    fn table(&self) -> MutexGuard<'_, Table> {
+        // A panic while holding the lock leaves the table consistent (every change is one
+        // assignment), so a poisoned lock is used as it is.
+        self.table.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+pub(super) struct Timetable {
+    shared: Arc<Shared>,
     next_generation: u64,
-    context: RunContext,
 }
 
 impl Timetable {
@@ -89,25 +105,35 @@ impl Timetable {
         max_in_flight: usize,
     ) -> Timetable {
         Timetable {
-            slots: Vec::new(),
-            free: Vec::new(),
-            due: BinaryHeap::new(),
-            runs: JoinSet::new(),
-            next_generation: 1,
-            context: RunContext {
+            shared: Arc::new(Shared {
+                table: Mutex::new(Table {
+                    slots: Vec::new(),
+                    free: Vec::new(),
+                    due: BinaryHeap::new(),
+                    wake_at: None,
+                    running: 0,
+                }),
+                wake: Notify::new(),
                 events,
-                limiter: Arc::new(Semaphore::new(max_in_flight.max(1))),
+                limiter: Semaphore::new(max_in_flight.max(1)),
                 cancel,
-            },
+            }),
+            next_generation: 1,
         }
     }
 
-    /// Serve commands and run checks as they come due, until stopped or cancelled.
+    /// Serve commands and start checks as they come due, until stopped or cancelled.
     pub(super) async fn drive(mut self, mut commands: mpsc::Receiver<Command>) {
+        let shared = Arc::clone(&self.shared);
         let sleep = tokio::time::sleep_until(far_future());
         tokio::pin!(sleep);
         loop {
-            let next = self.due.peek().map(|Reverse((at, _, _))| *at);
+            let next = {
+                let mut t = shared.table();
+                let next = t.due.peek().map(|Reverse((at, _, _))| *at);
+                t.wake_at = next;
+                next
+            };
             if let Some(at) = next
                 && sleep.deadline() != at
             {
@@ -115,7 +141,7 @@ impl Timetable {
             }
             tokio::select! {
                 biased;
-                _ = self.context.cancel.cancelled() => return self.finish(Duration::ZERO).await,
+                _ = shared.cancel.cancelled() => return self.finish(Duration::ZERO).await,
                 command = commands.recv() => match command {
                     Some(Command::Apply(checks, done)) => {
                         self.apply(&checks).await;
@@ -124,13 +150,8 @@ impl Timetable {
                     Some(Command::Stop(grace)) => return self.finish(grace).await,
                     None => return self.finish(Duration::ZERO).await,
                 },
-                Some(joined) = self.runs.join_next(), if !self.runs.is_empty() => {
-                    // An aborted run's slot was already given up when it was aborted.
-                    if let Ok((id, entry, at)) = joined {
-                        self.returned(id, entry, at);
-                    }
-                }
-                _ = &mut sleep, if next.is_some() => self.start_due(),
+                _ = shared.wake.notified() => {}
+                _ = &mut sleep, if next.is_some() => start_due(&shared),
             }
         }
     }
@@ -138,51 +159,82 @@ impl Timetable {
     /// Unchanged checks keep their slot (and state, and kept connection); changed ones start
     /// afresh, removed ones stop (a run in flight is aborted), new ones start.
     async fn apply(&mut self, checks: &[Arc<CheckConfig>]) {
-        let mut current: HashMap<&str, (u32, &Arc<CheckConfig>, u64)> =
-            HashMap::with_capacity(self.slots.len());
-        for (id, slot) in self.slots.iter().enumerate() {
-            if let Some((config, generation)) = slot.check() {
-                current.insert(config.name.as_str(), (id as u32, config, generation));
-            }
-        }
         let mut metas = Vec::with_capacity(checks.len());
         let mut to_start = Vec::new();
-        let mut to_release = Vec::new();
-        for c in checks {
-            match current.remove(c.name.as_str()) {
-                Some((_, config, generation)) if config == c => {
-                    metas.push(CheckMeta::of(c, generation));
-                }
-                old => {
-                    to_release.extend(old.map(|(id, _, _)| id));
-                    let generation = self.next_generation;
-                    self.next_generation += 1;
-                    metas.push(CheckMeta::of(c, generation));
-                    to_start.push((Arc::clone(c), generation));
+        {
+            let mut t = self.shared.table();
+            let mut current: HashMap<&str, (u32, &Arc<CheckConfig>, u64)> =
+                HashMap::with_capacity(t.slots.len());
+            for (id, slot) in t.slots.iter().enumerate() {
+                if let Some((config, generation)) = slot.check() {
+                    current.insert(config.name.as_str(), (id as u32, config, generation));
                 }
             }
-        }
-        to_release.extend(current.into_values().map(|(id, _, _)| id));
-        for id in to_release {
-            self.release(id);
+            let mut to_release = Vec::new();
+            for c in checks {
+                match current.remove(c.name.as_str()) {
+                    Some((_, config, generation)) if config == c => {
+                        metas.push(CheckMeta::of(c, generation));
+                    }
+                    old => {
+                        to_release.extend(old.map(|(id, _, _)| id));
+                        let generation = self.next_generation;
+                        self.next_generation += 1;
+                        metas.push(CheckMeta::of(c, generation));
+                        to_start.push((Arc::clone(c), generation));
+                    }
+                }
+            }
+            to_release.extend(current.into_values().map(|(id, _, _)| id));
+            for id in to_release {
+                t.release(id);
+            }
         }
         // The new set must reach the health loop before any result of a new check does.
-        let _ = self.context.events.send(Event::Reconfigure(metas)).await;
+        let _ = self.shared.events.send(Event::Reconfigure(metas)).await;
         let now = Instant::now();
+        let mut t = self.shared.table();
         // Exactly as many slots as checks: 100,000 checks, not room for 131,072.
-        let added = to_start.len().saturating_sub(self.free.len());
-        self.slots.reserve_exact(added);
-        self.due.reserve_exact(added);
+        let added = to_start.len().saturating_sub(t.free.len());
+        t.slots.reserve_exact(added);
+        t.due.reserve_exact(added);
         for (config, generation) in to_start {
-            self.add(config, generation, now);
+            t.add(config, generation, now);
         }
     }
 
+    /// Let runs in flight finish within `grace` without sending their results, then abort
+    /// what is left.
+    async fn finish(self, grace: Duration) {
+        let shared = &self.shared;
+        shared.cancel.cancel();
+        let _ = tokio::time::timeout(grace, async {
+            loop {
+                let notified = shared.wake.notified();
+                if shared.table().running == 0 {
+                    return;
+                }
+                notified.await;
+            }
+        })
+        .await;
+        let mut t = shared.table();
+        for id in 0..t.slots.len() as u32 {
+            t.release(id);
+        }
+    }
+}
+
+impl Table {
     /// Stop a check: free its slot, aborting its run if one is in flight.
     fn release(&mut self, id: u32) {
-        let slot = std::mem::replace(&mut self.slots[id as usize], Slot::Free);
-        if let Slot::Running { abort, .. } = slot {
-            abort.abort();
+        match std::mem::replace(&mut self.slots[id as usize], Slot::Free) {
+            Slot::Free => return,
+            Slot::Running { abort, .. } => {
+                abort.abort();
+                self.running -= 1;
+            }
+            Slot::Waiting(_) => {}
         }
         self.free.push(id);
     }
@@ -217,60 +269,55 @@ impl Timetable {
         self.due.push(Reverse((first, id, generation)));
     }
 
-    /// Start every run that is due now.
-    fn start_due(&mut self) {
-        let now = Instant::now();
-        while let Some(&Reverse((at, id, generation))) = self.due.peek() {
-            if at > now {
-                break;
-            }
-            self.due.pop();
-            let slot = &mut self.slots[id as usize];
-            if !matches!(slot, Slot::Waiting(e) if e.generation == generation) {
-                continue; // stale: the check was removed or changed since
-            }
-            let Slot::Waiting(entry) = std::mem::replace(slot, Slot::Free) else {
-                unreachable!("matched above")
-            };
-            let config = Arc::clone(&entry.config);
-            let abort = self.runs.spawn(run(id, entry, at, self.context.clone()));
-            self.slots[id as usize] = Slot::Running {
-                config,
-                generation,
-                abort,
-            };
-        }
-    }
-
-    /// A run came back: its check waits for its next run, unless it was replaced meanwhile.
-    fn returned(&mut self, id: u32, entry: Entry, next: Instant) {
+    /// A run is back: its check waits for its next run, unless it was removed or replaced
+    /// meanwhile. True when that run is due before the driver would wake.
+    fn put_back(&mut self, id: u32, entry: Entry, next: Instant) -> bool {
         let slot = &mut self.slots[id as usize];
         if !matches!(slot, Slot::Running { generation, .. } if *generation == entry.generation) {
-            return;
+            return false;
         }
+        self.running -= 1;
         self.due.push(Reverse((next, id, entry.generation)));
         *slot = Slot::Waiting(entry);
-    }
-
-    /// Let runs in flight finish within `grace` without sending their results, then end
-    /// (dropping the rest aborts them).
-    async fn finish(mut self, grace: Duration) {
-        self.context.cancel.cancel();
-        let runs = &mut self.runs;
-        let _ =
-            tokio::time::timeout(grace, async { while runs.join_next().await.is_some() {} }).await;
+        if self.wake_at.is_none_or(|at| next < at) {
+            self.wake_at = Some(next);
+            return true;
+        }
+        false
     }
 }
 
-/// One run of one check, on a task of its own: wait for a permit, run, work out when the
-/// next run is due, report. Hands the check's state back with that time.
-async fn run(
-    id: u32,
-    mut entry: Entry,
-    due: Instant,
-    context: RunContext,
-) -> (u32, Entry, Instant) {
-    let permit = context.limiter.acquire().await;
+/// Start every run that is due now, each on a task of its own.
+fn start_due(shared: &Arc<Shared>) {
+    let now = Instant::now();
+    let mut t = shared.table();
+    while let Some(&Reverse((at, id, generation))) = t.due.peek() {
+        if at > now {
+            break;
+        }
+        t.due.pop();
+        let slot = &mut t.slots[id as usize];
+        if !matches!(slot, Slot::Waiting(e) if e.generation == generation) {
+            continue; // stale: the check was removed or changed since
+        }
+        let Slot::Waiting(entry) = std::mem::replace(slot, Slot::Free) else {
+            unreachable!("matched above")
+        };
+        let config = Arc::clone(&entry.config);
+        let abort = tokio::spawn(run(id, entry, at, Arc::clone(shared))).abort_handle();
+        t.slots[id as usize] = Slot::Running {
+            config,
+            generation,
+            abort,
+        };
+        t.running += 1;
+    }
+}
+
+/// One run of one check: wait for a permit, run, work out when the next run is due,
+/// report, and put the check back on the schedule.
+async fn run(id: u32, mut entry: Entry, due: Instant, shared: Arc<Shared>) {
+    let permit = shared.limiter.acquire().await;
     let lateness = Instant::now().saturating_duration_since(due);
     let (outcome, latency) = run_timed(&mut entry.probe, &entry.config).await;
     drop(permit);
@@ -298,10 +345,14 @@ async fn run(
         breaker: entry.breaker.state(),
         next_delay: next.saturating_duration_since(now),
     };
-    if !context.cancel.is_cancelled() {
-        let _ = context.events.send(Event::Observation(obs)).await;
+    let stopping = shared.cancel.is_cancelled();
+    if !stopping {
+        let _ = shared.events.send(Event::Observation(obs)).await;
     }
-    (id, entry, next)
+    let sooner = shared.table().put_back(id, entry, next);
+    if sooner || stopping {
+        shared.wake.notify_one();
+    }
 }
 
 fn far_future() -> Instant {
