@@ -5,6 +5,7 @@
 //! (and `passwd`, `pwd`, `token`, `secret`, `api_key`, `access_token`) in key/value DSNs and
 //! query strings, and bearer tokens.
 
+use std::borrow::Cow;
 use std::path::Path;
 use std::sync::LazyLock;
 
@@ -32,10 +33,44 @@ static BEARER: LazyLock<Regex> = LazyLock::new(|| {
 
 /// Scrub credentials from one text.
 pub fn text(s: &str) -> String {
-    let s = URL_PASSWORD.replace_all(s, format!("$head:{MASK}@").as_str());
-    let s = KEY_VALUE.replace_all(&s, format!("${{key}}{MASK}").as_str());
-    let s = BEARER.replace_all(&s, format!("${{key}}{MASK}").as_str());
+    let s = scrub(
+        Cow::Borrowed(s),
+        may_hold_url_password(s),
+        &URL_PASSWORD,
+        &format!("$head:{MASK}@"),
+    );
+    let key = format!("${{key}}{MASK}");
+    let words = ["pass", "pwd", "token", "secret", "api"];
+    let may = may_hold(&s, &words);
+    let s = scrub(s, may, &KEY_VALUE, &key);
+    let may = may_hold(&s, &["bearer"]);
+    let s = scrub(s, may, &BEARER, &key);
     s.into_owned()
+}
+
+/// `s` with `re`'s matches replaced, when `may_match` says there can be any.
+fn scrub<'a>(s: Cow<'a, str>, may_match: bool, re: &Regex, with: &str) -> Cow<'a, str> {
+    if may_match {
+        Cow::Owned(re.replace_all(&s, with).into_owned())
+    } else {
+        s
+    }
+}
+
+/// Whether `s` can match [`URL_PASSWORD`]: most texts (every system check's message) cannot,
+/// and skipping the regex spares the compilation of the patterns and the search on each result.
+fn may_hold_url_password(s: &str) -> bool {
+    s.contains("://") && s.contains('@')
+}
+
+/// Whether `s` can match a case-insensitive pattern that needs one of `words` (lowercase
+/// ASCII). Non-ASCII text always may: Unicode case folding maps e.g. U+212A (Kelvin sign) to `k`.
+fn may_hold(s: &str, words: &[&str]) -> bool {
+    if !s.is_ascii() {
+        return true;
+    }
+    let lower = s.to_ascii_lowercase();
+    words.iter().any(|w| lower.contains(w))
 }
 
 /// Scrub an outcome's message and its string details.
@@ -73,7 +108,9 @@ pub fn has_inline_secret(config_text: &str) -> bool {
         Regex::new(r#"(?im)^\s*(?:password|token|secret|api_key)\s*=\s*"[^"]+""#)
             .unwrap_or_else(|e| unreachable!("static regex: {e}"))
     });
-    INLINE.is_match(config_text) || URL_PASSWORD.is_match(config_text)
+    (may_hold(config_text, &["password", "token", "secret", "api_key"])
+        && INLINE.is_match(config_text))
+        || (may_hold_url_password(config_text) && URL_PASSWORD.is_match(config_text))
 }
 
 #[cfg(test)]
@@ -144,5 +181,23 @@ mod tests {
         assert!(has_inline_secret("[[checks]]\npassword = \"x\"\n"));
         assert!(has_inline_secret("url = \"postgres://a:b@h/d\"\n"));
         assert!(!has_inline_secret("password_file = \"/run/secret\"\n"));
+        assert!(has_inline_secret("TOKEN = \"x\"\n"));
+        assert!(!has_inline_secret("[[checks]]\nname = \"cpu\"\n"));
+    }
+
+    #[test]
+    fn the_quick_test_before_each_pattern_misses_nothing() {
+        let cases = [
+            ("PassWord=s3cret", "PassWord=***"),
+            ("API_KEY: abc", "API_KEY: ***"),
+            ("authorization: BEARER abc", "authorization: BEARER ***"),
+            ("HTTPS://u:p@h/", "HTTPS://u:***@h/"),
+            // Unicode case folding: U+212A (Kelvin sign) is a `k` to the pattern.
+            ("to\u{212A}en=abc", "to\u{212A}en=***"),
+            ("CPU 90.9% used, above 90%", "CPU 90.9% used, above 90%"),
+        ];
+        for (input, want) in cases {
+            assert_eq!(text(input), want, "{input}");
+        }
     }
 }
