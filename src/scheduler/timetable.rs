@@ -74,7 +74,6 @@ struct Table {
     due: BinaryHeap<Reverse<(Instant, u32, u64)>>,
     /// What the driver sleeps towards; a run due sooner wakes it.
     wake_at: Option<Instant>,
-    running: usize,
 }
 
 struct Shared {
@@ -111,7 +110,6 @@ impl Timetable {
                     free: Vec::new(),
                     due: BinaryHeap::new(),
                     wake_at: None,
-                    running: 0,
                 }),
                 wake: Notify::new(),
                 events,
@@ -211,7 +209,7 @@ impl Timetable {
         let _ = tokio::time::timeout(grace, async {
             loop {
                 let notified = shared.wake.notified();
-                if shared.table().running == 0 {
+                if !shared.table().any_running() {
                     return;
                 }
                 notified.await;
@@ -226,14 +224,16 @@ impl Timetable {
 }
 
 impl Table {
+    /// Whether a run is in flight (asked only while stopping).
+    fn any_running(&self) -> bool {
+        self.slots.iter().any(|s| matches!(s, Slot::Running { .. }))
+    }
+
     /// Stop a check: free its slot, aborting its run if one is in flight.
     fn release(&mut self, id: u32) {
         match std::mem::replace(&mut self.slots[id as usize], Slot::Free) {
             Slot::Free => return,
-            Slot::Running { abort, .. } => {
-                abort.abort();
-                self.running -= 1;
-            }
+            Slot::Running { abort, .. } => abort.abort(),
             Slot::Waiting(_) => {}
         }
         self.free.push(id);
@@ -276,7 +276,6 @@ impl Table {
         if !matches!(slot, Slot::Running { generation, .. } if *generation == entry.generation) {
             return false;
         }
-        self.running -= 1;
         self.due.push(Reverse((next, id, entry.generation)));
         *slot = Slot::Waiting(entry);
         if self.wake_at.is_none_or(|at| next < at) {
@@ -310,7 +309,6 @@ fn start_due(shared: &Arc<Shared>) {
             generation,
             abort,
         };
-        t.running += 1;
     }
 }
 
@@ -360,11 +358,11 @@ fn far_future() -> Instant {
 }
 
 /// `t + d` without overflow ([`crate::model::later`]), on tokio's clock.
-pub(super) fn later(t: Instant, d: Duration) -> Instant {
+fn later(t: Instant, d: Duration) -> Instant {
     Instant::from_std(crate::model::later(t.into_std(), d))
 }
 
-pub(super) fn random_below(d: Duration) -> Duration {
+fn random_below(d: Duration) -> Duration {
     let nanos = d.as_nanos().min(u64::MAX as u128) as u64;
     if nanos == 0 {
         return Duration::ZERO;
@@ -373,161 +371,5 @@ pub(super) fn random_below(d: Duration) -> Duration {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::check::ProbeConfig;
-    use crate::model::{Group, Level};
-
-    /// A critical tcp check of `port` on loopback, probed every `interval`.
-    fn tcp(name: &str, port: u16, interval: Duration) -> Arc<CheckConfig> {
-        let probe: ProbeConfig = toml::from_str(&format!(
-            "kind = \"tcp\"\nhost = \"127.0.0.1\"\nport = {port}"
-        ))
-        .unwrap();
-        Arc::new(CheckConfig {
-            name: name.into(),
-            interval,
-            timeout: Duration::from_secs(2),
-            critical: true,
-            groups: vec![Group::Readiness],
-            failure_threshold: 1,
-            success_threshold: 1,
-            degraded_after: None,
-            depends_on: Vec::new(),
-            resilience: Default::default(),
-            slo: None,
-            probe,
-        })
-    }
-
-    async fn next_observation(events: &mut mpsc::Receiver<Event>) -> Observation {
-        loop {
-            match tokio::time::timeout(Duration::from_secs(5), events.recv()).await {
-                Ok(Some(Event::Observation(o))) => return o,
-                Ok(Some(_)) => continue,
-                other => panic!("no observation: {}", other.is_ok()),
-            }
-        }
-    }
-
-    /// Between runs a check is its slot and one heap entry: 100,000 checks hold 100,000
-    /// of these, not 100,000 sleeping tasks with their futures.
-    #[test]
-    fn a_waiting_check_stays_small() {
-        assert!(std::mem::size_of::<Probe>() <= 16);
-        let slot = std::mem::size_of::<Slot>();
-        assert!(slot <= 256, "a waiting check takes {slot} bytes");
-    }
-
-    /// Checks run on their own intervals from one schedule; a reload keeps an unchanged
-    /// check's definition (same generation), restarts a changed one and stops a removed one.
-    #[tokio::test]
-    async fn one_schedule_runs_every_check_and_follows_a_reload() {
-        let up = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let port = up.local_addr().unwrap().port();
-        let accept = tokio::spawn(async move {
-            loop {
-                let _ = up.accept().await;
-            }
-        });
-        let (tx, mut events) = mpsc::channel(64);
-        let (commands, receiver) = mpsc::channel(4);
-        let driver = tokio::spawn(Timetable::new(tx, CancellationToken::new(), 8).drive(receiver));
-        let ms = Duration::from_millis;
-        let apply = |checks: Vec<Arc<CheckConfig>>| {
-            let commands = commands.clone();
-            async move {
-                let (done, applied) = oneshot::channel();
-                commands.send(Command::Apply(checks, done)).await.unwrap();
-                applied.await.unwrap();
-            }
-        };
-        apply(vec![tcp("a", port, ms(100)), tcp("b", port, ms(100))]).await;
-        let Some(Event::Reconfigure(metas)) = events.recv().await else {
-            panic!("the new set comes first")
-        };
-        let generation_of =
-            |metas: &[CheckMeta], n: &str| metas.iter().find(|m| m.name == n).map(|m| m.generation);
-        let (a1, b1) = (generation_of(&metas, "a"), generation_of(&metas, "b"));
-        let mut seen = std::collections::HashMap::<String, usize>::new();
-        while seen.len() < 2 || seen.values().any(|n| *n < 3) {
-            let o = next_observation(&mut events).await;
-            assert_eq!(o.outcome.level, Level::Ok, "{}", o.outcome.message);
-            *seen.entry(o.check).or_default() += 1;
-        }
-        // "a" unchanged, "b" removed, "c" new.
-        apply(vec![tcp("a", port, ms(100)), tcp("c", port, ms(100))]).await;
-        let metas = loop {
-            match events.recv().await {
-                Some(Event::Reconfigure(m)) => break m,
-                Some(_) => continue,
-                None => panic!("closed"),
-            }
-        };
-        assert_eq!(generation_of(&metas, "a"), a1);
-        assert_eq!(generation_of(&metas, "b"), None);
-        let c1 = generation_of(&metas, "c");
-        assert!(c1 > b1);
-        let mut after = std::collections::HashMap::<String, usize>::new();
-        while after.len() < 2 || after.values().any(|n| *n < 3) {
-            let o = next_observation(&mut events).await;
-            assert_ne!(o.check, "b", "a removed check still runs");
-            *after.entry(o.check).or_default() += 1;
-        }
-        commands.send(Command::Stop(ms(500))).await.unwrap();
-        tokio::time::timeout(Duration::from_secs(2), driver)
-            .await
-            .unwrap()
-            .unwrap();
-        accept.abort();
-    }
-
-    /// A run in flight when its check is removed is aborted: its result never arrives.
-    #[tokio::test]
-    async fn a_removed_check_in_flight_never_reports() {
-        // Accepted but never answered, so an `expect` run waits until aborted.
-        let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let port = silent.local_addr().unwrap().port();
-        let hold = tokio::spawn(async move {
-            let mut kept = Vec::new();
-            while let Ok((s, _)) = silent.accept().await {
-                kept.push(s);
-            }
-        });
-        let mut waiting = (*tcp("slow", port, Duration::from_millis(50))).clone();
-        waiting.probe = toml::from_str(&format!(
-            "kind = \"tcp\"\nhost = \"127.0.0.1\"\nport = {port}\nexpect = \"never\""
-        ))
-        .unwrap();
-        let (tx, mut events) = mpsc::channel(64);
-        let (commands, receiver) = mpsc::channel(4);
-        let driver = tokio::spawn(Timetable::new(tx, CancellationToken::new(), 8).drive(receiver));
-        let (done, applied) = oneshot::channel();
-        let checks = vec![Arc::new(waiting)];
-        commands.send(Command::Apply(checks, done)).await.unwrap();
-        applied.await.unwrap();
-        // The first run starts within FIRST_RUN_SPREAD and then waits on the silent peer.
-        tokio::time::sleep(FIRST_RUN_SPREAD + Duration::from_millis(100)).await;
-        let (done, applied) = oneshot::channel();
-        commands
-            .send(Command::Apply(Vec::new(), done))
-            .await
-            .unwrap();
-        applied.await.unwrap();
-        // Longer than the 2 s timeout: an unaborted run would have reported by then.
-        let late = tokio::time::timeout(Duration::from_millis(2500), async {
-            loop {
-                match events.recv().await {
-                    Some(Event::Observation(o)) => return Some(o),
-                    Some(_) => continue,
-                    None => return None,
-                }
-            }
-        })
-        .await;
-        assert!(late.is_err(), "a removed check reported: {late:?}");
-        commands.send(Command::Stop(Duration::ZERO)).await.unwrap();
-        driver.await.unwrap();
-        hold.abort();
-    }
-}
+#[path = "timetable_tests.rs"]
+mod tests;
