@@ -13,8 +13,7 @@ use axum::body::Body;
 use axum::extract::ConnectInfo;
 use axum::response::Response;
 use futures_util::future::{Either, ready};
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use hyper_util::server::conn::auto;
+use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
@@ -254,9 +253,10 @@ where
     });
     // HTTP/1.1 only: every probe client speaks it, and it lets the header read timeout run
     // from the first byte (HTTP/2 version detection would wait for a silent client forever).
-    let mut builder = auto::Builder::new(TokioExecutor::new()).http1_only();
+    // hyper's own HTTP/1 connection, not hyper-util's version-detecting wrapper around it:
+    // that wrapper was the costliest user-space frame of a `/readyz` flood.
+    let mut builder = hyper::server::conn::http1::Builder::new();
     builder
-        .http1()
         .timer(TokioTimer::new())
         .header_read_timeout(header_timeout)
         .max_buf_size((limits.max_header_bytes + limits.max_uri_bytes + 1024).max(8192));
