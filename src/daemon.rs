@@ -3,7 +3,6 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 use std::time::{Duration, SystemTime};
 
 use tokio::signal::unix::{SignalKind, signal};
@@ -312,7 +311,7 @@ impl Daemon {
     /// Report not ready, keep serving for `shutdown_delay`, then stop checks and the server.
     /// `interrupt` (a second signal) exits the process at once, at any point of the drain.
     pub async fn drain(self, interrupt: impl std::future::Future<Output = ()>) {
-        self.state.verdicts.draining.store(true, Ordering::Relaxed);
+        self.state.verdicts.start_draining();
         let delay = self.config.server.shutdown_delay;
         tracing::info!(delay = %humantime::format_duration(delay), "Shutting down: readiness now fails; still serving.");
         let stop = async move {

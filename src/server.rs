@@ -123,7 +123,7 @@ impl AppState {
     /// The whole config after a reload: the verdict policy goes to the shared [`Verdicts`],
     /// the rest to the edge.
     pub fn reconfigure(&self, config: &Config) {
-        self.verdicts.policy.store(Arc::new(Policy::of(config)));
+        self.verdicts.set_policy(Policy::of(config));
         self.options.store(Arc::new(ServerOptions::of(config)));
     }
 

@@ -312,7 +312,6 @@ pub async fn stallable(inner: impl Future<Output = ()>, stall: CancellationToken
 
 #[cfg(test)]
 mod tests {
-    use std::sync::atomic::Ordering;
     use std::time::{Duration, SystemTime};
 
     use tokio_util::sync::CancellationToken;
@@ -395,7 +394,7 @@ mod tests {
         )
         .await;
 
-        state.draining.store(true, Ordering::Relaxed);
+        state.start_draining();
         assert!(status_line(&state).starts_with("readiness: shutting down; 2 checks"));
         cancel.cancel();
     }

@@ -56,6 +56,12 @@ impl Pulse {
         self.published.subscribe()
     }
 
+    /// Wake the followers without a new snapshot: an input of the verdicts that is not in
+    /// the snapshot changed (the drain flag, the policy).
+    pub fn nudge(&self) {
+        self.published.send_modify(|_| {});
+    }
+
     fn micros(&self, t: Instant) -> u64 {
         t.saturating_duration_since(self.base)
             .as_micros()

@@ -38,8 +38,8 @@ impl Policy {
 #[derive(Clone)]
 pub struct Verdicts {
     pub snapshot: SharedSnapshot,
-    /// Set on SIGTERM: readiness fails from then on.
-    pub draining: Arc<AtomicBool>,
+    /// Set on SIGTERM ([`Verdicts::start_draining`]): readiness fails from then on.
+    draining: Arc<AtomicBool>,
     pub policy: Arc<ArcSwap<Policy>>,
 }
 
@@ -56,11 +56,28 @@ impl Verdicts {
         self.draining.load(Ordering::Relaxed)
     }
 
+    /// Readiness fails from now on; whoever follows the verdicts is woken to see it.
+    pub fn start_draining(&self) {
+        self.draining.store(true, Ordering::Relaxed);
+        self.snapshot.load().pulse.nudge();
+    }
+
+    /// A reload's policy; whoever follows the verdicts is woken to see it.
+    pub fn set_policy(&self, policy: Policy) {
+        self.policy.store(Arc::new(policy));
+        self.snapshot.load().pulse.nudge();
+    }
+
     /// The whole group's verdict now, as `(passes, word)`.
     pub fn group(&self, group: Group) -> (bool, &'static str) {
-        let snap = self.snapshot.load_full();
+        self.group_in(&self.snapshot.load_full(), group)
+    }
+
+    /// [`Verdicts::group`] judged on `snap`, for a response that shows several verdicts
+    /// and the checks beside them from one snapshot.
+    pub fn group_in(&self, snap: &Snapshot, group: Group) -> (bool, &'static str) {
         let policy = self.policy.load();
-        let v = verdict(&snap, group, None, &[], &policy, self.draining(), false);
+        let v = verdict(snap, group, None, &[], &policy, self.draining(), false);
         (v.pass, v.word)
     }
 

@@ -27,9 +27,10 @@ use tonic_health::pb::{HealthCheckRequest, HealthCheckResponse};
 use crate::health::{Verdicts, verdict};
 use crate::model::Group;
 
-/// How often the follower looks for a new snapshot (one task, whatever the number of
-/// watchers; it does nothing while nobody watches).
-const FOLLOW_EVERY: Duration = Duration::from_millis(100);
+/// Least time between two refreshes of the watched services: the follower (one task,
+/// whatever the number of watchers) wakes when a snapshot is published or the drain flag or
+/// policy changes, and at most this often; nothing wakes it while nothing changes.
+const FOLLOW_GAP: Duration = Duration::from_millis(100);
 
 /// The verdict of one service name now; `None` for a service that does not exist.
 pub fn serving(verdicts: &Verdicts, service: &str) -> Option<ServingStatus> {
@@ -93,26 +94,22 @@ impl HealthFromSnapshot {
         }
     }
 
-    /// Follow the snapshot until `stop`: refresh when it, the drain flag or the policy
-    /// changed and somebody watches.
+    /// Follow the verdicts until `stop`: refresh the watched services when a snapshot is
+    /// published or the drain flag or policy changes (at most once per [`FOLLOW_GAP`]).
     async fn follow(self, stop: CancellationToken) {
-        let mut seen = None;
-        let mut tick = tokio::time::interval(FOLLOW_EVERY);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+        let mut published = self.verdicts.snapshot.load().pulse.subscribe();
         loop {
             tokio::select! {
                 _ = stop.cancelled() => return,
-                _ = tick.tick() => {}
+                changed = published.changed() => if changed.is_err() { return },
             }
-            let state = (
-                self.verdicts.snapshot.load().seq,
-                self.verdicts.draining(),
-                Arc::as_ptr(&self.verdicts.policy.load_full()) as usize,
-            );
-            if seen != Some(state) && !self.watched().is_empty() {
+            if !self.watched().is_empty() {
                 self.refresh();
             }
-            seen = Some(state);
+            tokio::select! {
+                _ = stop.cancelled() => return,
+                _ = tokio::time::sleep(FOLLOW_GAP) => {}
+            }
         }
     }
 }

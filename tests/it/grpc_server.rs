@@ -87,26 +87,27 @@ async fn watch_follows_a_dependency_down_and_back_and_unknown_services_stay_open
     let d = TestDaemon::start(&format!("{MAIN}{}", tcp("db", peer.port, ""))).await;
     d.started().await;
     let mut c = client(&d).await;
-    let mut ready = c
-        .watch(HealthCheckRequest {
-            service: "readiness".into(),
-        })
-        .await
-        .expect("watch readiness")
-        .into_inner();
-    let mut unknown = c
-        .watch(HealthCheckRequest {
-            service: "readiness/later".into(),
-        })
-        .await
-        .expect("watch an unknown service: not an error")
-        .into_inner();
+    let mut ready = open_watch(&mut c, "readiness").await;
+    let mut unknown = open_watch(&mut c, "readiness/later").await;
     assert_eq!(next(&mut ready).await, ServingStatus::Serving);
     assert_eq!(next(&mut unknown).await, ServingStatus::ServiceUnknown);
     peer.down().await;
     assert_eq!(next(&mut ready).await, ServingStatus::NotServing);
     peer.up().await;
     assert_eq!(next(&mut ready).await, ServingStatus::Serving);
+}
+
+/// A `Watch` stream on `service` (an unknown service is not an error: the stream stays open).
+async fn open_watch(
+    c: &mut HealthClient<Channel>,
+    service: &str,
+) -> tonic::Streaming<HealthCheckResponse> {
+    c.watch(HealthCheckRequest {
+        service: service.into(),
+    })
+    .await
+    .expect("open a Watch stream")
+    .into_inner()
 }
 
 /// The next message of a Watch stream, within 10 s.
@@ -119,6 +120,24 @@ async fn next(s: &mut tonic::Streaming<HealthCheckResponse>) -> ServingStatus {
     status_of(&m)
 }
 
+/// The follower wakes on publications, not on a timer: with a check that runs once an hour
+/// nothing is published after start-up, and the drain alone must reach an open `Watch`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_watch_sees_the_drain_when_nothing_else_is_published() {
+    let up = Switch::new_up().await;
+    let d = TestDaemon::start(&format!(
+        "{MAIN}{}",
+        tcp("api", up.port, "interval = \"1h\"")
+    ))
+    .await;
+    d.started().await;
+    let mut c = client(&d).await;
+    let mut ready = open_watch(&mut c, "readiness").await;
+    assert_eq!(next(&mut ready).await, ServingStatus::Serving);
+    d.daemon.state.verdicts.start_draining();
+    assert_eq!(next(&mut ready).await, ServingStatus::NotServing);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn draining_fails_readiness_but_not_liveness() {
     let up = Switch::new_up().await;
@@ -126,11 +145,7 @@ async fn draining_fails_readiness_but_not_liveness() {
     d.started().await;
     let mut c = client(&d).await;
     assert_eq!(check(&mut c, "").await, Ok(ServingStatus::Serving));
-    d.daemon
-        .state
-        .verdicts
-        .draining
-        .store(true, std::sync::atomic::Ordering::Relaxed);
+    d.daemon.state.verdicts.start_draining();
     assert_eq!(check(&mut c, "").await, Ok(ServingStatus::NotServing));
     assert_eq!(
         check(&mut c, "readiness/api").await,

@@ -58,10 +58,11 @@ pub struct PageData {
 }
 
 impl PageData {
+    /// Everything from one snapshot: the verdicts always agree with the rows beside them.
     pub fn of(state: &AppState, authorized: bool, started: Instant) -> PageData {
         let snap = state.verdicts.snapshot.load_full();
         let verdict = |g| {
-            let (pass, word) = state.verdicts.group(g);
+            let (pass, word) = state.verdicts.group_in(&snap, g);
             Verdict { pass, word }
         };
         let rows = snap.checks.iter().map(|c| Row::of(c, authorized)).collect();

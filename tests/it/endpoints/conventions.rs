@@ -3,7 +3,6 @@
 //! `Connection: close` while draining, and kubelet's own request shape over a real socket.
 
 use std::io::{Read, Write};
-use std::sync::atomic::Ordering;
 
 use axum::http::StatusCode;
 
@@ -90,11 +89,7 @@ async fn kubelets_request_gets_its_answer_and_draining_closes_connections() {
     assert!(answer.starts_with("HTTP/1.1 200 OK\r\n"), "{answer}");
     assert!(answer.ends_with("\r\n\r\nok\n"), "{answer}");
 
-    d.daemon
-        .state
-        .verdicts
-        .draining
-        .store(true, Ordering::Relaxed);
+    d.daemon.state.verdicts.start_draining();
     let r = reqwest::Client::new()
         .get(format!("http://{}/livez", d.addr))
         .send()
