@@ -83,7 +83,7 @@ pub struct HealthLoop {
     /// Each check's `depends_on`.
     depends_on: BTreeMap<String, Vec<String>>,
     changes: broadcast::Sender<StatusChange>,
-    runs: broadcast::Sender<RunRecord>,
+    runs: broadcast::Sender<Arc<RunRecord>>,
     /// Checks shown degraded (reason `slo`) while healthy: see [`Event::SloPaging`].
     slo_paging: BTreeSet<String>,
     /// See [`Event::Resume`]; taken by the first `Reconfigure`.
@@ -97,7 +97,7 @@ pub struct HealthHandle {
     pub snapshot: SharedSnapshot,
     pub changes: broadcast::Sender<StatusChange>,
     /// Every accepted probe run (nobody listens unless OTLP export is on).
-    pub runs: broadcast::Sender<RunRecord>,
+    pub runs: broadcast::Sender<Arc<RunRecord>>,
 }
 
 impl HealthLoop {
@@ -109,6 +109,8 @@ impl HealthLoop {
             ..Snapshot::empty()
         }));
         let (changes, _) = broadcast::channel(1024);
+        // Shared, not copied: every receiver (history, OTLP) would clone a record's strings,
+        // and the channel's 4,096 slots stay 8 bytes of payload each instead of a record.
         let (runs, _) = broadcast::channel(4096);
         let hl = HealthLoop {
             rx,
@@ -210,7 +212,7 @@ impl HealthLoop {
                 let at = obs.at;
                 if self.runs.receiver_count() > 0 {
                     let failed = obs.outcome.level == Level::Failed;
-                    let _ = self.runs.send(RunRecord {
+                    let _ = self.runs.send(Arc::new(RunRecord {
                         check: obs.check.clone(),
                         kind: state.meta.kind,
                         latency: obs.latency,
@@ -219,7 +221,7 @@ impl HealthLoop {
                         level: obs.outcome.level,
                         reason: obs.outcome.reason,
                         message: obs.outcome.message.clone(),
-                    });
+                    }));
                 }
                 if let Some(from) = state.apply(obs) {
                     let v = &state.view;

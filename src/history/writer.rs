@@ -67,7 +67,7 @@ impl Batch {
         self.len() == 0
     }
 
-    fn push_run(&mut self, r: RunRecord) {
+    fn push_run(&mut self, r: &RunRecord) {
         let raw = RawResult {
             at_ms: unix_ms(r.at),
             level: r.level.into(),
@@ -75,7 +75,7 @@ impl Batch {
             latency_us: r.latency.as_micros() as u64,
             message: short(&r.message),
         };
-        self.runs.push((r.check, r.kind, raw));
+        self.runs.push((r.check.clone(), r.kind, raw));
     }
 
     fn push_change(&mut self, c: StatusChange) {
@@ -158,7 +158,7 @@ pub fn spawn(
             tokio::select! {
                 _ = cancel.cancelled() => break,
                 r = runs.recv() => match r {
-                    Ok(r) => keep(&mut pending, &stats, |b| b.push_run(r)),
+                    Ok(r) => keep(&mut pending, &stats, |b| b.push_run(&r)),
                     Err(RecvError::Lagged(n)) => { stats.dropped.fetch_add(n, Ordering::Relaxed); }
                     Err(RecvError::Closed) => break,
                 },
@@ -186,7 +186,7 @@ pub fn spawn(
         }
         // What arrived before the stop, then one last commit.
         while let Ok(r) = runs.try_recv() {
-            keep(&mut pending, &stats, |b| b.push_run(r));
+            keep(&mut pending, &stats, |b| b.push_run(&r));
         }
         while let Ok(c) = changes.try_recv() {
             keep(&mut pending, &stats, |b| b.push_change(c));
