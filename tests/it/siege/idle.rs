@@ -29,6 +29,9 @@ host = "127.0.0.1"
 port = {}
 interval = "200ms"
 timeout = "150ms"
+# The connection budget is under test, not the check's timing: a run delayed by a loaded
+# machine must not turn the verdict stale (by default after 550 ms).
+max_staleness = "5s"
 "#,
         live_port()
     );

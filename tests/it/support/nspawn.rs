@@ -307,12 +307,16 @@ impl Machine {
     /// Run `script`, which must succeed, and return its standard output.
     pub fn out(&self, script: &str) -> String {
         let out = self.sh(script);
-        assert!(
-            out.status.success(),
-            "in {}: `{script}` failed:\n{}",
-            self.name,
-            output_text(&out)
-        );
+        if !out.status.success() {
+            // What systemd and healthd logged: a failed `systemctl` says only "see journalctl".
+            let journal = self.sh("journalctl --no-pager -n 60 -o short-monotonic");
+            panic!(
+                "in {}: `{script}` failed:\n{}\nthe machine's journal, last 60 lines:\n{}",
+                self.name,
+                output_text(&out),
+                String::from_utf8_lossy(&journal.stdout)
+            );
+        }
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
