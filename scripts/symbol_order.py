@@ -6,7 +6,7 @@ Two sessions on loopback, each ended by SIGTERM (callgrind writes its profile at
 the shipped default config (history in a file), and a config (history in memory) with tcp and http checks against healthd's own
 listener plus the gRPC health listener. Both ask every probe endpoint, /health and
 /metrics (plain, OpenMetrics, gzip) and the status page. Only functions of BINARY are
-listed, each once, in the order callgrind first names them.
+listed, each once, sorted by name.
 """
 import os
 import re
@@ -95,7 +95,9 @@ def functions(profile, binary):
             ob = current_ob if key == "fn" else called_ob
             if key == "cfn":
                 called_ob = current_ob  # a cob= line applies to the next cfn= only
-            if name and ob == mine and not name.startswith("0x") and name not in seen:
+            # Not "0x…" (no symbol) nor callgrind's own "(below main)".
+            symbol = name and " " not in name and not name.startswith("0x")
+            if symbol and ob == mine and name not in seen:
                 seen.add(name)
                 names.append(name)
     return names
@@ -151,8 +153,10 @@ kind = "memory"
                 if n not in seen:
                     seen.add(n)
                     names.append(n)
+    # Sorted: the order inside the block hardly matters, and a rerun then changes only the
+    # lines of functions that did (callgrind's own order moves from run to run).
     with open(out, "w") as f:
-        f.write("".join(n + "\n" for n in names))
+        f.write("".join(n + "\n" for n in sorted(names)))
     print(f"[symbol-order] {len(names)} functions written to {out}", file=sys.stderr)
 
 
