@@ -209,7 +209,17 @@ fn under_systemd_252_start_status_readyz_security_reload_and_journal() {
         messages(&errors)
     );
 
-    let all = journal(&m, "");
+    // The added check's first result can come after the reloads above: `/readyz/listener`
+    // already passes while it is pending (no result yet), so wait for its status change.
+    let mut all = Vec::new();
+    eventually(
+        "the added check's status change in the journal",
+        WAIT,
+        || {
+            all = journal(&m, "");
+            all.iter().any(|e| field(e, "CHECK") == "listener")
+        },
+    );
     let at = |start: &str, priority: &str| {
         let e = find(&all, start)
             .unwrap_or_else(|| panic!("no {start:?} in the journal:\n{}", messages(&all)));
