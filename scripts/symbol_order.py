@@ -72,7 +72,7 @@ def functions(profile, binary):
     """Names of BINARY's functions in a callgrind profile, in order of first mention."""
     names, objects, seen = [], {}, set()
     current_ob = called_ob = None
-    ref = re.compile(r"^(ob|cob|fn|cfn|cfi|fl|fi|fe)=\((\d+)\)(?: (.*))?$")
+    ref = re.compile(r"^(ob|cob|fn|cfn)=\((\d+)\)(?: (.*))?$")
     fn_names = {}
     mine = os.path.realpath(binary)
     for line in open(profile, errors="replace"):

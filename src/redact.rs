@@ -31,21 +31,25 @@ static BEARER: LazyLock<Regex> = LazyLock::new(|| {
         .unwrap_or_else(|e| unreachable!("static regex: {e}"))
 });
 
+/// What replaces a URL's password, and a keyword's value.
+static URL_MASKED: LazyLock<String> = LazyLock::new(|| format!("$head:{MASK}@"));
+static KEY_MASKED: LazyLock<String> = LazyLock::new(|| format!("${{key}}{MASK}"));
+
 /// Scrub credentials from one text.
 pub fn text(s: &str) -> String {
+    // One lowercase copy of the original decides for both keyword patterns: masking puts
+    // `***` where a value was, so it never makes a keyword appear.
+    let lower = folded(s);
+    let lower = lower.as_deref();
     let s = scrub(
         Cow::Borrowed(s),
         may_hold_url_password(s),
         &URL_PASSWORD,
-        &format!("$head:{MASK}@"),
+        &URL_MASKED,
     );
-    let key = format!("${{key}}{MASK}");
     let words = ["pass", "pwd", "token", "secret", "api"];
-    let may = may_hold(&s, &words);
-    let s = scrub(s, may, &KEY_VALUE, &key);
-    let may = may_hold(&s, &["bearer"]);
-    let s = scrub(s, may, &BEARER, &key);
-    s.into_owned()
+    let s = scrub(s, may_hold(lower, &words), &KEY_VALUE, &KEY_MASKED);
+    scrub(s, may_hold(lower, &["bearer"]), &BEARER, &KEY_MASKED).into_owned()
 }
 
 /// `s` with `re`'s matches replaced, when `may_match` says there can be any.
@@ -63,14 +67,16 @@ fn may_hold_url_password(s: &str) -> bool {
     s.contains("://") && s.contains('@')
 }
 
-/// Whether `s` can match a case-insensitive pattern that needs one of `words` (lowercase
-/// ASCII). Non-ASCII text always may: Unicode case folding maps e.g. U+212A (Kelvin sign) to `k`.
-fn may_hold(s: &str, words: &[&str]) -> bool {
-    if !s.is_ascii() {
-        return true;
-    }
-    let lower = s.to_ascii_lowercase();
-    words.iter().any(|w| lower.contains(w))
+/// `s` in lowercase for [`may_hold`]; `None` when it is not ASCII, and then every pattern
+/// may match: Unicode case folding maps e.g. U+212A (Kelvin sign) to `k`.
+fn folded(s: &str) -> Option<String> {
+    s.is_ascii().then(|| s.to_ascii_lowercase())
+}
+
+/// Whether a text ([`folded`]) can match a case-insensitive pattern that needs one of
+/// `words` (lowercase ASCII).
+fn may_hold(folded: Option<&str>, words: &[&str]) -> bool {
+    folded.is_none_or(|l| words.iter().any(|w| l.contains(w)))
 }
 
 /// Scrub an outcome's message and its string details.
@@ -108,8 +114,10 @@ pub fn has_inline_secret(config_text: &str) -> bool {
         Regex::new(r#"(?im)^\s*(?:password|token|secret|api_key)\s*=\s*"[^"]+""#)
             .unwrap_or_else(|e| unreachable!("static regex: {e}"))
     });
-    (may_hold(config_text, &["password", "token", "secret", "api_key"])
-        && INLINE.is_match(config_text))
+    (may_hold(
+        folded(config_text).as_deref(),
+        &["password", "token", "secret", "api_key"],
+    ) && INLINE.is_match(config_text))
         || (may_hold_url_password(config_text) && URL_PASSWORD.is_match(config_text))
 }
 
