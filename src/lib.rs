@@ -6,6 +6,7 @@
 //! ones below it in the flow (README, "Architecture"; `tests/it/architecture.rs` checks it).
 #![forbid(unsafe_code)]
 
+pub mod allocator;
 pub mod check;
 pub mod config;
 pub mod daemon;

@@ -183,6 +183,10 @@ fn main() -> ExitCode {
         Ok(cli) => cli,
         Err(e) => return usage_error(&e),
     };
+    if matches!(cli.command, Command::Run { .. }) {
+        // Before any thread exists: returns only when nothing was to be done.
+        healthd::allocator::reexec_with_one_arena();
+    }
     init_logging(cli.log_level.as_deref(), cli.log_format);
     // One process-wide TLS provider, before anything builds a TLS client.
     let _ = rustls::crypto::ring::default_provider().install_default();

@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 /// Each top-level module with its layer; a module may use only modules of a lower layer.
 const LAYERS: &[(&str, u8)] = &[
     ("model", 0),
+    ("allocator", 1),
     ("redact", 1),
     ("resilience", 1),
     ("descriptors", 1),

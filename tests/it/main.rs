@@ -4,6 +4,7 @@
 
 mod abuse;
 mod abuse_config;
+mod allocator;
 mod architecture;
 mod cli;
 mod config;
