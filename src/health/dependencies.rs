@@ -3,26 +3,27 @@
 //! the notifier does not notify a blocked failure. Computed at every publish, for the checks
 //! that have dependencies only.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use super::names::NameIndex;
 use super::snapshot::CheckView;
 use super::state::CheckState;
 use crate::model::Status;
 
 /// For each check (by index), the checks that depend on it.
 pub(crate) fn dependents(
-    n: usize,
-    index: &HashMap<String, usize>,
+    states: &[CheckState],
+    index: &NameIndex,
     depends_on: &BTreeMap<String, Vec<String>>,
 ) -> Vec<Vec<usize>> {
-    let mut out = vec![Vec::new(); n];
+    let mut out = vec![Vec::new(); states.len()];
     for (child, parents) in depends_on {
-        let Some(&c) = index.get(child) else {
+        let Some(c) = index.get(states, child) else {
             continue;
         };
         for p in parents {
-            if let Some(&p) = index.get(p) {
+            if let Some(p) = index.get(states, p) {
                 out[p].push(c);
             }
         }
@@ -57,7 +58,7 @@ pub(crate) fn affected(
 /// fails); returns those whose `blocked_by` changed.
 pub(crate) fn update_blocked(
     states: &mut [CheckState],
-    index: &HashMap<String, usize>,
+    index: &NameIndex,
     depends_on: &BTreeMap<String, Vec<String>>,
     affected: Vec<usize>,
 ) -> Vec<usize> {
@@ -72,8 +73,8 @@ pub(crate) fn update_blocked(
                 .iter()
                 .filter(|p| {
                     index
-                        .get(*p)
-                        .is_some_and(|&j| parent_failing(&states[j].view))
+                        .get(states, p)
+                        .is_some_and(|j| parent_failing(&states[j].view))
                 })
                 .cloned()
                 .collect()

@@ -14,6 +14,7 @@ use tokio::sync::{broadcast, mpsc};
 use tokio_util::sync::CancellationToken;
 
 use super::descriptors::DescriptorWatch;
+use super::names::NameIndex;
 use super::publish::Board;
 use super::pulse::Pulse;
 use super::records::log_change;
@@ -59,11 +60,18 @@ pub enum Event {
 /// Least time between two published snapshots; results arriving meanwhile are batched.
 const MIN_PUBLISH_GAP: Duration = Duration::from_millis(10);
 
+/// Most events applied between two published snapshots. A check changed since the last
+/// snapshot holds two views (the published one and its copy, `Arc::make_mut`), so a burst
+/// (every check's first result at start: 100,000 of them within a second) applied as one
+/// batch would hold every view twice; in batches of this size, at most this many are held
+/// twice at a time. Publication costs the changed checks, so the burst costs no more.
+const MAX_BATCH: usize = 512;
+
 /// The single writer of the snapshot.
 pub struct HealthLoop {
     rx: mpsc::Receiver<Event>,
     states: Vec<CheckState>,
-    index: HashMap<String, usize>,
+    index: NameIndex,
     builtins: BTreeMap<String, CheckView>,
     /// A self-check changed since the last publish.
     builtins_changed: bool,
@@ -115,7 +123,7 @@ impl HealthLoop {
         let hl = HealthLoop {
             rx,
             states: Vec::new(),
-            index: HashMap::new(),
+            index: NameIndex::default(),
             builtins: BTreeMap::new(),
             builtins_changed: true,
             board: Board::default(),
@@ -149,6 +157,8 @@ impl HealthLoop {
     /// (a result going stale) passes; nothing else wakes it.
     pub async fn run(mut self, cancel: CancellationToken) {
         let mut last_publish = Instant::now() - MIN_PUBLISH_GAP;
+        // The last batch stopped at MAX_BATCH with events left: publish the next at once.
+        let mut backlog = false;
         self.publish();
         loop {
             let due = self.due();
@@ -169,12 +179,17 @@ impl HealthLoop {
             }
             self.pulse.woke();
             let since = last_publish.elapsed();
-            if since < MIN_PUBLISH_GAP {
+            if !backlog && since < MIN_PUBLISH_GAP {
                 tokio::time::sleep(MIN_PUBLISH_GAP - since).await;
             }
-            while let Ok(ev) = self.rx.try_recv() {
+            let mut drained = 0;
+            while drained < MAX_BATCH
+                && let Ok(ev) = self.rx.try_recv()
+            {
                 self.handle(ev);
+                drained += 1;
             }
+            backlog = drained == MAX_BATCH;
             self.publish();
             last_publish = Instant::now();
         }
@@ -192,7 +207,7 @@ impl HealthLoop {
     pub(crate) fn handle(&mut self, ev: Event) {
         match ev {
             Event::Observation(obs) => {
-                let Some(&i) = self.index.get(&obs.check) else {
+                let Some(i) = self.index.get(&self.states, &obs.check) else {
                     return;
                 };
                 self.board.mark(i);
@@ -266,12 +281,7 @@ impl HealthLoop {
                         }
                     })
                     .collect();
-                self.index = self
-                    .states
-                    .iter()
-                    .enumerate()
-                    .map(|(i, s)| (s.meta.name.clone(), i))
-                    .collect();
+                self.index = NameIndex::of(&self.states);
                 self.relink();
                 // The heartbeat's message counts the checks.
                 self.builtins_changed = true;
@@ -310,14 +320,14 @@ impl HealthLoop {
                 for name in set.symmetric_difference(&self.slo_paging) {
                     let on = set.contains(name);
                     tracing::info!(check = %name, degraded = on, "SLO page alert changed; degrade_on = \"page\".");
-                    if let Some(&i) = self.index.get(name) {
+                    if let Some(i) = self.index.get(&self.states, name) {
                         self.board.mark(i);
                     }
                 }
                 self.slo_paging = set;
             }
             Event::Pushed(mut obs) => {
-                if let Some(&i) = self.index.get(&obs.check) {
+                if let Some(i) = self.index.get(&self.states, &obs.check) {
                     obs.generation = self.states[i].meta.generation;
                     self.handle(Event::Observation(obs));
                 }
@@ -330,7 +340,7 @@ impl HealthLoop {
     fn relink(&mut self) {
         self.board.reset(self.states.len());
         self.dependents =
-            super::dependencies::dependents(self.states.len(), &self.index, &self.depends_on);
+            super::dependencies::dependents(&self.states, &self.index, &self.depends_on);
     }
 
     pub(crate) fn publish(&mut self) {

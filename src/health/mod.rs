@@ -16,6 +16,7 @@ pub mod checks;
 mod dependencies;
 mod descriptors;
 pub mod event_loop;
+mod names;
 mod publish;
 pub mod pulse;
 mod records;

@@ -5,7 +5,7 @@
 //! It owns the receivers, their queues and workers, and maintenance; reloads and
 //! `healthd maintenance` commands reach it as [`Command`]s.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -148,8 +148,13 @@ impl Router {
             .is_none_or(|v| v.status == c.to || v.since.is_some_and(|s| s > c.at))
     }
 
+    /// Remember a change's `from` for the judges; without a receiver there is no judge,
+    /// and a check map kept for none would cost memory per check (a receiver added by a
+    /// reload starts without the statuses before it).
     fn record(&mut self, change: StatusChange) {
-        self.previous.insert(change.check, change.from);
+        if !self.receivers.is_empty() {
+            self.previous.insert(change.check, change.from);
+        }
     }
 
     fn evaluate(&mut self) {
@@ -158,6 +163,10 @@ impl Router {
         let mono = Instant::now();
         let open = self.maintenance.open(now);
         self.maintenance.log_changes(&open);
+        if self.receivers.is_empty() {
+            // Nobody to tell: no view of every check to build.
+            return;
+        }
         let probes: Vec<&CheckView> = snap
             .checks
             .iter()
@@ -221,17 +230,24 @@ impl Router {
     fn reconfigure(&mut self, config: &Config) {
         self.maintenance.set_windows(config.maintenance.clone());
         self.checks = config.checks.iter().map(|c| c.name.clone()).collect();
-        let checks = &self.checks;
-        self.previous.retain(|c, _| checks.contains(c));
+        // What only the judges read is kept only for them: no receiver, no per-check maps.
+        let judged = !config.notify.is_empty();
+        if judged {
+            let checks: HashSet<&str> = self.checks.iter().map(String::as_str).collect();
+            self.previous.retain(|c, _| checks.contains(c.as_str()));
+        } else {
+            self.previous = HashMap::new();
+        }
         self.depends_on = config
             .checks
             .iter()
-            .filter(|c| !c.depends_on.is_empty())
+            .filter(|c| judged && !c.depends_on.is_empty())
             .map(|c| (c.name.clone(), c.depends_on.clone()))
             .collect();
         self.settle = config
             .checks
             .iter()
+            .filter(|_| judged)
             .map(|c| {
                 let grace = c.timeout + Duration::from_secs(1);
                 (c.name.clone(), (c.interval, grace))
