@@ -79,10 +79,12 @@ impl Run for TcpProbe {
             Ok(v) => v,
             Err(outcome) => return outcome,
         };
-        if let Some(bytes) = &self.send
-            && let Err(e) = stream.write_all(bytes).await
-        {
-            return Outcome::failed(Reason::Connect, format!("send to {addr}: {e}"));
+        // A connect-only probe sends nothing: no `TCP_NODELAY` (one system call fewer).
+        if let Some(bytes) = &self.send {
+            let _ = stream.set_nodelay(true);
+            if let Err(e) = stream.write_all(bytes).await {
+                return Outcome::failed(Reason::Connect, format!("send to {addr}: {e}"));
+            }
         }
         if let Some(matcher) = &self.expect {
             let mut buf = Vec::with_capacity(1024);
@@ -148,6 +150,7 @@ impl Run for TcpProbe {
 }
 
 /// Resolve and connect, trying each address in turn; failures map to `dns` or `connect`.
+/// The stream is as the system gives it: a caller that writes in pieces sets `TCP_NODELAY`.
 pub(crate) async fn connect(host: &str, port: u16) -> Result<(TcpStream, SocketAddr), Outcome> {
     let addrs: Vec<SocketAddr> = match tokio::net::lookup_host((host, port)).await {
         Ok(a) => a.collect(),
@@ -167,10 +170,7 @@ pub(crate) async fn connect(host: &str, port: u16) -> Result<(TcpStream, SocketA
     let mut last = None;
     for addr in addrs {
         match TcpStream::connect(addr).await {
-            Ok(s) => {
-                let _ = s.set_nodelay(true);
-                return Ok((s, addr));
-            }
+            Ok(s) => return Ok((s, addr)),
             Err(e) => last = Some((addr, e)),
         }
     }

@@ -60,6 +60,8 @@ impl Connector for Grpc {
             .resolve()
             .map_err(|e| Outcome::failed(Reason::Config, format!("{}: {e}", self.shown)))?;
         let (tcp, addr) = connect(&self.host, self.port).await?;
+        // HTTP/2 frames (and TLS records) go in small writes: no Nagle delay between them.
+        let _ = tcp.set_nodelay(true);
         let io: Io = match &self.tls {
             None => Either::Left(tcp),
             Some((config, name)) => {

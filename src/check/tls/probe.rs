@@ -52,6 +52,8 @@ impl Run for TlsProbe {
             Ok(v) => v,
             Err(outcome) => return outcome,
         };
+        // The handshake's flights are small writes: no Nagle delay between them.
+        let _ = stream.set_nodelay(true);
         let seen = Seen::default();
         let config = match self.client_config(seen.clone()) {
             Ok(c) => c,
