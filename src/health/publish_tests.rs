@@ -235,3 +235,47 @@ async fn an_idle_loop_publishes_nothing_and_is_not_stuck() {
     cancel.cancel();
     task.await.unwrap();
 }
+
+#[tokio::test]
+async fn a_burst_of_results_is_published_in_bounded_batches() {
+    // Every check's first result queued at once (as at start): applied as one batch, every
+    // changed view would be held twice until the publish; in batches, at most MAX_BATCH are.
+    let n = 2_000;
+    let (mut hl, handle) = HealthLoop::new(4096);
+    hl.handle(Event::Reconfigure(
+        (0..n).map(|i| meta(i, Duration::from_secs(10))).collect(),
+    ));
+    for i in 0..n {
+        handle
+            .events
+            .try_send(obs(i, Outcome::ok("fine"), Duration::from_secs(10)))
+            .expect("room for the burst");
+    }
+    let cancel = tokio_util::sync::CancellationToken::new();
+    let task = tokio::spawn(hl.run(cancel.clone()));
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let snap = handle.snapshot.load();
+        let reported = snap
+            .checks
+            .iter()
+            .filter(|c| !c.builtin && c.reported)
+            .count();
+        if reported == n {
+            // The first publish (before any event), then one per batch of at most
+            // MAX_BATCH + 1 events (the one that woke the loop and those drained after it).
+            let batches = n.div_ceil(super::MAX_BATCH + 1) as u64;
+            assert!(
+                snap.seq > batches,
+                "{n} results in {} publications",
+                snap.seq - 1
+            );
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{reported} of {n}");
+        drop(snap);
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    cancel.cancel();
+    task.await.unwrap();
+}

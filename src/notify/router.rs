@@ -60,7 +60,6 @@ pub struct Router {
     maintenance: Maintenance,
     depends_on: HashMap<String, Vec<String>>,
     settle: Settle,
-    checks: Vec<String>,
     /// Each check's status before its latest change.
     previous: HashMap<String, crate::model::Status>,
 }
@@ -81,7 +80,6 @@ impl Router {
             maintenance: Maintenance::default(),
             depends_on: HashMap::new(),
             settle: HashMap::new(),
-            checks: Vec::new(),
             previous: HashMap::new(),
         }
     }
@@ -229,11 +227,10 @@ impl Router {
     /// notices (by name, and per URL); targets are rebuilt (header files are re-read).
     fn reconfigure(&mut self, config: &Config) {
         self.maintenance.set_windows(config.maintenance.clone());
-        self.checks = config.checks.iter().map(|c| c.name.clone()).collect();
         // What only the judges read is kept only for them: no receiver, no per-check maps.
         let judged = !config.notify.is_empty();
         if judged {
-            let checks: HashSet<&str> = self.checks.iter().map(String::as_str).collect();
+            let checks: HashSet<&str> = config.checks.iter().map(|c| c.name.as_str()).collect();
             self.previous.retain(|c, _| checks.contains(c.as_str()));
         } else {
             self.previous = HashMap::new();
@@ -368,7 +365,12 @@ impl Router {
         let now = SystemTime::now();
         match req {
             Request::Start { seconds, checks } => {
-                if let Some(c) = checks.iter().find(|c| !self.checks.contains(c)) {
+                // The health loop's snapshot knows the configured checks (no copy here).
+                let snap = self.snapshot.load();
+                if let Some(c) = checks
+                    .iter()
+                    .find(|c| snap.check(c).is_none_or(|v| v.builtin))
+                {
                     return Response::error(format!("unknown check \"{c}\""));
                 }
                 if seconds == 0 {
