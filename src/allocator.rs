@@ -4,8 +4,8 @@
 //! the free space inside one arena serves no other thread. healthd's threads (the workers,
 //! the probe lane's, the history thread) each kept megabytes of such free space: with
 //! 10,000 checks, one arena instead of glibc's default takes 8–9 MiB off the daemon's peak
-//! RSS (61 → 52 MiB) at no measurable cost in CPU, because small allocations come from each
-//! thread's cache without touching the arena's lock.
+//! RSS (61 → 52 MiB), with no consistent difference in CPU in paired runs (bench/README.md,
+//! round five): small allocations come from each thread's cache without the arena's lock.
 //!
 //! glibc reads the arena limit only when the process starts (`GLIBC_TUNABLES`), and setting
 //! it from inside takes `mallopt`, an unsafe call. So `healthd run` executes itself once
@@ -47,8 +47,13 @@ pub fn tunables_with_one_arena(
 pub fn reexec_with_one_arena() {
     use std::os::unix::process::CommandExt;
 
-    let current = std::env::var(TUNABLES).ok();
-    let legacy = std::env::var("MALLOC_ARENA_MAX").ok();
+    // A value that is not UTF-8 is the operator's and is kept as it is, never replaced.
+    let current = match std::env::var_os(TUNABLES).map(|v| v.into_string()) {
+        None => None,
+        Some(Ok(v)) => Some(v),
+        Some(Err(_)) => return,
+    };
+    let legacy = std::env::var_os("MALLOC_ARENA_MAX").map(|v| v.to_string_lossy().into_owned());
     let Some(value) = tunables_with_one_arena(current.as_deref(), legacy.as_deref()) else {
         return;
     };
