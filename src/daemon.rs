@@ -89,7 +89,7 @@ impl Daemon {
         let notifier = crate::notify::Notifier::start(
             &config,
             &health,
-            env_of(&sources),
+            sources.environment(),
             cancel.child_token(),
         )
         .await;
@@ -178,7 +178,7 @@ impl Daemon {
         let host = crate::host::Collector::apply(None, config.metrics.host.settings(), &state.host);
         let telemetry = crate::telemetry::otlp::apply(
             None,
-            crate::telemetry::otlp::settings_of(&config, &env_of(&sources)),
+            crate::telemetry::otlp::settings_of(&config, &sources.environment()),
             &health,
             &state.host,
         )
@@ -233,7 +233,7 @@ impl Daemon {
                 self.notifier.reconfigure(&new).await;
                 self.state.reconfigure(&new);
                 self.history.reconfigure(&new);
-                let wanted = crate::telemetry::otlp::settings_of(&new, &env_of(&self.sources));
+                let wanted = crate::telemetry::otlp::settings_of(&new, &self.sources.environment());
                 let before = self.telemetry.as_ref().map(|t| t.settings().clone());
                 self.telemetry = crate::telemetry::otlp::apply(
                     self.telemetry.take(),
@@ -381,14 +381,6 @@ fn history_instruments(
         && before != Some(t.settings())
     {
         crate::telemetry::history::register_otlp(t.meters(), history);
-    }
-}
-
-/// The environment the config was resolved against (tests pass their own map).
-fn env_of(sources: &Sources) -> std::collections::HashMap<String, String> {
-    match &sources.env {
-        Some(map) => map.clone(),
-        None => std::env::vars().collect(),
     }
 }
 

@@ -45,10 +45,7 @@ pub fn load(sources: &Sources) -> Result<Config, Vec<ConfigError>> {
         }
     };
 
-    let env = match &sources.env {
-        Some(map) => map.clone(),
-        None => std::env::vars().collect(),
-    };
+    let env = sources.environment();
     let check_overrides = apply_env(&mut root, &env, &mut problems, &main_name);
     for (key, value) in root.iter_mut().filter(|(k, _)| *k != "checks") {
         refuse_long_strings(value, key, &main_name, &mut problems);

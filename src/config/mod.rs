@@ -245,6 +245,18 @@ impl Sources {
             ..Sources::default()
         }
     }
+
+    /// The environment the config is resolved against: `env`, or the process environment.
+    /// A variable whose name or value is not UTF-8 can be neither an override nor a
+    /// reference and is left out (`std::env::vars` would panic on it).
+    pub fn environment(&self) -> HashMap<String, String> {
+        match &self.env {
+            Some(map) => map.clone(),
+            None => std::env::vars_os()
+                .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
+                .collect(),
+        }
+    }
 }
 
 #[cfg(test)]

@@ -1,6 +1,7 @@
 //! `healthd run` runs with one glibc malloc arena: it executes itself once more at start
 //! with `glibc.malloc.arena_max=1` in `GLIBC_TUNABLES` (same process id), and leaves an
-//! operator's own arena setting as given.
+//! operator's own arena setting as given; an environment variable that is not UTF-8 is
+//! neither replaced nor a reason to fail at start.
 
 use crate::support::config::ConfigDir;
 use crate::support::daemon::Subprocess;
@@ -69,4 +70,44 @@ fn run_executes_itself_with_one_malloc_arena_unless_the_operator_set_one() {
         "MALLOC_ARENA_MAX is the operator's"
     );
     assert_eq!(d.get("/livez").0, 200);
+}
+
+/// Kills the daemon when the test ends, however it ends.
+struct Killed(std::process::Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn a_variable_that_is_not_utf8_is_kept_and_does_not_stop_the_start() {
+    use std::os::unix::ffi::OsStrExt;
+    let dir = ConfigDir::new("");
+    let port = crate::support::free_port();
+    let odd = std::ffi::OsStr::from_bytes(b"glibc.malloc.tcache_count=1\xff");
+    let child = std::process::Command::new(crate::support::daemon::binary())
+        .args(["--log-level", "error", "run", "--config"])
+        .arg(dir.path())
+        .args(["--listen", &format!("127.0.0.1:{port}")])
+        .env("GLIBC_TUNABLES", odd)
+        .env("HEALTHD_TEST_ODD", odd)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("spawn healthd");
+    let d = Killed(child);
+    let addr = format!("127.0.0.1:{port}").parse().unwrap();
+    crate::support::eventually("/livez answers", std::time::Duration::from_secs(20), || {
+        crate::support::daemon::http_get(addr, "/livez").is_ok_and(|(s, _)| s == 200)
+    });
+    let raw = std::fs::read(format!("/proc/{}/environ", d.0.id())).unwrap();
+    assert!(
+        raw.split(|b| *b == 0).any(|v| v
+            .starts_with(b"GLIBC_TUNABLES=glibc.malloc.tcache_count=1")
+            && !v.windows(9).any(|w| w == b"arena_max")),
+        "the operator's value is not replaced"
+    );
 }
