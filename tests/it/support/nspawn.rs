@@ -46,8 +46,8 @@ impl Flavour {
     /// The cached tree's directory; the revision changes when the build steps do.
     fn dir_name(self) -> &'static str {
         match self {
-            Flavour::Bookworm => "debian-12-r3",
-            Flavour::Backports => "debian-12-r3-systemd-backports",
+            Flavour::Bookworm => "debian-12-r4",
+            Flavour::Backports => "debian-12-r4-systemd-backports",
         }
     }
 }
@@ -109,7 +109,7 @@ fn build(dir: &Path, flavour: Flavour) -> PathBuf {
             // debootstrap's placeholder fstab would only make systemd-remount-fs remount
             // nspawn's overlay root at boot, which fails now and then under load.
             fs::remove_file(partial.join("etc/fstab")).expect("remove the placeholder fstab");
-            keep_the_journal_in_memory(&partial);
+            mask_units_that_fail_under_load(&partial);
         }
         Flavour::Backports => {
             let base = build(dir, Flavour::Bookworm);
@@ -160,11 +160,18 @@ fn build(dir: &Path, flavour: Flavour) -> PathBuf {
 /// `systemd-journal-flush.service` still asks journald to flush at boot, and when journald is
 /// slow to answer on a loaded machine the unit fails and the machine boots "degraded" (seen
 /// in CI). Masked, with `Storage=volatile` saying the same in journald's own terms.
-fn keep_the_journal_in_memory(tree: &Path) {
+fn mask_units_that_fail_under_load(tree: &Path) {
     let units = tree.join("etc/systemd/system");
     fs::create_dir_all(&units).expect("create etc/systemd/system");
     std::os::unix::fs::symlink("/dev/null", units.join("systemd-journal-flush.service"))
         .expect("mask systemd-journal-flush.service");
+    // systemd-nspawn populates the machine's /dev itself; the unit that would create the
+    // same static device nodes failed once on a loaded machine (CI), booting it "degraded".
+    std::os::unix::fs::symlink(
+        "/dev/null",
+        units.join("systemd-tmpfiles-setup-dev.service"),
+    )
+    .expect("mask systemd-tmpfiles-setup-dev.service");
     let conf = tree.join("etc/systemd/journald.conf.d");
     fs::create_dir_all(&conf).expect("create journald.conf.d");
     fs::write(conf.join("volatile.conf"), "[Journal]\nStorage=volatile\n")
