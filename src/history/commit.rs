@@ -44,6 +44,20 @@ impl Writer {
         config: &HistoryConfig,
         now_ms: u64,
     ) -> Result<Writer, StoreError> {
+        let mut writer = Writer {
+            store: store.clone(),
+            raw_limit: config.raw_results as u64,
+            session: now_ms,
+            infos: HashMap::new(),
+            next_id: 1,
+            next_seq: HashMap::new(),
+            rolled: HashMap::new(),
+            open: BTreeSet::new(),
+        };
+        if store.in_memory().is_some() {
+            // The tables keep their own ids, rings and buckets.
+            return Ok(writer);
+        }
         let reader = store.read()?;
         let infos: HashMap<String, (CheckInfo, bool)> = reader
             .checks()?
@@ -58,22 +72,20 @@ impl Writer {
                 open.insert((m, info.id));
             }
         }
-        let next_id = infos.values().map(|(i, _)| i.id + 1).max().unwrap_or(1);
-        Ok(Writer {
-            store,
-            raw_limit: config.raw_results as u64,
-            session: now_ms,
-            infos,
-            next_id,
-            next_seq: HashMap::new(),
-            rolled,
-            open,
-        })
+        writer.next_id = infos.values().map(|(i, _)| i.id + 1).max().unwrap_or(1);
+        writer.infos = infos;
+        writer.rolled = rolled;
+        writer.open = open;
+        Ok(writer)
     }
 
     /// Commit one batch in one transaction; `now_ms` ends the current session and decides
     /// which minutes have closed.
     pub fn commit(&mut self, batch: &Batch, now_ms: u64) -> Result<(), StoreError> {
+        if let Some(m) = self.store.in_memory() {
+            m.commit(batch, self.raw_limit as usize, self.session, now_ms);
+            return Ok(());
+        }
         let Some(db) = self.store.db() else {
             return Ok(());
         };
@@ -83,11 +95,12 @@ impl Writer {
             let mut raw = tx.open_table(store::RAW)?;
             let mut minutes = tx.open_table(store::MINUTES)?;
             let mut coarse = [tx.open_table(store::HOURS)?, tx.open_table(store::DAYS)?];
+            let runs: Vec<_> = batch.runs().collect();
             let mut by_check: BTreeMap<&str, (&str, Vec<&RawResult>)> = BTreeMap::new();
-            for (check, kind, r) in &batch.runs {
+            for (check, kind, r) in &runs {
                 by_check
                     .entry(check)
-                    .or_insert((*kind, Vec::new()))
+                    .or_insert((kind, Vec::new()))
                     .1
                     .push(r);
             }
@@ -117,13 +130,13 @@ impl Writer {
                 }
             }
             let mut events = tx.open_table(store::EVENTS)?;
-            for (check, kind, e) in &batch.events {
-                let id = self.touch(&mut checks, check, kind, &[])?;
+            for (check, kind, e) in batch.changes() {
+                let id = self.touch(&mut checks, &check, &kind, &[])?;
                 let mut at = e.at_ms;
                 while events.get((id, at))?.is_some() {
                     at += 1;
                 }
-                let bytes = postcard::to_stdvec(e).unwrap_or_default();
+                let bytes = postcard::to_stdvec(&e).unwrap_or_default();
                 events.insert((id, at), bytes.as_slice())?;
             }
             self.roll_closed(&mut checks, &minutes, &mut coarse, &tx, now_ms)?;

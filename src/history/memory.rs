@@ -1,155 +1,394 @@
-//! The in-memory store's storage: redb's "file" kept in fixed-size pages allocated when
-//! first written.
+//! The in-memory store (`[history] path` unset): each check's rows in a few encoded
+//! [`Log`]s behind one lock, with the same tables and answers as the file.
 //!
-//! redb's own `InMemoryBackend` keeps the file in one `Vec<u8>`: every growth of the file
-//! may reallocate it, which doubles its capacity and for a moment holds the old and the new
-//! copy (a 37.8 MiB allocation at 10,000 checks), and every byte of the file's length is
-//! zero-filled and resident even where redb never wrote. Here the file is a table of
-//! [`PAGE`]-byte pages: growing it only lengthens the table, a page costs memory once
-//! something is written into it, and a shrink frees the pages past the end.
+//! The file store is redb: a copy-on-write B-tree, where a commit of a thousand scattered
+//! checks copies nearly every leaf and the old pages come back only commits later. Kept in
+//! memory, that was most of what history cost (at 10,000 checks, 6.7 MiB of written pages
+//! and the commit's work on top, against about 2 MB of rows). Memory needs none of it: no
+//! crash to survive, no reader in another process. Here a commit appends a run's bytes to
+//! its check's rows under a write lock held for the batch; readers take the read lock for
+//! one consistent view. Hour and day buckets are counted with the minute at once (the file
+//! rolls them up later only to touch fewer pages).
 
-use std::io;
-use std::sync::RwLock;
+use std::collections::BTreeMap;
+use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::time::Duration;
 
-use redb::StorageBackend;
+use super::log::Log;
+use super::record::{Bucket, EventRecord, RawResult, Resolution};
+use super::seed::Seed;
+use super::store::CheckInfo;
+use super::writer::Batch;
+use crate::config::HistoryConfig;
 
-/// Bytes per page of the in-memory file.
-const PAGE: usize = 64 * 1024;
-
+/// Everything kept of one check.
 #[derive(Debug, Default)]
-struct Pages {
-    len: u64,
-    /// `None`: never written, reads as zeros.
-    pages: Vec<Option<Box<[u8]>>>,
+struct Check {
+    /// Index into [`Tables::kinds`].
+    kind: u16,
+    first_ms: u64,
+    last_ms: u64,
+    /// The newest runs, oldest first.
+    raw: Log<RawResult>,
+    /// `(bucket index, bucket)` per [`Resolution::ALL`], by index.
+    buckets: [Log<(u32, Bucket)>; 3],
+    /// Status changes by time.
+    events: Log<EventRecord>,
 }
 
-/// A redb storage backend in memory, in pages allocated on first write.
+/// The tables.
 #[derive(Debug, Default)]
-pub struct PagedMemory(RwLock<Pages>);
-
-fn out_of_range() -> io::Error {
-    io::Error::new(
-        io::ErrorKind::InvalidInput,
-        "offset past the in-memory file",
-    )
+pub struct Tables {
+    /// Check name → id.
+    names: BTreeMap<Box<str>, u32>,
+    /// By id (`checks[id]`); a forgotten check leaves `None`, ids are not reused. Boxed:
+    /// the table's spare capacity costs a pointer per slot, not a check.
+    checks: Vec<Option<Box<Check>>>,
+    /// Session start → last commit (ms).
+    sessions: BTreeMap<u64, u64>,
+    /// Every kind named (a handful, so a check keeps an index instead of a string).
+    kinds: Vec<Box<str>>,
 }
 
-/// `(page, offset in page, bytes)` pieces of the range `offset..offset + len`.
-fn pieces(offset: u64, len: usize) -> impl Iterator<Item = (usize, usize, usize)> {
-    let mut at = offset;
-    let end = offset + len as u64;
-    std::iter::from_fn(move || {
-        if at >= end {
-            return None;
-        }
-        let page = (at / PAGE as u64) as usize;
-        let within = (at % PAGE as u64) as usize;
-        let n = (PAGE - within).min((end - at) as usize);
-        at += n as u64;
-        Some((page, within, n))
-    })
-}
+/// The in-memory store.
+#[derive(Debug, Default)]
+pub struct Memory(RwLock<Tables>);
 
-impl PagedMemory {
-    fn pages(&self) -> std::sync::RwLockReadGuard<'_, Pages> {
+impl Memory {
+    pub fn read(&self) -> RwLockReadGuard<'_, Tables> {
         self.0.read().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn pages_mut(&self) -> std::sync::RwLockWriteGuard<'_, Pages> {
+    fn write(&self) -> RwLockWriteGuard<'_, Tables> {
         self.0.write().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Bytes of pages allocated (what the store costs in memory).
-    #[cfg(test)]
-    pub fn allocated(&self) -> usize {
-        self.pages().pages.iter().flatten().count() * PAGE
+    /// Add a batch: runs to the raw ring (at most `raw_limit` per check) and to their
+    /// buckets, status changes to the log; `session` was running at `now_ms`.
+    pub fn commit(&self, batch: &Batch, raw_limit: usize, session: u64, now_ms: u64) {
+        let mut t = self.write();
+        for (name, kind, r) in batch.runs() {
+            let c = t.touch(&name, &kind, Some(r.at_ms));
+            c.raw.push_tight(&r);
+            if c.raw.len() > raw_limit {
+                c.raw.drop_oldest(c.raw.len() - raw_limit);
+            }
+            let mut add = Bucket::default();
+            add.add(r.level, r.reason.as_deref(), r.latency_us);
+            for (res, rows) in Resolution::ALL.into_iter().zip(&mut c.buckets) {
+                merge(rows, res.index(r.at_ms), &add);
+            }
+        }
+        for (name, kind, e) in batch.changes() {
+            insert_event(&mut t.touch(&name, &kind, None).events, &e);
+        }
+        t.sessions.insert(session, now_ms);
+    }
+
+    /// Delete what is past its retention at `now_ms`, and the checks with nothing left.
+    pub fn prune(&self, config: &HistoryConfig, now_ms: u64) {
+        let cut = |keep: Duration| now_ms.saturating_sub(keep.as_millis() as u64);
+        let keeps = [config.minutes, config.hours, config.days];
+        let longest = cut(config.days.max(config.events));
+        let mut t = self.write();
+        let Tables {
+            names,
+            checks,
+            sessions,
+            ..
+        } = &mut *t;
+        for slot in checks.iter_mut() {
+            let Some(c) = slot else { continue };
+            if c.last_ms < longest {
+                *slot = None;
+                continue;
+            }
+            for ((res, rows), keep) in Resolution::ALL.into_iter().zip(&mut c.buckets).zip(keeps) {
+                let before = res.index(cut(keep));
+                rows.drop_oldest_while(|(i, _)| *i < before);
+            }
+            let before = cut(config.events);
+            c.events.drop_oldest_while(|e| e.at_ms < before);
+        }
+        names.retain(|_, id| checks[*id as usize].is_some());
+        let before = cut(config.days);
+        sessions.retain(|_, end| *end >= before);
+    }
+
+    /// Delete everything kept for the named checks; returns the names that had history.
+    pub fn forget(&self, names: &[String]) -> Vec<String> {
+        let mut t = self.write();
+        let mut gone = Vec::new();
+        for name in names {
+            if let Some(id) = t.names.remove(name.as_str()) {
+                t.checks[id as usize] = None;
+                gone.push(name.clone());
+            }
+        }
+        gone
+    }
+
+    /// Store a check's history at once (replacing rows with the same keys).
+    pub fn seed(&self, seed: &Seed) {
+        let mut t = self.write();
+        let c = t.touch(&seed.name, &seed.kind, None);
+        let mut first = u64::MAX;
+        let mut last = 0;
+        for (res, rows) in &seed.buckets {
+            let log = &mut c.buckets[*res as usize];
+            let mut all: BTreeMap<u32, Bucket> = log.iter().collect();
+            for (i, b) in rows {
+                all.insert(*i, b.clone());
+                first = first.min(res.start_ms(*i));
+                last = last.max(res.start_ms(*i));
+            }
+            log.replace(&all.into_iter().collect::<Vec<_>>());
+        }
+        if !seed.raw.is_empty() {
+            c.raw.replace(&seed.raw);
+        }
+        for r in &seed.raw {
+            last = last.max(r.at_ms);
+        }
+        for e in &seed.events {
+            insert_event(&mut c.events, e);
+        }
+        c.first_ms = first.min(last);
+        c.last_ms = last;
+    }
+
+    /// Bytes the rows take, and bytes allocated for them and for each check's entry.
+    pub fn usage(&self) -> (u64, u64) {
+        let t = self.read();
+        let entry = std::mem::size_of::<Check>() + std::mem::size_of::<Option<Box<Check>>>();
+        let names: usize = t.names.keys().map(|n| n.len() + 24).sum();
+        let mut out = (0, (names + entry * t.names.len()) as u64);
+        for c in t.checks.iter().flatten() {
+            let logs = [c.raw.usage(), c.events.usage()];
+            for (used, held) in logs.into_iter().chain(c.buckets.iter().map(Log::usage)) {
+                out.0 += used as u64;
+                out.1 += held as u64;
+            }
+        }
+        out
     }
 }
 
-impl StorageBackend for PagedMemory {
-    fn len(&self) -> io::Result<u64> {
-        Ok(self.pages().len)
-    }
-
-    fn read(&self, offset: u64, out: &mut [u8]) -> io::Result<()> {
-        let p = self.pages();
-        if offset + out.len() as u64 > p.len {
-            return Err(out_of_range());
-        }
-        let mut done = 0;
-        for (page, within, n) in pieces(offset, out.len()) {
-            let dst = &mut out[done..done + n];
-            match &p.pages[page] {
-                Some(bytes) => dst.copy_from_slice(&bytes[within..within + n]),
-                None => dst.fill(0),
+impl Tables {
+    /// The check named `name` (created on first sight), its kind and time span brought up
+    /// to date with a run at `at_ms`.
+    fn touch(&mut self, name: &str, kind: &str, at_ms: Option<u64>) -> &mut Check {
+        let id = match self.names.get(name) {
+            Some(id) => *id as usize,
+            None => {
+                let id = self.checks.len().max(1);
+                self.checks.resize_with(id + 1, || None);
+                self.names.insert(name.into(), id as u32);
+                let at = at_ms.unwrap_or(0);
+                self.checks[id] = Some(Box::new(Check {
+                    first_ms: at,
+                    last_ms: at,
+                    ..Check::default()
+                }));
+                id
             }
-            done += n;
+        };
+        let kind = match self.kinds.iter().position(|k| **k == *kind) {
+            Some(k) => k,
+            None => {
+                self.kinds.push(kind.into());
+                self.kinds.len() - 1
+            }
+        } as u16;
+        let c = self.checks[id].get_or_insert_with(Box::default);
+        c.kind = kind;
+        if let Some(at) = at_ms {
+            c.first_ms = c.first_ms.min(at);
+            c.last_ms = c.last_ms.max(at);
         }
-        Ok(())
+        c
     }
 
-    fn set_len(&self, len: u64) -> io::Result<()> {
-        let mut p = self.pages_mut();
-        let count = len.div_ceil(PAGE as u64) as usize;
-        p.pages.resize_with(count, || None);
-        p.pages.shrink_to(count);
-        // A shrink keeps the last page: what lay past the new end must read as zeros when
-        // the file grows again.
-        let tail = (len % PAGE as u64) as usize;
-        if len < p.len
-            && tail > 0
-            && let Some(Some(last)) = p.pages.last_mut()
-        {
-            last[tail..].fill(0);
-        }
-        p.len = len;
-        Ok(())
+    fn get(&self, id: u32) -> Option<&Check> {
+        self.checks.get(id as usize)?.as_deref()
     }
 
-    fn sync_data(&self) -> io::Result<()> {
-        Ok(())
+    fn info(&self, id: u32) -> Option<CheckInfo> {
+        self.get(id).map(|c| CheckInfo {
+            id,
+            kind: self
+                .kinds
+                .get(c.kind as usize)
+                .map_or(String::new(), |k| k.to_string()),
+            first_ms: c.first_ms,
+            last_ms: c.last_ms,
+        })
     }
 
-    fn write(&self, offset: u64, data: &[u8]) -> io::Result<()> {
-        let mut p = self.pages_mut();
-        if offset + data.len() as u64 > p.len {
-            return Err(out_of_range());
-        }
-        let mut done = 0;
-        for (page, within, n) in pieces(offset, data.len()) {
-            let bytes = p.pages[page].get_or_insert_with(|| vec![0; PAGE].into_boxed_slice());
-            bytes[within..within + n].copy_from_slice(&data[done..done + n]);
-            done += n;
-        }
-        Ok(())
+    pub fn checks(&self) -> BTreeMap<String, CheckInfo> {
+        let infos = self.names.iter();
+        infos
+            .filter_map(|(name, id)| Some((name.to_string(), self.info(*id)?)))
+            .collect()
     }
+
+    pub fn check(&self, name: &str) -> Option<CheckInfo> {
+        self.info(*self.names.get(name)?)
+    }
+
+    /// A check's buckets with index in `from..=to`, oldest first (every resolution is
+    /// complete: nothing waits to be rolled up).
+    pub fn buckets(&self, id: u32, res: Resolution, from: u32, to: u32) -> Vec<(u32, Bucket)> {
+        let Some(c) = self.get(id) else { return vec![] };
+        let rows = c.buckets[res as usize]
+            .iter()
+            .skip_while(|(i, _)| *i < from);
+        rows.take_while(|(i, _)| *i <= to).collect()
+    }
+
+    /// A check's newest raw results, newest first, at most `limit`.
+    pub fn raw(&self, id: u32, limit: usize) -> Vec<RawResult> {
+        let Some(c) = self.get(id) else { return vec![] };
+        c.raw.rows().into_iter().rev().take(limit).collect()
+    }
+
+    /// A check's status changes in `from_ms..to_ms`, oldest first, at most `limit`.
+    pub fn events(&self, id: u32, from_ms: u64, to_ms: u64, limit: usize) -> Vec<EventRecord> {
+        let Some(c) = self.get(id) else { return vec![] };
+        let rows = c.events.iter().skip_while(|e| e.at_ms < from_ms);
+        rows.take_while(|e| e.at_ms < to_ms).take(limit).collect()
+    }
+
+    /// The latest status change before `ms`.
+    pub fn event_before(&self, id: u32, ms: u64) -> Option<EventRecord> {
+        let before = self.get(id)?.events.iter().take_while(|e| e.at_ms < ms);
+        before.last()
+    }
+
+    pub fn sessions(&self) -> Vec<(u64, u64)> {
+        self.sessions.iter().map(|(s, e)| (*s, *e)).collect()
+    }
+}
+
+/// Add `add` to bucket `index`: the newest bucket (the usual case, a run of the current
+/// minute), a new one after it, or (a late run) one among the older ones.
+fn merge(rows: &mut Log<(u32, Bucket)>, index: u32, add: &Bucket) {
+    match rows.newest() {
+        Some((i, mut b)) if i == index => {
+            b.merge(add);
+            rows.set_newest(&(i, b));
+        }
+        Some((i, _)) if i > index => {
+            let mut all = rows.rows();
+            match all.binary_search_by_key(&index, |(j, _)| *j) {
+                Ok(k) => all[k].1.merge(add),
+                Err(k) => all.insert(k, (index, add.clone())),
+            }
+            rows.replace(&all);
+        }
+        _ => rows.push_tight(&(index, add.clone())),
+    }
+}
+
+/// Add a status change in time order.
+fn insert_event(events: &mut Log<EventRecord>, e: &EventRecord) {
+    if events.newest().is_none_or(|n| n.at_ms <= e.at_ms) {
+        return events.push_tight(e);
+    }
+    let mut all = events.rows();
+    let k = all.partition_point(|x| x.at_ms <= e.at_ms);
+    all.insert(k, e.clone());
+    events.replace(&all);
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::history::record::RunLevel;
+
+    fn run(at_ms: u64, level: RunLevel) -> RawResult {
+        RawResult {
+            at_ms,
+            level,
+            reason: (level == RunLevel::Failed).then(|| "timeout".into()),
+            latency_us: 1_500,
+            message: "connected".into(),
+        }
+    }
+
+    fn change(at_ms: u64, to: &str) -> EventRecord {
+        EventRecord {
+            at_ms,
+            from: "pending".into(),
+            to: to.into(),
+            reason: None,
+            message: String::new(),
+        }
+    }
+
+    /// 2026-01-01T00:00:00Z.
+    const T0: u64 = 1_767_225_600_000;
 
     #[test]
-    fn pages_read_back_across_boundaries_and_zero_past_a_shrink() {
-        let m = PagedMemory::default();
-        m.set_len(3 * PAGE as u64).unwrap();
-        assert_eq!(m.allocated(), 0, "growing allocates nothing");
-        let data: Vec<u8> = (0..PAGE + 10).map(|i| (i % 251) as u8 + 1).collect();
-        m.write(PAGE as u64 - 5, &data).unwrap();
-        assert_eq!(m.allocated(), 3 * PAGE, "the pages written into");
-        let mut out = vec![0; data.len() + 10];
-        m.read(PAGE as u64 - 10, &mut out).unwrap();
-        assert_eq!(&out[..5], &[0; 5]);
-        assert_eq!(&out[5..5 + data.len()], &data[..]);
-        assert_eq!(&out[5 + data.len()..], &[0; 5]);
-        // Shrink into the second page, grow again: the cut part reads as zeros.
-        m.set_len(PAGE as u64 + 3).unwrap();
-        assert_eq!(m.allocated(), 2 * PAGE, "the pages past the end are freed");
-        m.set_len(2 * PAGE as u64).unwrap();
-        let mut tail = vec![1; 10];
-        m.read(PAGE as u64 + 3, &mut tail).unwrap();
-        assert_eq!(tail, vec![0; 10]);
-        assert!(m.read(2 * PAGE as u64 - 1, &mut [0; 2]).is_err());
-        assert!(m.write(2 * PAGE as u64, &[1]).is_err());
+    fn late_runs_and_changes_land_in_order_and_a_check_costs_its_bytes() {
+        let m = Memory::default();
+        let mut batch = Batch::default();
+        for c in 0..1000 {
+            for k in 0..3 {
+                batch.add_run(
+                    &format!("c{c:04}"),
+                    "tcp",
+                    run(T0 + k * 10_000, RunLevel::Ok),
+                );
+            }
+        }
+        m.commit(&batch, 2, T0, T0 + 30_000);
+        let mut late = Batch::default();
+        late.add_run("c0000", "tcp", run(T0 + 61_000, RunLevel::Ok));
+        late.add_run("c0000", "tcp", run(T0 - 61_000, RunLevel::Failed));
+        late.add_change("c0000", "tcp", change(T0 + 5, "unhealthy"));
+        late.add_change("c0000", "tcp", change(T0 + 1, "healthy"));
+        m.commit(&late, 2, T0, T0 + 62_000);
+
+        let t = m.read();
+        let info = t.check("c0000").expect("known");
+        assert_eq!((info.kind.as_str(), info.first_ms), ("tcp", T0 - 61_000));
+        let minutes = t.buckets(info.id, Resolution::Minute, 0, u32::MAX);
+        let first = Resolution::Minute.index(T0);
+        let counts: Vec<(u32, u32, u32)> = minutes
+            .iter()
+            .map(|(i, b)| (*i + 2 - first, b.ok, b.failed_total()))
+            .collect();
+        // The late run went into its own, older minute; the ring kept the newest two.
+        assert_eq!(counts, [(0, 0, 1), (2, 3, 0), (3, 1, 0)]);
+        let raw: Vec<u64> = t.raw(info.id, 10).iter().map(|r| r.at_ms).collect();
+        assert_eq!(raw, [T0 - 61_000, T0 + 61_000]);
+        let to: Vec<String> = t
+            .events(info.id, 0, u64::MAX, 10)
+            .into_iter()
+            .map(|e| e.to)
+            .collect();
+        assert_eq!(to, ["healthy", "unhealthy"]);
+        assert_eq!(
+            t.event_before(info.id, T0 + 5).map(|e| e.to).as_deref(),
+            Some("healthy")
+        );
+        let hours = t.buckets(info.id, Resolution::Hour, 0, u32::MAX);
+        assert_eq!(
+            hours.iter().map(|(_, b)| b.runs()).collect::<Vec<_>>(),
+            [1, 4]
+        );
+        drop(t);
+
+        // A check's entry (about 220 bytes with its name) and its rows (two raw results and
+        // three buckets, about 80 bytes) with no spare room for more.
+        let (used, held) = m.usage();
+        assert!(
+            held < 350 * 1000,
+            "{used} bytes used, {held} held for 1,000 checks"
+        );
+        assert_eq!(m.forget(&["c0001".into(), "gone".into()]), ["c0001"]);
+        assert!(m.read().check("c0001").is_none());
+        assert_eq!(m.read().checks().len(), 999);
     }
 }

@@ -5,8 +5,9 @@
 //! below the renderers (`telemetry`, `server`), which read the published [`HistoryView`].
 //!
 //! - [`record`]: what is stored (raw results, buckets, status changes) and the resolutions;
-//! - [`store`]: the redb file (or memory), its tables, reads and retention; `memory`: the
-//!   in-memory store's paged storage;
+//! - [`store`]: the redb file (or memory), its tables and retention; `reader`: one
+//!   consistent view and its queries; `memory`: the in-memory store's tables, each check's
+//!   rows encoded in a `log`;
 //! - [`writer`]: the batched, lossy-but-counted writer off the probe path, and `commit`,
 //!   its transactions (minute buckets every batch, hours and days rolled up per minute);
 //! - [`slo`]: the pure SLO arithmetic (availability, budget, burn rates, alert policy);
@@ -19,8 +20,10 @@
 
 pub mod cli;
 mod commit;
+mod log;
 mod memory;
 pub mod query;
+mod reader;
 pub mod record;
 pub mod report;
 pub mod resume;

@@ -20,6 +20,10 @@ pub struct Seed {
 impl Store {
     /// Store a check's history in one transaction (replacing rows with the same keys).
     pub fn seed(&self, seed: &Seed) -> Result<(), StoreError> {
+        if let Some(m) = self.in_memory() {
+            m.seed(seed);
+            return Ok(());
+        }
         let Some(db) = self.db() else {
             return Ok(());
         };
@@ -90,9 +94,12 @@ impl Store {
         Ok(())
     }
 
-    /// Bytes the tables hold and the pages they take, as redb counts them:
-    /// `(stored bytes, allocated bytes)`.
+    /// Bytes the tables hold and the pages they take, as redb counts them (in memory, the
+    /// rows' bytes and their buffers): `(stored bytes, allocated bytes)`.
     pub fn usage(&self) -> Result<(u64, u64), StoreError> {
+        if let Some(m) = self.in_memory() {
+            return Ok(m.usage());
+        }
         let Some(db) = self.db() else {
             return Ok((0, 0));
         };

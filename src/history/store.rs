@@ -1,5 +1,5 @@
-//! The embedded store: one redb file (or redb's in-memory backend), its tables, and the
-//! reads every consumer shares. Writing is [`super::writer`]'s; retention is here.
+//! The embedded store: one redb file (or the in-memory tables of [`super::memory`]), its
+//! tables, and retention. Reading is [`super::reader`]'s, writing [`super::writer`]'s.
 //!
 //! redb is a pure-Rust, copy-on-write B-tree store with ACID transactions and checksummed
 //! commits: a process killed at any moment leaves the last committed transaction. It is
@@ -9,18 +9,17 @@
 //! Keys start with the check's numeric id (names are mapped once in `checks`), so one
 //! check's rows are contiguous: a check's history is one range scan.
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use redb::{
-    ConcurrencyMode, Database, ReadOnlyDatabase, ReadTransaction, ReadableDatabase, ReadableTable,
-    TableDefinition,
+    ConcurrencyMode, Database, ReadOnlyDatabase, ReadableDatabase, ReadableTable, TableDefinition,
 };
 use serde::{Deserialize, Serialize};
 
-use super::memory::PagedMemory;
-use super::record::{Bucket, EventRecord, RawResult, Resolution};
+use super::memory::Memory;
+pub use super::reader::Reader;
+use super::record::Resolution;
 use crate::config::HistoryConfig;
 
 /// Check name → [`CheckInfo`].
@@ -99,6 +98,7 @@ db_error!(
 enum Handle {
     Write(Database),
     Read(ReadOnlyDatabase),
+    Memory(Memory),
 }
 
 /// The store, writable (the daemon, `healthd history prune`) or read-only (`healthd report`).
@@ -135,19 +135,10 @@ impl Store {
 
     /// A store that lives in memory only.
     pub fn memory() -> Store {
-        // No other process can share memory: the default mode (byte-range locks are a
-        // file's).
-        let db = Database::builder()
-            .set_cache_size(CACHE_BYTES)
-            .create_with_backend(PagedMemory::default())
-            .expect("an in-memory redb database opens");
-        let store = Store {
-            handle: Handle::Write(db),
+        Store {
+            handle: Handle::Memory(Memory::default()),
             path: None,
-        };
-        // Creating tables in memory cannot fail short of allocation failure.
-        let _ = store.create_tables();
-        store
+        }
     }
 
     /// The file at `path`, read-only, also while a daemon writes it.
@@ -185,10 +176,19 @@ impl Store {
         }
     }
 
+    /// The file, when writable.
     pub(super) fn db(&self) -> Option<&Database> {
         match &self.handle {
             Handle::Write(db) => Some(db),
-            Handle::Read(_) => None,
+            Handle::Read(_) | Handle::Memory(_) => None,
+        }
+    }
+
+    /// The in-memory tables, when history is kept in memory.
+    pub(super) fn in_memory(&self) -> Option<&Memory> {
+        match &self.handle {
+            Handle::Memory(m) => Some(m),
+            Handle::Write(_) | Handle::Read(_) => None,
         }
     }
 
@@ -210,16 +210,21 @@ impl Store {
     }
 
     /// A consistent view of everything committed so far.
-    pub fn read(&self) -> Result<Reader, StoreError> {
+    pub fn read(&self) -> Result<Reader<'_>, StoreError> {
         let tx = match &self.handle {
             Handle::Write(db) => db.begin_read()?,
             Handle::Read(db) => db.begin_read()?,
+            Handle::Memory(m) => return Ok(Reader::memory(m.read())),
         };
-        Ok(Reader { tx })
+        Ok(Reader::file(tx))
     }
 
     /// Delete what is past its retention at `now_ms`, and the checks with nothing left.
     pub fn prune(&self, config: &HistoryConfig, now_ms: u64) -> Result<(), StoreError> {
+        if let Some(m) = self.in_memory() {
+            m.prune(config, now_ms);
+            return Ok(());
+        }
         let Some(db) = self.db() else {
             return Ok(());
         };
@@ -268,6 +273,9 @@ impl Store {
 
     /// Delete everything kept for the named checks; returns the names that had history.
     pub fn forget(&self, names: &[String]) -> Result<Vec<String>, StoreError> {
+        if let Some(m) = self.in_memory() {
+            return Ok(m.forget(names));
+        }
         let Some(db) = self.db() else {
             return Ok(vec![]);
         };
@@ -302,128 +310,5 @@ impl Store {
         }
         tx.commit()?;
         Ok(gone)
-    }
-}
-
-/// A read transaction with the queries the views, the API and the report need.
-pub struct Reader {
-    tx: ReadTransaction,
-}
-
-impl Reader {
-    /// Every check the store knows, by name.
-    pub fn checks(&self) -> Result<BTreeMap<String, CheckInfo>, StoreError> {
-        let t = self.tx.open_table(CHECKS)?;
-        Ok(t.iter()?
-            .flatten()
-            .filter_map(|(k, v)| Some((k.value().to_string(), CheckInfo::decode(v.value())?)))
-            .collect())
-    }
-
-    /// What the store knows of one check.
-    pub fn check(&self, name: &str) -> Result<Option<CheckInfo>, StoreError> {
-        let t = self.tx.open_table(CHECKS)?;
-        Ok(t.get(name)?.and_then(|v| CheckInfo::decode(v.value())))
-    }
-
-    /// A check's buckets with index in `from..=to`, oldest first.
-    pub fn buckets(
-        &self,
-        id: u32,
-        res: Resolution,
-        from: u32,
-        to: u32,
-    ) -> Result<Vec<(u32, Bucket)>, StoreError> {
-        let t = self.tx.open_table(buckets(res))?;
-        Ok(t.range((id, from)..=(id, to))?
-            .flatten()
-            .map(|(k, v)| (k.value().1, Bucket::decode(v.value())))
-            .collect())
-    }
-
-    /// [`Reader::buckets`], with the minutes not rolled up yet (at most the last minute or
-    /// two) added to the hour and day buckets, so that every resolution counts every
-    /// committed run.
-    pub fn buckets_complete(
-        &self,
-        id: u32,
-        res: Resolution,
-        from: u32,
-        to: u32,
-    ) -> Result<Vec<(u32, Bucket)>, StoreError> {
-        let mut rows = self.buckets(id, res, from, to)?;
-        if res == Resolution::Minute {
-            return Ok(rows);
-        }
-        let t = self.tx.open_table(ROLLED)?;
-        let after = match t.get(id)? {
-            Some(m) => m.value() + 1,
-            None => 0,
-        };
-        for (m, b) in self.buckets(id, Resolution::Minute, after, u32::MAX)? {
-            let i = res.index(Resolution::Minute.start_ms(m));
-            if !(from..=to).contains(&i) {
-                continue;
-            }
-            match rows.binary_search_by_key(&i, |(j, _)| *j) {
-                Ok(k) => rows[k].1.merge(&b),
-                Err(k) => rows.insert(k, (i, b)),
-            }
-        }
-        Ok(rows)
-    }
-
-    /// A check's newest raw results, newest first, at most `limit`.
-    pub fn raw(&self, id: u32, limit: usize) -> Result<Vec<RawResult>, StoreError> {
-        let t = self.tx.open_table(RAW)?;
-        Ok(t.range((id, 0)..=(id, u64::MAX))?
-            .rev()
-            .flatten()
-            .filter_map(|(_, v)| postcard::from_bytes(v.value()).ok())
-            .take(limit)
-            .collect())
-    }
-
-    /// A check's status changes with time in `from_ms..to_ms`, oldest first, at most `limit`.
-    pub fn events(
-        &self,
-        id: u32,
-        from_ms: u64,
-        to_ms: u64,
-        limit: usize,
-    ) -> Result<Vec<EventRecord>, StoreError> {
-        let t = self.tx.open_table(EVENTS)?;
-        Ok(t.range((id, from_ms)..(id, to_ms))?
-            .flatten()
-            .filter_map(|(_, v)| postcard::from_bytes(v.value()).ok())
-            .take(limit)
-            .collect())
-    }
-
-    /// The latest status change before `ms` (the status a period starts in).
-    pub fn event_before(&self, id: u32, ms: u64) -> Result<Option<EventRecord>, StoreError> {
-        let t = self.tx.open_table(EVENTS)?;
-        Ok(t.range((id, 0)..(id, ms))?
-            .next_back()
-            .and_then(|r| r.ok())
-            .and_then(|(_, v)| postcard::from_bytes(v.value()).ok()))
-    }
-
-    /// Per check id, the last minute rolled up into hour and day buckets.
-    pub fn rolled(&self) -> Result<std::collections::HashMap<u32, u32>, StoreError> {
-        let t = self.tx.open_table(ROLLED)?;
-        Ok(t.iter()?
-            .flatten()
-            .map(|(k, v)| (k.value(), v.value()))
-            .collect())
-    }
-
-    /// When healthd was running: `(start, last commit)` in ms, oldest first.
-    pub fn sessions(&self) -> Result<Vec<(u64, u64)>, StoreError> {
-        let t = self.tx.open_table(SESSIONS)?;
-        Ok(t.iter()?
-            .flatten()
-            .map(|(k, v)| (k.value(), v.value()))
-            .collect())
     }
 }

@@ -23,6 +23,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
 pub use super::commit::Writer;
+use super::log::Log;
 use super::record::{EventRecord, RawResult, reason_name, short, unix_ms};
 use super::store::{Store, StoreError};
 use crate::config::HistoryConfig;
@@ -30,6 +31,10 @@ use crate::health::{HealthHandle, RunRecord, StatusChange};
 
 /// How often the pending batch is committed (the most a `kill -9` can lose).
 pub const FLUSH_EVERY: Duration = Duration::from_secs(1);
+/// A batch this large is committed at once rather than after [`FLUSH_EVERY`]: at start
+/// every check's first run and status change come within about a second, and gathering
+/// them all before one commit would hold the whole burst twice (encoded, then stored).
+pub const FLUSH_AT: usize = 1024;
 /// Commit at least this often, also without results, so the session's end (the time
 /// healthd was known to run) stays current.
 const HEARTBEAT_EVERY: Duration = Duration::from_secs(10);
@@ -49,13 +54,15 @@ pub struct WriterStats {
     pub errors: AtomicU64,
 }
 
-/// Records waiting for the next commit.
+/// Records waiting for the next commit, kept encoded: at start every check's first run
+/// and first status change arrive within about a second, and a run held as a struct with
+/// its own strings took about ten times its encoded bytes.
 #[derive(Debug, Default)]
 pub struct Batch {
     /// `(check, kind, result)`.
-    pub runs: Vec<(String, &'static str, RawResult)>,
+    runs: Log<(String, String, RawResult)>,
     /// `(check, kind, change)`.
-    pub events: Vec<(String, &'static str, EventRecord)>,
+    events: Log<(String, String, EventRecord)>,
 }
 
 impl Batch {
@@ -67,6 +74,26 @@ impl Batch {
         self.len() == 0
     }
 
+    /// Add a run of `check` (of `kind`).
+    pub fn add_run(&mut self, check: &str, kind: &str, r: RawResult) {
+        self.runs.push(&(check.into(), kind.into(), r));
+    }
+
+    /// Add a status change of `check` (of `kind`).
+    pub fn add_change(&mut self, check: &str, kind: &str, e: EventRecord) {
+        self.events.push(&(check.into(), kind.into(), e));
+    }
+
+    /// The runs, `(check, kind, result)`, in arrival order.
+    pub fn runs(&self) -> impl Iterator<Item = (String, String, RawResult)> + '_ {
+        self.runs.iter()
+    }
+
+    /// The status changes, `(check, kind, change)`, in arrival order.
+    pub fn changes(&self) -> impl Iterator<Item = (String, String, EventRecord)> + '_ {
+        self.events.iter()
+    }
+
     fn push_run(&mut self, r: &RunRecord) {
         let raw = RawResult {
             at_ms: unix_ms(r.at),
@@ -75,7 +102,7 @@ impl Batch {
             latency_us: r.latency.as_micros() as u64,
             message: short(&r.message),
         };
-        self.runs.push((r.check.clone(), r.kind, raw));
+        self.add_run(&r.check, r.kind, raw);
     }
 
     fn push_change(&mut self, c: StatusChange) {
@@ -86,7 +113,18 @@ impl Batch {
             reason: c.reason.map(reason_name),
             message: short(&c.message),
         };
-        self.events.push((c.check, c.kind, e));
+        self.add_change(&c.check, c.kind, e);
+    }
+}
+
+impl<'a> FromIterator<(&'a str, &'a str, RawResult)> for Batch {
+    /// A batch of runs.
+    fn from_iter<I: IntoIterator<Item = (&'a str, &'a str, RawResult)>>(runs: I) -> Self {
+        let mut b = Batch::default();
+        for (check, kind, r) in runs {
+            b.add_run(check, kind, r);
+        }
+        b
     }
 }
 
@@ -150,9 +188,15 @@ pub fn spawn(
         // once if that is past), or the next session heartbeat when nothing is pending (so
         // an idle writer sleeps 10 s instead of waking every second).
         let mut flush_at: Option<Instant> = None;
+        // The history thread refused the last batch: wait FLUSH_EVERY, whatever the size.
+        let mut behind = false;
         loop {
             if flush_at.is_none() && !pending.is_empty() {
                 flush_at = Some(last_commit + FLUSH_EVERY);
+            }
+            if pending.len() >= FLUSH_AT && !behind {
+                let now = Instant::now();
+                flush_at = Some(flush_at.map_or(now, |t| t.min(now)));
             }
             let due = flush_at.unwrap_or(last_commit + HEARTBEAT_EVERY);
             tokio::select! {
@@ -173,10 +217,14 @@ pub fn spawn(
                         continue;
                     }
                     match tx.try_send(Job::Commit(std::mem::take(&mut pending))) {
-                        Ok(()) => last_commit = Instant::now(),
+                        Ok(()) => {
+                            last_commit = Instant::now();
+                            behind = false;
+                        }
                         // The thread is behind: keep gathering (bounded by MAX_PENDING).
                         Err(TrySendError::Full(Job::Commit(b))) => {
                             pending = b;
+                            behind = true;
                             flush_at = Some(Instant::now() + FLUSH_EVERY);
                         }
                         Err(_) => break,

@@ -42,16 +42,9 @@ fn scripted(check: &str, with_slo: Option<SloConfig>) -> CheckHistory {
             latency_us: 5_000,
             message: String::new(),
         })
-        .map(|r| (check.to_string(), "tcp", r))
-        .collect();
-    w.commit(
-        &Batch {
-            runs,
-            events: vec![],
-        },
-        NOW,
-    )
-    .expect("commit");
+        .map(|r| (check, "tcp", r))
+        .collect::<Batch>();
+    w.commit(&runs, NOW).expect("commit");
     // The next commit, a minute on, rolls the last minute into the hour and day buckets.
     w.commit(&Batch::default(), NOW + 60_000)
         .expect("heartbeat commit");

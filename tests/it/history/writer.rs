@@ -92,6 +92,8 @@ async fn a_burst_is_dropped_and_counted_never_waited_for() {
         })
         .sum();
     assert_eq!(kept, total.0);
+    // A view of the in-memory store holds its read lock: the last commit waits for it.
+    drop(reader);
     cancel.cancel();
     tokio::time::timeout(Duration::from_secs(5), task)
         .await
