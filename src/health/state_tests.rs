@@ -92,8 +92,8 @@ fn non_critical_failures_only_degrade() {
 fn degraded_results_are_not_failures() {
     let mut s = CheckState::new(meta(true, 2, 1));
     assert_eq!(run(&mut s, &[O, D, O, F, D]), vec![SH, SD, SH, SH, SD]);
-    assert_eq!(s.view.stats.runs.get(&None), Some(&4));
-    assert_eq!(s.view.stats.runs.get(&Some(Reason::Connect)), Some(&1));
+    assert_eq!(s.view.stats.count(None), 4);
+    assert_eq!(s.view.stats.count(Some(Reason::Connect)), 1);
 }
 
 #[test]

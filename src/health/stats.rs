@@ -1,6 +1,5 @@
 //! Run counters and latency histograms, cumulative since a check was defined.
 
-use std::collections::BTreeMap;
 use std::time::Duration;
 
 use crate::model::Reason;
@@ -13,8 +12,10 @@ pub const LATENCY_BUCKETS: [f64; 13] = [
 /// Run counters and the latency histogram of one check, cumulative since it was defined.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct RunStats {
-    /// Runs by result: `None` for success, the failure reason otherwise.
-    pub runs: BTreeMap<Option<Reason>, u64>,
+    /// Runs by result: `None` for success, the failure reason otherwise; sorted by it,
+    /// one entry per result seen (a map's node would cost 144 bytes per check for the one
+    /// entry most checks have).
+    pub runs: Vec<(Option<Reason>, u64)>,
     /// Cumulative count per bucket of [`LATENCY_BUCKETS`] (non-cumulative storage).
     pub buckets: [u64; LATENCY_BUCKETS.len()],
     pub latency_sum: f64,
@@ -23,13 +24,25 @@ pub struct RunStats {
 
 impl RunStats {
     pub(crate) fn record(&mut self, failed: Option<Reason>, latency: Duration) {
-        *self.runs.entry(failed).or_default() += 1;
+        match self.runs.binary_search_by_key(&failed, |(r, _)| *r) {
+            Ok(i) => self.runs[i].1 += 1,
+            Err(i) => {
+                self.runs.reserve_exact(1);
+                self.runs.insert(i, (failed, 1));
+            }
+        }
         let secs = latency.as_secs_f64();
         if let Some(i) = LATENCY_BUCKETS.iter().position(|b| secs <= *b) {
             self.buckets[i] += 1;
         }
         self.latency_sum += secs;
         self.latency_count += 1;
+    }
+
+    /// Runs that ended with `result` (`None`: success).
+    pub fn count(&self, result: Option<Reason>) -> u64 {
+        let found = self.runs.iter().find(|(r, _)| *r == result);
+        found.map_or(0, |(_, n)| *n)
     }
 
     /// `(upper bound, cumulative count)` pairs, `+Inf` last.

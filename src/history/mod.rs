@@ -42,14 +42,14 @@ use arc_swap::ArcSwap;
 use tokio_util::sync::CancellationToken;
 
 pub use store::{Store, StoreError};
-pub use view::{CheckHistory, HistoryView};
+pub use view::{CheckHistory, HistoryView, Target};
 pub use writer::{Jobs, WriterStats};
 
-use crate::config::{Config, DegradeOn, HistoryConfig, SloConfig};
+use crate::config::{Config, DegradeOn, HistoryConfig};
 use crate::health::HealthHandle;
 
 /// The checks the view covers, with their SLOs (swapped on reload).
-type Targets = Arc<ArcSwap<Vec<(Arc<str>, Option<SloConfig>)>>>;
+type Targets = Arc<ArcSwap<Vec<Target>>>;
 
 /// A running history: the store, the writer's counters and the published view.
 #[derive(Clone)]
@@ -67,11 +67,11 @@ pub struct History {
 }
 
 /// The configured checks with their SLOs, sorted by name (as the view is).
-fn targets_of(config: &Config) -> Vec<(Arc<str>, Option<SloConfig>)> {
-    let mut targets: Vec<(Arc<str>, Option<SloConfig>)> = config
+fn targets_of(config: &Config) -> Vec<Target> {
+    let mut targets: Vec<Target> = config
         .checks
         .iter()
-        .map(|c| (Arc::from(c.name.as_str()), c.slo.clone()))
+        .map(|c| (Arc::from(c.name.as_str()), c.slo.clone().map(Box::new)))
         .collect();
     targets.sort_by(|a, b| a.0.cmp(&b.0));
     targets
@@ -186,7 +186,7 @@ impl History {
 
     /// Tell the health loop which `degrade_on = "page"` checks page now, when that changed
     /// (never waiting: a full queue retries at the next refresh).
-    fn tell_paging(&self, targets: &[(Arc<str>, Option<SloConfig>)], view: &HistoryView) {
+    fn tell_paging(&self, targets: &[Target], view: &HistoryView) {
         let set: BTreeSet<String> = targets
             .iter()
             .filter(|(_, slo)| {

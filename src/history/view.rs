@@ -150,10 +150,14 @@ pub fn check_history(s: &Series, slo: Option<&SloConfig>) -> CheckHistory {
     CheckHistory { uptime, slo }
 }
 
+/// A check the view covers, with its SLO (boxed: most checks have none, and the list
+/// holds every check).
+pub type Target = (Arc<str>, Option<Box<SloConfig>>);
+
 /// The view of the named checks (each with its SLO, if any; sorted by name) at `now`.
 pub fn compute(
     reader: &Reader,
-    targets: &[(Arc<str>, Option<SloConfig>)],
+    targets: &[Target],
     now: SystemTime,
 ) -> Result<HistoryView, StoreError> {
     // One look-up per check (not the whole table at once: with 10,000 checks that map
@@ -164,9 +168,9 @@ pub fn compute(
         let h = match reader.check(name)? {
             Some(info) => {
                 let days = slo.as_ref().map(|c| c.window).unwrap_or_default();
-                check_history(&series(reader, info.id, now_ms, days)?, slo.as_ref())
+                check_history(&series(reader, info.id, now_ms, days)?, slo.as_deref())
             }
-            None => check_history(&Series::default(), slo.as_ref()),
+            None => check_history(&Series::default(), slo.as_deref()),
         };
         checks.push((name.clone(), h));
     }

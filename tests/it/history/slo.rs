@@ -59,7 +59,7 @@ fn scripted(check: &str, with_slo: Option<SloConfig>) -> CheckHistory {
     assert_eq!(hours, 100, "every run rolled up into the hour buckets");
     let v = view::compute(
         &reader,
-        &[(check.into(), with_slo)],
+        &[(check.into(), with_slo.map(Box::new))],
         UNIX_EPOCH + Duration::from_millis(NOW),
     )
     .expect("view");
@@ -131,7 +131,7 @@ fn a_check_without_results_has_no_uptime() {
     let reader = store.read().expect("read");
     let v = view::compute(
         &reader,
-        &[("new".into(), Some(slo(false)))],
+        &[("new".into(), Some(Box::new(slo(false))))],
         UNIX_EPOCH + Duration::from_millis(NOW),
     )
     .expect("view");
