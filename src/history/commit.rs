@@ -105,7 +105,10 @@ impl Writer {
                     .push(r);
             }
             for (check, (kind, runs)) in by_check {
-                let id = self.touch(&mut checks, check, kind, &runs)?;
+                let first = runs.iter().map(|r| r.at_ms).min();
+                let last = runs.iter().map(|r| r.at_ms).max();
+                let span = first.zip(last);
+                let id = self.touch(&mut checks, check, kind, span)?;
                 self.append_raw(&mut raw, id, &runs)?;
                 let mut by_minute: BTreeMap<u32, Vec<&RawResult>> = BTreeMap::new();
                 for r in &runs {
@@ -131,7 +134,9 @@ impl Writer {
             }
             let mut events = tx.open_table(store::EVENTS)?;
             for (check, kind, e) in batch.changes() {
-                let id = self.touch(&mut checks, &check, &kind, &[])?;
+                // A change is a result's time too: a check first seen by its change (its run
+                // is in the next batch) is not taken for one without results.
+                let id = self.touch(&mut checks, &check, &kind, Some((e.at_ms, e.at_ms)))?;
                 let mut at = e.at_ms;
                 while events.get((id, at))?.is_some() {
                     at += 1;
@@ -179,17 +184,17 @@ impl Writer {
         Ok(())
     }
 
-    /// The check's id (created on first sight) and its kind and time span brought up to
-    /// date; written at once when new or when its kind changed, else with the next rollup.
+    /// The check's id (created on first sight) and its kind and time span (`(first,
+    /// last)` of what came) brought up to date; written at once when new or when its kind
+    /// changed, else with the next rollup.
     fn touch(
         &mut self,
         checks: &mut Table<&str, &[u8]>,
         name: &str,
         kind: &str,
-        runs: &[&RawResult],
+        span: Option<(u64, u64)>,
     ) -> Result<u32, StoreError> {
-        let first = runs.iter().map(|r| r.at_ms).min();
-        let last = runs.iter().map(|r| r.at_ms).max();
+        let (first, last) = (span.map(|s| s.0), span.map(|s| s.1));
         let ((info, stale), write_now) = match self.infos.get_mut(name) {
             Some(known) => {
                 let changed = known.0.kind != kind;

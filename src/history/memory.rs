@@ -80,7 +80,9 @@ impl Memory {
             }
         }
         for (name, kind, e) in batch.changes() {
-            insert_event(&mut t.touch(&name, &kind, None).events, &e);
+            // A change is a result's time too: a check first seen by its change (its run is
+            // in the next batch) is not taken for one without results.
+            insert_event(&mut t.touch(&name, &kind, Some(e.at_ms)).events, &e);
         }
         t.sessions.insert(session, now_ms);
     }

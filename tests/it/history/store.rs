@@ -132,6 +132,39 @@ fn rollups_are_exact_and_raw_results_are_a_ring() {
     });
 }
 
+/// The writer's batches split a burst where they fill up: a check's status change can be
+/// committed before its run. Retention, applied right after the first commit, must not
+/// take it for a check without results and forget it.
+#[test]
+fn a_check_first_seen_by_its_status_change_is_kept() {
+    each_store(|what, store| {
+        let config = HistoryConfig::default();
+        let mut writer = Writer::new(store.clone(), &config, T0).expect("writer");
+        let mut batch = Batch::default();
+        batch.add_change(
+            "db",
+            "tcp",
+            EventRecord {
+                at_ms: T0,
+                from: "pending".into(),
+                to: "healthy".into(),
+                reason: None,
+                message: "connected".into(),
+            },
+        );
+        writer.commit(&batch, T0 + 1000).expect("commit");
+        store.prune(&config, T0 + 1000).expect("prune");
+        let next: Batch = [("db", "tcp", run(T0 - 5, false))].into_iter().collect();
+        writer.commit(&next, T0 + 2000).expect("commit");
+        let reader = store.read().expect("read");
+        let info = reader.check("db").expect("read").expect("db is known");
+        assert_eq!((info.first_ms, info.last_ms), (T0 - 5, T0), "{what}");
+        let changes = reader.events(info.id, 0, u64::MAX, 10).expect("events");
+        assert_eq!(changes.len(), 1, "{what}: the change is kept");
+        assert_eq!(reader.raw(info.id, 10).expect("raw").len(), 1, "{what}");
+    });
+}
+
 #[test]
 fn retention_cuts_each_resolution_at_its_age() {
     each_store(|what, store| {
