@@ -190,6 +190,9 @@ pub fn spawn(
         let mut flush_at: Option<Instant> = None;
         // The history thread refused the last batch: wait FLUSH_EVERY, whatever the size.
         let mut behind = false;
+        // One timer, moved only when the due time moves (not one per received record).
+        let timer = tokio::time::sleep_until((last_commit + HEARTBEAT_EVERY).into());
+        tokio::pin!(timer);
         loop {
             if flush_at.is_none() && !pending.is_empty() {
                 flush_at = Some(last_commit + FLUSH_EVERY);
@@ -198,7 +201,10 @@ pub fn spawn(
                 let now = Instant::now();
                 flush_at = Some(flush_at.map_or(now, |t| t.min(now)));
             }
-            let due = flush_at.unwrap_or(last_commit + HEARTBEAT_EVERY);
+            let due = flush_at.unwrap_or(last_commit + HEARTBEAT_EVERY).into();
+            if timer.deadline() != due {
+                timer.as_mut().reset(due);
+            }
             tokio::select! {
                 _ = cancel.cancelled() => break,
                 r = runs.recv() => match r {
@@ -211,7 +217,7 @@ pub fn spawn(
                     Err(RecvError::Lagged(n)) => { stats.dropped.fetch_add(n, Ordering::Relaxed); }
                     Err(RecvError::Closed) => break,
                 },
-                _ = tokio::time::sleep_until(due.into()) => {
+                () = &mut timer => {
                     flush_at = None;
                     if pending.is_empty() && last_commit.elapsed() < HEARTBEAT_EVERY {
                         continue;
