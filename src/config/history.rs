@@ -6,10 +6,16 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::model::{de_duration, de_opt_duration};
+use crate::model::{de_duration, de_opt_duration, de_opt_size};
 
 /// A day, the unit of the longer retention defaults.
 const DAY: Duration = Duration::from_secs(86_400);
+
+/// The in-memory store's default limit: about 3,800 checks at the full in-memory retention
+/// (17 KB each after 35 days), and 6,600 with the rows the uptime and SLO windows read.
+const DEFAULT_MEMORY_LIMIT: u64 = 64 << 20;
+/// The least `memory_limit` accepted.
+const MIN_MEMORY_LIMIT: u64 = 64 << 10;
 
 /// `[history]`: the embedded store of past results.
 ///
@@ -39,6 +45,10 @@ pub struct HistoryConfig {
     /// How long status changes (the incident log) are kept. Default `365d` (in memory
     /// `35d`).
     pub events: Duration,
+    /// In memory only: the most the checks' rows may hold, in bytes. Each check may hold an
+    /// equal share; one over it gives up its oldest rows (docs/history.md, "Memory limit").
+    /// Default 64 MiB.
+    pub memory_limit: u64,
 }
 
 /// `[history]` as written: what is left out takes the default of the store's place.
@@ -56,6 +66,8 @@ struct Section {
     days: Option<Duration>,
     #[serde(deserialize_with = "de_opt_duration")]
     events: Option<Duration>,
+    #[serde(deserialize_with = "de_opt_size")]
+    memory_limit: Option<u64>,
 }
 
 impl From<Section> for HistoryConfig {
@@ -71,6 +83,7 @@ impl From<Section> for HistoryConfig {
             hours: s.hours.unwrap_or(d.hours),
             days: s.days.unwrap_or(d.days),
             events: s.events.unwrap_or(d.events),
+            memory_limit: s.memory_limit.unwrap_or(d.memory_limit),
             path: d.path,
         }
     }
@@ -89,6 +102,7 @@ impl Default for HistoryConfig {
             hours: 3 * DAY,
             days: 35 * DAY,
             events: 35 * DAY,
+            memory_limit: DEFAULT_MEMORY_LIMIT,
         }
     }
 }
@@ -104,6 +118,7 @@ impl HistoryConfig {
             hours: 35 * DAY,
             days: 400 * DAY,
             events: 365 * DAY,
+            memory_limit: DEFAULT_MEMORY_LIMIT,
         }
     }
 }
@@ -134,6 +149,11 @@ impl HistoryConfig {
             "must be at least 30d (availability over 30d reads day buckets)",
         );
         need("events", self.events >= DAY, "must be at least 1d");
+        need(
+            "memory_limit",
+            self.memory_limit >= MIN_MEMORY_LIMIT,
+            "must be at least 64KiB",
+        );
         out
     }
 }
@@ -234,5 +254,22 @@ mod tests {
         assert_eq!(set.hours, 3 * DAY);
         assert!(toml::from_str::<HistoryConfig>("raw = 1").is_err());
         assert!(HistoryConfig::default().validate().is_empty());
+    }
+
+    #[test]
+    fn the_memory_limit_takes_a_size_and_has_a_floor() {
+        assert_eq!(parse("").memory_limit, 64 << 20);
+        assert_eq!(parse("memory_limit = \"256MiB\"").memory_limit, 256 << 20);
+        assert_eq!(parse("memory_limit = 1000000").memory_limit, 1_000_000);
+        let e = toml::from_str::<HistoryConfig>("memory_limit = \"lots\"").unwrap_err();
+        assert!(e.to_string().contains("invalid size \"lots\""), "{e}");
+        let small = parse("memory_limit = \"1KiB\"").validate();
+        assert_eq!(
+            small,
+            [(
+                "history.memory_limit".into(),
+                "must be at least 64KiB".into()
+            )]
+        );
     }
 }

@@ -13,6 +13,8 @@ use std::sync::Arc;
 
 use redb::{ReadableTable, Table};
 
+use super::limit::Trimmed;
+use super::memory::Bounds;
 use super::record::{Bucket, RawResult, Resolution};
 use super::store::{self, CheckInfo, Store, StoreError};
 use super::writer::Batch;
@@ -24,6 +26,8 @@ type Buckets<'t> = Table<'t, (u32, u32), &'static [u8]>;
 pub struct Writer {
     store: Arc<Store>,
     raw_limit: u64,
+    /// `[history] memory_limit` (the in-memory store only).
+    memory_limit: u64,
     session: u64,
     /// What the store knows of each check, and whether that changed since it was last
     /// written (written with the rollup, once a minute: `last_result` is exact to the
@@ -47,6 +51,7 @@ impl Writer {
         let mut writer = Writer {
             store: store.clone(),
             raw_limit: config.raw_results as u64,
+            memory_limit: config.memory_limit,
             session: now_ms,
             infos: HashMap::new(),
             next_id: 1,
@@ -80,14 +85,17 @@ impl Writer {
     }
 
     /// Commit one batch in one transaction; `now_ms` ends the current session and decides
-    /// which minutes have closed.
-    pub fn commit(&mut self, batch: &Batch, now_ms: u64) -> Result<(), StoreError> {
+    /// which minutes have closed. Returns what the in-memory store's limit dropped.
+    pub fn commit(&mut self, batch: &Batch, now_ms: u64) -> Result<Trimmed, StoreError> {
         if let Some(m) = self.store.in_memory() {
-            m.commit(batch, self.raw_limit as usize, self.session, now_ms);
-            return Ok(());
+            let bounds = Bounds {
+                raw: self.raw_limit as usize,
+                bytes: self.memory_limit,
+            };
+            return Ok(m.commit(batch, bounds, self.session, now_ms));
         }
         let Some(db) = self.store.db() else {
-            return Ok(());
+            return Ok(Trimmed::default());
         };
         let tx = db.begin_write()?;
         {
@@ -149,7 +157,7 @@ impl Writer {
             sessions.insert(self.session, now_ms)?;
         }
         tx.commit()?;
-        Ok(())
+        Ok(Trimmed::default())
     }
 
     /// Add every minute that has closed by `now_ms` to its hour and day buckets.

@@ -114,11 +114,33 @@ impl<T: Serialize + DeserializeOwned> Log<T> {
     /// Drop the oldest records while `drop` says so (retention: rows by time). Decodes
     /// only the records it looks at.
     pub fn drop_oldest_while(&mut self, mut drop: impl FnMut(&T) -> bool) {
+        self.drop_front(|row, _| drop(row));
+        self.fit();
+    }
+
+    /// Drop the oldest records until at least `bytes` are freed or only `keep` are left, and
+    /// give back the room they took; returns how many went.
+    pub fn drop_oldest_bytes(&mut self, bytes: usize, keep: usize) -> usize {
+        let mut can = self.len().saturating_sub(keep);
+        let before = self.len();
+        self.drop_front(|_, freed| {
+            let go = freed < bytes && can > 0;
+            can = can.saturating_sub(1);
+            go
+        });
+        self.bytes.shrink_to_fit();
+        before - self.len()
+    }
+
+    /// Drop the oldest records while `drop` (given a record and the bytes of those before
+    /// it) says so.
+    fn drop_front(&mut self, mut drop: impl FnMut(&T, usize) -> bool) {
         let mut rest = self.bytes.as_slice();
         let mut n = 0;
         while n < self.len {
+            let freed = self.bytes.len() - rest.len();
             match postcard::take_from_bytes::<T>(rest) {
-                Ok((row, tail)) if drop(&row) => {
+                Ok((row, tail)) if drop(&row, freed) => {
                     rest = tail;
                     n += 1;
                 }
@@ -136,7 +158,6 @@ impl<T: Serialize + DeserializeOwned> Log<T> {
         self.bytes.drain(..cut);
         self.last -= cut as u32;
         self.len -= n;
-        self.fit();
     }
 
     /// Replace every record with `rows`.
@@ -190,5 +211,18 @@ mod tests {
         log.drop_oldest(9);
         assert!(log.is_empty());
         assert_eq!(log.usage().0, 0);
+        for i in 0..10 {
+            log.push(&(i, "0123456789".into()));
+        }
+        let row = log.usage().0 / 10;
+        // Enough rows for 2.5 rows' bytes: three; then never below what is kept.
+        assert_eq!(log.drop_oldest_bytes(row * 5 / 2, 1), 3);
+        assert_eq!(log.usage(), (7 * row, 7 * row));
+        assert_eq!(log.drop_oldest_bytes(usize::MAX, 2), 5);
+        assert_eq!(
+            log.rows().iter().map(|(i, _)| *i).collect::<Vec<_>>(),
+            [8, 9]
+        );
+        assert_eq!(log.drop_oldest_bytes(1, 2), 0);
     }
 }

@@ -14,6 +14,7 @@ use std::collections::BTreeMap;
 use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::Duration;
 
+use super::limit::{self, Trimmed};
 use super::log::Log;
 use super::record::{Bucket, EventRecord, RawResult, Resolution};
 use super::seed::Seed;
@@ -23,17 +24,46 @@ use crate::config::HistoryConfig;
 
 /// Everything kept of one check.
 #[derive(Debug, Default)]
-struct Check {
+pub(super) struct Check {
     /// Index into [`Tables::kinds`].
     kind: u16,
     first_ms: u64,
     last_ms: u64,
     /// The newest runs, oldest first.
-    raw: Log<RawResult>,
+    pub(super) raw: Log<RawResult>,
     /// `(bucket index, bucket)` per [`Resolution::ALL`], by index.
-    buckets: [Log<(u32, Bucket)>; 3],
+    pub(super) buckets: [Log<(u32, Bucket)>; 3],
     /// Status changes by time.
-    events: Log<EventRecord>,
+    pub(super) events: Log<EventRecord>,
+}
+
+impl Check {
+    /// `(rows, bytes allocated)` of each table: raw results, minute, hour and day buckets,
+    /// status changes.
+    pub(super) fn tables(&self) -> [(usize, usize); 5] {
+        let [m, h, d] = &self.buckets;
+        [
+            (self.raw.len(), self.raw.usage().1),
+            (m.len(), m.usage().1),
+            (h.len(), h.usage().1),
+            (d.len(), d.usage().1),
+            (self.events.len(), self.events.usage().1),
+        ]
+    }
+
+    /// Bytes the check's entry and rows take.
+    pub(super) fn bytes(&self) -> usize {
+        let rows: usize = self.tables().iter().map(|(_, b)| b).sum();
+        rows + std::mem::size_of::<Check>()
+    }
+}
+
+/// What a commit keeps: raw results per check, and bytes for every check's entry and rows
+/// (`[history] raw_results` and `memory_limit`).
+#[derive(Debug, Clone, Copy)]
+pub struct Bounds {
+    pub raw: usize,
+    pub bytes: u64,
 }
 
 /// The tables.
@@ -63,28 +93,36 @@ impl Memory {
         self.0.write().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Add a batch: runs to the raw ring (at most `raw_limit` per check) and to their
-    /// buckets, status changes to the log; `session` was running at `now_ms`.
-    pub fn commit(&self, batch: &Batch, raw_limit: usize, session: u64, now_ms: u64) {
+    /// Add a batch: runs to the raw ring and to their buckets, status changes to the log,
+    /// each check then fitted into its share of the limit (what that dropped is returned);
+    /// `session` was running at `now_ms`.
+    pub fn commit(&self, batch: &Batch, bounds: Bounds, session: u64, now_ms: u64) -> Trimmed {
         let mut t = self.write();
+        let mut trimmed = Trimmed::default();
         for (name, kind, r) in batch.runs() {
+            let share = t.share(&name, bounds.bytes);
             let c = t.touch(&name, &kind, Some(r.at_ms));
             c.raw.push_tight(&r);
-            if c.raw.len() > raw_limit {
-                c.raw.drop_oldest(c.raw.len() - raw_limit);
+            if c.raw.len() > bounds.raw {
+                c.raw.drop_oldest(c.raw.len() - bounds.raw);
             }
             let mut add = Bucket::default();
             add.add(r.level, r.reason.as_deref(), r.latency_us);
             for (res, rows) in Resolution::ALL.into_iter().zip(&mut c.buckets) {
                 merge(rows, res.index(r.at_ms), &add);
             }
+            trimmed += limit::fit(c, share);
         }
         for (name, kind, e) in batch.changes() {
+            let share = t.share(&name, bounds.bytes);
             // A change is a result's time too: a check first seen by its change (its run is
             // in the next batch) is not taken for one without results.
-            insert_event(&mut t.touch(&name, &kind, Some(e.at_ms)).events, &e);
+            let c = t.touch(&name, &kind, Some(e.at_ms));
+            insert_event(&mut c.events, &e);
+            trimmed += limit::fit(c, share);
         }
         t.sessions.insert(session, now_ms);
+        trimmed
     }
 
     /// Delete what is past its retention at `now_ms`, and the checks with nothing left.
@@ -177,6 +215,12 @@ impl Memory {
 }
 
 impl Tables {
+    /// A check's share of `limit`, the check named `name` counted.
+    fn share(&self, name: &str, limit: u64) -> usize {
+        let new = usize::from(!self.names.contains_key(name));
+        limit::share(limit, self.names.len() + new)
+    }
+
     /// The check named `name` (created on first sight), its kind and time span brought up
     /// to date with a run at `at_ms`.
     fn touch(&mut self, name: &str, kind: &str, at_ms: Option<u64>) -> &mut Check {
@@ -304,93 +348,5 @@ fn insert_event(events: &mut Log<EventRecord>, e: &EventRecord) {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::history::record::RunLevel;
-
-    fn run(at_ms: u64, level: RunLevel) -> RawResult {
-        RawResult {
-            at_ms,
-            level,
-            reason: (level == RunLevel::Failed).then(|| "timeout".into()),
-            latency_us: 1_500,
-            message: "connected".into(),
-        }
-    }
-
-    fn change(at_ms: u64, to: &str) -> EventRecord {
-        EventRecord {
-            at_ms,
-            from: "pending".into(),
-            to: to.into(),
-            reason: None,
-            message: String::new(),
-        }
-    }
-
-    /// 2026-01-01T00:00:00Z.
-    const T0: u64 = 1_767_225_600_000;
-
-    #[test]
-    fn late_runs_and_changes_land_in_order_and_a_check_costs_its_bytes() {
-        let m = Memory::default();
-        let mut batch = Batch::default();
-        for c in 0..1000 {
-            for k in 0..3 {
-                batch.add_run(
-                    &format!("c{c:04}"),
-                    "tcp",
-                    run(T0 + k * 10_000, RunLevel::Ok),
-                );
-            }
-        }
-        m.commit(&batch, 2, T0, T0 + 30_000);
-        let mut late = Batch::default();
-        late.add_run("c0000", "tcp", run(T0 + 61_000, RunLevel::Ok));
-        late.add_run("c0000", "tcp", run(T0 - 61_000, RunLevel::Failed));
-        late.add_change("c0000", "tcp", change(T0 + 5, "unhealthy"));
-        late.add_change("c0000", "tcp", change(T0 + 1, "healthy"));
-        m.commit(&late, 2, T0, T0 + 62_000);
-
-        let t = m.read();
-        let info = t.check("c0000").expect("known");
-        assert_eq!((info.kind.as_str(), info.first_ms), ("tcp", T0 - 61_000));
-        let minutes = t.buckets(info.id, Resolution::Minute, 0, u32::MAX);
-        let first = Resolution::Minute.index(T0);
-        let counts: Vec<(u32, u32, u32)> = minutes
-            .iter()
-            .map(|(i, b)| (*i + 2 - first, b.ok, b.failed_total()))
-            .collect();
-        // The late run went into its own, older minute; the ring kept the newest two.
-        assert_eq!(counts, [(0, 0, 1), (2, 3, 0), (3, 1, 0)]);
-        let raw: Vec<u64> = t.raw(info.id, 10).iter().map(|r| r.at_ms).collect();
-        assert_eq!(raw, [T0 - 61_000, T0 + 61_000]);
-        let to: Vec<String> = t
-            .events(info.id, 0, u64::MAX, 10)
-            .into_iter()
-            .map(|e| e.to)
-            .collect();
-        assert_eq!(to, ["healthy", "unhealthy"]);
-        assert_eq!(
-            t.event_before(info.id, T0 + 5).map(|e| e.to).as_deref(),
-            Some("healthy")
-        );
-        let hours = t.buckets(info.id, Resolution::Hour, 0, u32::MAX);
-        assert_eq!(
-            hours.iter().map(|(_, b)| b.runs()).collect::<Vec<_>>(),
-            [1, 4]
-        );
-        drop(t);
-
-        // A check's entry (about 220 bytes with its name) and its rows (two raw results and
-        // three buckets, about 80 bytes) with no spare room for more.
-        let (used, held) = m.usage();
-        assert!(
-            held < 350 * 1000,
-            "{used} bytes used, {held} held for 1,000 checks"
-        );
-        assert_eq!(m.forget(&["c0001".into(), "gone".into()]), ["c0001"]);
-        assert!(m.read().check("c0001").is_none());
-        assert_eq!(m.read().checks().len(), 999);
-    }
-}
+#[path = "memory_tests.rs"]
+mod tests;

@@ -20,6 +20,7 @@
 
 pub mod cli;
 mod commit;
+mod limit;
 mod log;
 mod memory;
 pub mod query;

@@ -23,6 +23,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
 pub use super::commit::Writer;
+use super::limit::Trimmed;
 use super::log::Log;
 use super::record::{EventRecord, RawResult, reason_name, short, unix_ms};
 use super::store::{Store, StoreError};
@@ -52,6 +53,8 @@ pub struct WriterStats {
     pub written: AtomicU64,
     /// Failed commits (their records are lost and counted in `dropped` too).
     pub errors: AtomicU64,
+    /// Rows the in-memory store dropped to stay within `[history] memory_limit`.
+    pub trimmed: AtomicU64,
 }
 
 /// Records waiting for the next commit, kept encoded: at start every check's first run
@@ -262,6 +265,25 @@ fn keep(pending: &mut Batch, stats: &WriterStats, add: impl FnOnce(&mut Batch)) 
     }
 }
 
+/// Say once that the in-memory store reached its limit, and once that it dropped rows the
+/// uptime and SLO windows read.
+fn tell_trimmed(told: &mut Trimmed, now: Trimmed, limit: u64) {
+    let mib = limit as f64 / f64::from(1 << 20);
+    if now.rows > 0 && told.rows == 0 {
+        tracing::warn!(
+            memory_limit_mib = mib,
+            "History in memory reached [history] memory_limit: each check now gives up its oldest raw results and minute buckets beyond 2 h to stay within its share; set [history] path to keep more."
+        );
+    }
+    if now.deep && !told.deep {
+        tracing::warn!(
+            memory_limit_mib = mib,
+            "History in memory is over [history] memory_limit even with 10 raw results and 2 h of minute buckets per check: older buckets and status changes go too, and uptime and SLO windows see less than they cover. Raise memory_limit or set [history] path."
+        );
+    }
+    *told += now;
+}
+
 fn start_thread(
     store: Arc<Store>,
     config: HistoryConfig,
@@ -274,6 +296,7 @@ fn start_thread(
         .name("healthd-history".into())
         .spawn(move || {
             let mut last_prune: Option<Instant> = None;
+            let mut told = Trimmed::default();
             while let Some(job) = rx.blocking_recv() {
                 let batch = match job {
                     Job::Commit(b) => b,
@@ -289,8 +312,10 @@ fn start_thread(
                 let now = unix_ms(SystemTime::now());
                 let n = batch.len() as u64;
                 match writer.commit(&batch, now) {
-                    Ok(()) => {
+                    Ok(trimmed) => {
                         stats.written.fetch_add(n, Ordering::Relaxed);
+                        stats.trimmed.fetch_add(trimmed.rows, Ordering::Relaxed);
+                        tell_trimmed(&mut told, trimmed, config.memory_limit);
                     }
                     Err(e) => {
                         stats.errors.fetch_add(1, Ordering::Relaxed);

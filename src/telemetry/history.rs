@@ -79,6 +79,13 @@ pub const COMMIT_ERRORS: MetricName = metric(
     "History commits that failed",
 );
 
+pub const TRIMMED: MetricName = metric(
+    "healthd.history.trimmed",
+    "{row}",
+    "healthd_history_trimmed_total",
+    "Rows the in-memory history store dropped to stay within [history] memory_limit",
+);
+
 /// One gauge value: `(check, extra label, value)`.
 pub type Point = (String, Option<(&'static str, &'static str)>, f64);
 
@@ -129,12 +136,13 @@ fn gauges_of(checks: &[(std::sync::Arc<str>, CheckHistory)]) -> Vec<(MetricName,
 }
 
 /// The writer's counters.
-pub fn counters(history: &History) -> [(MetricName, u64); 3] {
+pub fn counters(history: &History) -> [(MetricName, u64); 4] {
     let s = &history.stats;
     [
         (DROPPED, s.dropped.load(Ordering::Relaxed)),
         (WRITTEN, s.written.load(Ordering::Relaxed)),
         (COMMIT_ERRORS, s.errors.load(Ordering::Relaxed)),
+        (TRIMMED, s.trimmed.load(Ordering::Relaxed)),
     ]
 }
 
@@ -142,7 +150,7 @@ pub fn counters(history: &History) -> [(MetricName, u64); 3] {
 #[derive(Debug)]
 pub struct PrometheusHistory(
     pub std::sync::Arc<HistoryView>,
-    pub [(MetricName, u64); 3],
+    pub [(MetricName, u64); 4],
     pub HistoryPart,
 );
 

@@ -193,3 +193,44 @@ async fn history_off_keeps_nothing() {
         .expect("checks");
     assert!(known.is_empty(), "nothing written: {known:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn in_memory_history_stays_within_its_limit_and_keeps_the_newest() {
+    // 32 checks share 64 KiB: 2 KiB each, about 40 raw results of a `tcp` check. Past that
+    // each check drops its oldest raw results, not what the windows read.
+    let port = live_port();
+    let mut main = String::from("[history]\nmemory_limit = \"64KiB\"\n");
+    for i in 0..32 {
+        main.push_str(&format!(
+            "[[checks]]\nname = \"c{i:02}\"\nkind = \"tcp\"\nhost = \"127.0.0.1\"\nport = {port}\ninterval = \"100ms\"\ntimeout = \"50ms\"\n"
+        ));
+    }
+    let d = TestDaemon::start(&main).await;
+    let trimmed = |m: &str| {
+        m.lines()
+            .find_map(|l| l.strip_prefix("healthd_history_trimmed_total "))
+            .and_then(|v| v.parse::<u64>().ok())
+    };
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    let metrics = loop {
+        let (_, m) = d.get("/metrics").await;
+        if trimmed(&m).is_some_and(|n| n > 0) || tokio::time::Instant::now() > deadline {
+            break m;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    };
+    assert!(trimmed(&metrics).is_some_and(|n| n > 0), "{metrics}");
+    let (_, held) = d.daemon.history.store.usage().expect("usage");
+    // Each check's entry and rows within its share; the names' map on top.
+    assert!(held <= 64 * 1024 + 32 * 64, "{held} bytes held");
+
+    d.daemon.history.refresh().await;
+    let (code, h) = json(&d, "/api/v1/checks/c07/history?step=1m").await;
+    assert_eq!(code, 200, "{h}");
+    let points = h["points"].as_array().expect("points");
+    let runs: u64 = points.iter().map(|p| p["runs"].as_u64().unwrap_or(0)).sum();
+    // The minute buckets count more runs than the raw results the share leaves room for.
+    assert!(runs >= 40, "{runs} runs: {h:#}");
+    let up = d.check("c07").await;
+    assert_eq!(up["uptime"]["1h"], 1.0, "{up:#}");
+}

@@ -367,4 +367,25 @@ fn four_hundred_days_fit_the_disk_budget() {
         in_memory < as_file,
         "in memory {in_memory} bytes per check, the same rows as a file {as_file}"
     );
+    // What `[history] memory_limit` trims a check to before any window loses rows: 10 raw
+    // results and 2 h of minutes. The default 64 MiB holds 3,000 full checks, and half as
+    // many again trimmed to those floors.
+    let floors = Store::memory();
+    seed_checks(
+        &floors,
+        &Rows {
+            minutes: 120,
+            raw: 10,
+            ..rows
+        },
+    );
+    let at_floors = floors.usage().expect("usage").1 / SEEDED;
+    let limit = HistoryConfig::default().memory_limit;
+    eprintln!(
+        "history in memory at the limit's floors: {at_floors} held bytes/check; the default \
+         limit holds {} checks in full, {} at the floors",
+        limit / in_memory,
+        limit / at_floors
+    );
+    assert!(limit / in_memory >= 3_000 && 2 * (limit / at_floors) >= 3 * (limit / in_memory));
 }
