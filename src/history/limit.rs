@@ -51,7 +51,7 @@ pub fn fit(c: &mut Check, share: usize) -> Trimmed {
         }
         let sizes = c
             .tables()
-            .map(|(len, bytes)| if len > 1 { bytes } else { 0 });
+            .map(|(len, (_, held))| if len > 1 { held } else { 0 });
         let Some((largest, _)) = sizes
             .iter()
             .enumerate()

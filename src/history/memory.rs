@@ -38,22 +38,22 @@ pub(super) struct Check {
 }
 
 impl Check {
-    /// `(rows, bytes allocated)` of each table: raw results, minute, hour and day buckets,
-    /// status changes.
-    pub(super) fn tables(&self) -> [(usize, usize); 5] {
+    /// `(rows, (bytes used, bytes allocated))` of each table: raw results, minute, hour and
+    /// day buckets, status changes.
+    pub(super) fn tables(&self) -> [(usize, (usize, usize)); 5] {
         let [m, h, d] = &self.buckets;
         [
-            (self.raw.len(), self.raw.usage().1),
-            (m.len(), m.usage().1),
-            (h.len(), h.usage().1),
-            (d.len(), d.usage().1),
-            (self.events.len(), self.events.usage().1),
+            (self.raw.len(), self.raw.usage()),
+            (m.len(), m.usage()),
+            (h.len(), h.usage()),
+            (d.len(), d.usage()),
+            (self.events.len(), self.events.usage()),
         ]
     }
 
     /// Bytes the check's entry and rows take.
     pub(super) fn bytes(&self) -> usize {
-        let rows: usize = self.tables().iter().map(|(_, b)| b).sum();
+        let rows: usize = self.tables().iter().map(|(_, (_, held))| held).sum();
         rows + std::mem::size_of::<Check>()
     }
 }
@@ -100,8 +100,7 @@ impl Memory {
         let mut t = self.write();
         let mut trimmed = Trimmed::default();
         for (name, kind, r) in batch.runs() {
-            let share = t.share(&name, bounds.bytes);
-            let c = t.touch(&name, &kind, Some(r.at_ms));
+            let (c, known) = t.touch(&name, &kind, Some(r.at_ms));
             c.raw.push_tight(&r);
             if c.raw.len() > bounds.raw {
                 c.raw.drop_oldest(c.raw.len() - bounds.raw);
@@ -111,15 +110,14 @@ impl Memory {
             for (res, rows) in Resolution::ALL.into_iter().zip(&mut c.buckets) {
                 merge(rows, res.index(r.at_ms), &add);
             }
-            trimmed += limit::fit(c, share);
+            trimmed += limit::fit(c, limit::share(bounds.bytes, known));
         }
         for (name, kind, e) in batch.changes() {
-            let share = t.share(&name, bounds.bytes);
             // A change is a result's time too: a check first seen by its change (its run is
             // in the next batch) is not taken for one without results.
-            let c = t.touch(&name, &kind, Some(e.at_ms));
+            let (c, known) = t.touch(&name, &kind, Some(e.at_ms));
             insert_event(&mut c.events, &e);
-            trimmed += limit::fit(c, share);
+            trimmed += limit::fit(c, limit::share(bounds.bytes, known));
         }
         t.sessions.insert(session, now_ms);
         trimmed
@@ -171,7 +169,7 @@ impl Memory {
     /// Store a check's history at once (replacing rows with the same keys).
     pub fn seed(&self, seed: &Seed) {
         let mut t = self.write();
-        let c = t.touch(&seed.name, &seed.kind, None);
+        let (c, _) = t.touch(&seed.name, &seed.kind, None);
         let mut first = u64::MAX;
         let mut last = 0;
         for (res, rows) in &seed.buckets {
@@ -200,30 +198,21 @@ impl Memory {
     /// Bytes the rows take, and bytes allocated for them and for each check's entry.
     pub fn usage(&self) -> (u64, u64) {
         let t = self.read();
-        let entry = std::mem::size_of::<Check>() + std::mem::size_of::<Option<Box<Check>>>();
-        let names: usize = t.names.keys().map(|n| n.len() + 24).sum();
-        let mut out = (0, (names + entry * t.names.len()) as u64);
+        let slot = std::mem::size_of::<Option<Box<Check>>>();
+        let names: usize = t.names.keys().map(|n| n.len() + 24 + slot).sum();
+        let mut out = (0, names as u64);
         for c in t.checks.iter().flatten() {
-            let logs = [c.raw.usage(), c.events.usage()];
-            for (used, held) in logs.into_iter().chain(c.buckets.iter().map(Log::usage)) {
-                out.0 += used as u64;
-                out.1 += held as u64;
-            }
+            out.0 += c.tables().iter().map(|(_, (used, _))| used).sum::<usize>() as u64;
+            out.1 += c.bytes() as u64;
         }
         out
     }
 }
 
 impl Tables {
-    /// A check's share of `limit`, the check named `name` counted.
-    fn share(&self, name: &str, limit: u64) -> usize {
-        let new = usize::from(!self.names.contains_key(name));
-        limit::share(limit, self.names.len() + new)
-    }
-
     /// The check named `name` (created on first sight), its kind and time span brought up
-    /// to date with a run at `at_ms`.
-    fn touch(&mut self, name: &str, kind: &str, at_ms: Option<u64>) -> &mut Check {
+    /// to date with a run at `at_ms`; and how many checks the store knows, this one counted.
+    fn touch(&mut self, name: &str, kind: &str, at_ms: Option<u64>) -> (&mut Check, usize) {
         let id = match self.names.get(name) {
             Some(id) => *id as usize,
             None => {
@@ -246,13 +235,14 @@ impl Tables {
                 self.kinds.len() - 1
             }
         } as u16;
+        let known = self.names.len();
         let c = self.checks[id].get_or_insert_with(Box::default);
         c.kind = kind;
         if let Some(at) = at_ms {
             c.first_ms = c.first_ms.min(at);
             c.last_ms = c.last_ms.max(at);
         }
-        c
+        (c, known)
     }
 
     fn get(&self, id: u32) -> Option<&Check> {

@@ -304,14 +304,13 @@ impl Table {
     /// A run is back: its check waits for its next run, unless it was removed or replaced
     /// meanwhile. True when that run is due before the driver would wake.
     fn put_back(&mut self, id: u32, entry: Entry, next: Instant) -> bool {
-        let slot = &mut self.slots[id as usize];
-        if !matches!(slot, Slot::Running { generation, .. } if *generation == entry.generation) {
+        let running = &self.slots[id as usize];
+        if !matches!(running, Slot::Running { generation, .. } if *generation == entry.generation) {
             return false;
         }
         let next = self.on_grid(next, entry.config.interval);
-        let slot = &mut self.slots[id as usize];
         self.due.push(Reverse((next, id, entry.generation)));
-        *slot = Slot::Waiting(entry);
+        self.slots[id as usize] = Slot::Waiting(entry);
         if self.wake_at.is_none_or(|at| next < at) {
             self.wake_at = Some(next);
             return true;
