@@ -156,8 +156,12 @@ pub fn verdict<'a>(
             .filter_map(|(c, _)| c.counted())
             .fold(Status::Healthy, |s, c| s.worst(c)),
     };
+    // One check added by a reload and not run yet: its verdict is not flipped by the reload
+    // (as its groups' are not), but neither is it called ok.
+    let waiting = !draining && only.is_some_and(|c| c.pending);
     let (status, word) = match group {
         Group::Readiness if draining => (Status::Unhealthy, "shutting down"),
+        _ if waiting => (Status::Unknown, "pending"),
         Group::Readiness if !snap.started && only.is_none() => (Status::Unknown, "starting"),
         Group::Startup if only.is_none() => {
             if snap.started {
@@ -170,7 +174,7 @@ pub fn verdict<'a>(
     };
     Verdict {
         status,
-        pass: status.passes(fail_on_degraded),
+        pass: waiting || status.passes(fail_on_degraded),
         word,
         members,
         snapshot: snap,

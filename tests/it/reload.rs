@@ -10,7 +10,7 @@ use serde_json::Value;
 
 use crate::support::config::{ConfigDir, tcp_toml as tcp_check};
 use crate::support::daemon::{Subprocess, binary, check_in as check};
-use crate::support::peers::{RefusingPort, live_port};
+use crate::support::peers::{RefusingPort, live_port, slow_answer_port};
 use crate::support::{START_TIMEOUT, eventually};
 
 const MAIN: &str = r#"
@@ -269,4 +269,60 @@ fn config_error_at_start_exits_78() {
     assert_eq!(out.status.code(), Some(78), "{out:?}");
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("server.shutdown_delay"), "stderr: {stderr}");
+}
+
+#[test]
+fn a_check_added_by_a_reload_answers_pending_until_its_first_result() {
+    let dir = ConfigDir::new(MAIN);
+    let probes = dir.probes_dir();
+    write(
+        &probes.join("keep.toml"),
+        &tcp_check("keep", live_port(), ""),
+    );
+    let healthd = Subprocess::start(&dir, &[]);
+    eventually("keep to report", START_TIMEOUT, || {
+        status(&healthd.health(), "keep").as_deref() == Some("healthy")
+    });
+    let previous = healthd.health()["reload"]["at"].clone();
+
+    // Its first run holds the connection for 3 s before the peer answers.
+    let slow = slow_answer_port(std::time::Duration::from_secs(3));
+    write(
+        &probes.join("slow.toml"),
+        &tcp_check(
+            "slow",
+            slow,
+            "send = \"PING\\n\"\nexpect = \"PONG\"\ntimeout = \"10s\"\ninterval = \"30s\"",
+        ),
+    );
+    healthd.signal("HUP");
+    let after = wait_reload(&healthd, &previous);
+    assert_eq!(after["reload"]["ok"], true, "{after}");
+    let pending = check(&after, "slow").expect("the added check is shown");
+    assert_eq!(pending["pending"], true, "{pending}");
+
+    // Not flipped by the reload (200), and not called ok either.
+    assert_eq!(healthd.get("/readyz/slow"), (200, "pending\n".to_string()));
+    let (code, verbose) = healthd.get("/readyz/slow?verbose");
+    assert_eq!(code, 200, "{verbose}");
+    assert!(
+        verbose.contains("[+]slow pending: no result yet\n"),
+        "{verbose}"
+    );
+    let (code, json) = healthd.get("/readyz/slow?format=json");
+    let json: Value = serde_json::from_str(&json).expect("JSON body");
+    assert_eq!(code, 200, "{json}");
+    assert_eq!(json["status"], "unknown", "{json}");
+    assert_eq!(json["pass"], true, "{json}");
+    assert_eq!(json["checks"][0]["pending"], true, "{json}");
+    // The group leaves it out, as before.
+    assert_eq!(healthd.get("/readyz"), (200, "ok\n".to_string()));
+
+    eventually("the added check's first result", START_TIMEOUT, || {
+        healthd.get("/readyz/slow") == (200, "ok\n".to_string())
+    });
+    let done = healthd.health();
+    let slow = check(&done, "slow").expect("slow");
+    assert_eq!(slow["status"], "healthy", "{slow}");
+    assert!(slow.get("pending").is_none(), "{slow}");
 }
