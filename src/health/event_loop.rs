@@ -207,50 +207,8 @@ impl HealthLoop {
     pub(crate) fn handle(&mut self, ev: Event) {
         match ev {
             Event::Observation(obs) => {
-                let Some(i) = self.index.get(&self.states, &obs.check) else {
-                    return;
-                };
-                self.board.mark(i);
-                self.lateness.record(None, obs.lateness);
-                let state = &mut self.states[i];
-                if state.meta.generation != obs.generation {
-                    return;
-                }
-                // healthd ran out of file descriptors: its own failure, not the
-                // dependency's. The check keeps its verdict (until that goes stale).
-                if obs.outcome.level == Level::Failed && out_of_descriptors(&obs.outcome.message) {
-                    state.skip(&obs.outcome.message);
-                    self.descriptors.skipped(&obs.check);
-                    self.builtins_changed = true;
-                    return;
-                }
-                let at = obs.at;
-                if self.runs.receiver_count() > 0 {
-                    let failed = obs.outcome.level == Level::Failed;
-                    let _ = self.runs.send(Arc::new(RunRecord {
-                        check: obs.check.clone(),
-                        kind: state.meta.kind,
-                        latency: obs.latency,
-                        failure: failed.then(|| obs.outcome.reason.unwrap_or(Reason::Internal)),
-                        at: obs.at,
-                        level: obs.outcome.level,
-                        reason: obs.outcome.reason,
-                        message: obs.outcome.message.clone(),
-                    }));
-                }
-                if let Some(from) = state.apply(obs) {
-                    let v = &state.view;
-                    let change = StatusChange {
-                        check: v.name.clone(),
-                        kind: v.kind,
-                        from,
-                        to: v.status,
-                        reason: v.reason,
-                        message: v.message.clone(),
-                        at,
-                    };
-                    log_change(&change);
-                    let _ = self.changes.send(change);
+                if let Some(i) = self.index.get(&self.states, &obs.check) {
+                    self.observe(i, obs);
                 }
             }
             Event::Reconfigure(metas) => {
@@ -329,9 +287,55 @@ impl HealthLoop {
             Event::Pushed(mut obs) => {
                 if let Some(i) = self.index.get(&self.states, &obs.check) {
                     obs.generation = self.states[i].meta.generation;
-                    self.handle(Event::Observation(obs));
+                    self.observe(i, obs);
                 }
             }
+        }
+    }
+
+    /// A run's result for check `i`: recorded, sent to the run followers, and applied.
+    fn observe(&mut self, i: usize, obs: Observation) {
+        self.board.mark(i);
+        self.lateness.record(None, obs.lateness);
+        let state = &mut self.states[i];
+        if state.meta.generation != obs.generation {
+            return;
+        }
+        // healthd ran out of file descriptors: its own failure, not the
+        // dependency's. The check keeps its verdict (until that goes stale).
+        if obs.outcome.level == Level::Failed && out_of_descriptors(&obs.outcome.message) {
+            state.skip(&obs.outcome.message);
+            self.descriptors.skipped(&obs.check);
+            self.builtins_changed = true;
+            return;
+        }
+        let at = obs.at;
+        if self.runs.receiver_count() > 0 {
+            let failed = obs.outcome.level == Level::Failed;
+            let _ = self.runs.send(Arc::new(RunRecord {
+                check: obs.check.clone(),
+                kind: state.meta.kind,
+                latency: obs.latency,
+                failure: failed.then(|| obs.outcome.reason.unwrap_or(Reason::Internal)),
+                at: obs.at,
+                level: obs.outcome.level,
+                reason: obs.outcome.reason,
+                message: obs.outcome.message.clone(),
+            }));
+        }
+        if let Some(from) = state.apply(obs) {
+            let v = &state.view;
+            let change = StatusChange {
+                check: v.name.clone(),
+                kind: v.kind,
+                from,
+                to: v.status,
+                reason: v.reason,
+                message: v.message.clone(),
+                at,
+            };
+            log_change(&change);
+            let _ = self.changes.send(change);
         }
     }
 
