@@ -714,37 +714,43 @@ def print_table():
 def fig_verdict(R, D):
     section("1. verdict serving")
     nginx = start_nginx()
-    res = {"nginx": [], "h10": [], "h100": [], "h1000": [], "hang": []}
-    for r in range(R):
-        res["nginx"].append(wrk_cpu(nginx.pid, tree_cpu_seconds, nginx.port, "/", D))
+    # Each healthd run is paired with an nginx run just before it: this machine's speed
+    # changes in spells of a minute or so (both servers read about 6.1 or about 7.6 µs per
+    # request, whichever spell they fall in), and a peer measured minutes earlier is not
+    # the same machine. (healthd's checks probe nginx meanwhile: about 100 connections a
+    # second, a thousandth of nginx's work under wrk.)
+    res = {k: [] for k in ("h10", "h100", "h1000", "hang")}
+    peer = {k: [] for k in res}
+
+    def paired(key, h):
+        for r in range(R):
+            peer[key].append(wrk_cpu(nginx.pid, tree_cpu_seconds, nginx.port, "/", D))
+            res[key].append(wrk_cpu(h.pid, cpu_seconds, h.port, "/readyz", D))
+
     h = start_healthd(SYSTEM_CHECKS + tcp_checks(7, nginx.port, "1s", "500ms"), "healthd-10")
     wait_ready(h)
-    for r in range(R):
-        res["h10"].append(wrk_cpu(h.pid, cpu_seconds, h.port, "/readyz", D))
+    paired("h10", h)
     h.stop()
     h = start_healthd(tcp_checks(100, nginx.port, "1s", "500ms"), "healthd-100")
     wait_ready(h)
-    for r in range(R):
-        res["h100"].append(wrk_cpu(h.pid, cpu_seconds, h.port, "/readyz", D))
+    paired("h100", h)
     h.stop()
     h = start_healthd(tcp_checks(1000, nginx.port, "10s", "2s"), "healthd-1000")
     wait_ready(h)
-    for r in range(R):
-        res["h1000"].append(wrk_cpu(h.pid, cpu_seconds, h.port, "/readyz", D))
+    paired("h1000", h)
     h.stop()
     hang = start_peer("hang", free_port())
     h = start_healthd(tcp_checks(1000, hang.port, "5s", "2s", expect="never-sent", threshold=1),
                       "healthd-hang")
     wait_ready(h, timeout=30, want=503)  # every check has timed out once
-    for r in range(R):
-        res["hang"].append(wrk_cpu(h.pid, cpu_seconds, h.port, "/readyz", D))
+    paired("hang", h)
     h.stop()
     hang.stop()
     nginx.stop()
-    n = res["nginx"]
     for key, label in (("h10", "10 checks"), ("h100", "100 TCP checks @1 s"), ("h1000", "1,000 checks"),
                        ("hang", "1,000 hanging checks")):
-        x = res[key]
+        x, n = res[key], peer[key]
+        pairs = sorted(a["cpu_us"] / b["cpu_us"] for a, b in zip(x, n))
         codes = "all 503 (unhealthy)" if key == "hang" else "all 200"
         bad = sum(w["non2xx"] for w in x) if key != "hang" else sum(w["total"] - w["non2xx"] for w in x)
         add(f"/readyz req/s, {label}", "", [w["rps"] for w in x], [w["rps"] for w in n],
@@ -758,8 +764,9 @@ def fig_verdict(R, D):
             [w["p99"] * 1e3 for w in n], "< 2 ms", lambda f: f.med(f.h) < 2.0, fmt="{:.2f}")
         add(f"/readyz CPU per request, {label}", "µs", [w["cpu_us"] for w in x],
             [w["cpu_us"] for w in n], fmt="{:.1f}",
-            note="server CPU (utime+stime; nginx master and workers) over the wrk run / requests"
-            if key == "h10" else "")
+            note=("server CPU (utime+stime; nginx master and workers) over the wrk run / requests; "
+                  if key == "h10" else "")
+            + "ratios of the pairs (nginx run just before): " + ", ".join(f"{q:.2f}" for q in pairs))
 
 
 # Per kind: blackbox_exporter's module, and the share of blackbox's CPU healthd may use.
