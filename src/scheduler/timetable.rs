@@ -288,7 +288,9 @@ impl Table {
     /// with its connection and buffers. The slots themselves stay exact, so a check's rhythm
     /// does not drift.
     fn on_grid(&self, at: Instant, interval: Duration) -> Instant {
-        let checks = u32::try_from(self.slots.len()).unwrap_or(u32::MAX).max(1);
+        // The checks scheduled: slots freed by removed checks do not count.
+        let live = self.slots.len() - self.free.len();
+        let checks = u32::try_from(live).unwrap_or(u32::MAX).max(1);
         let grain = (interval / 20).min(MAX_GRAIN);
         let grain = grain.min(interval * GATHER / checks).as_nanos() as u64;
         if grain < 1_000_000 {
