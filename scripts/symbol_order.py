@@ -2,12 +2,18 @@
 
 Usage: python3 scripts/symbol_order.py BINARY OUT   (scripts/symbol-order runs it)
 
-Two sessions on loopback, each ended by SIGTERM (callgrind writes its profile at exit):
-the shipped default config (history in a file), and a config (history in memory) with tcp and http checks against healthd's own
-listener plus the gRPC health listener. Both ask every probe endpoint, /health and
-/metrics (plain, OpenMetrics, gzip) and the status page. Only functions of BINARY are
-listed, each once: those the shipped default ran, then those only the second session ran,
-each block sorted by name.
+Three sessions on loopback, each ended by SIGTERM (callgrind writes its profile at exit):
+the shipped default config (history in a file) left alone, as bench/idle.py leaves it (only
+/livez is asked, until it answers); the same config with every probe endpoint, /health,
+/metrics (plain, OpenMetrics, gzip) and the status page asked; and a config (history in
+memory) with tcp and http checks against healthd's own listener plus the gRPC health
+listener, asked the same. Only functions of BINARY are listed, each once, in three blocks:
+those the idle default ran, those the asked default added, those only the third session
+added; each block sorted by name.
+
+Why the idle block comes first: the kernel maps code in 64 KiB windows around each fault,
+so an idle daemon keeps resident every window holding one function it ran. With the
+endpoints' functions sorted in among the idle ones, every window of the block is touched.
 """
 import os
 import re
@@ -39,9 +45,9 @@ def get(port, path, headers=None):
         return None
 
 
-def session(binary, out, port, args, env):
+def session(binary, out, port, args, env, ask=True):
     cmd = ["valgrind", "--tool=callgrind", "--demangle=no", f"--callgrind-out-file={out}",
-           binary, "run", *args]
+           binary, *args]
     # The arena limit healthd would set by executing itself again (src/allocator.rs):
     # given here, it runs on under callgrind instead of leaving it.
     tunables = {"GLIBC_TUNABLES": "glibc.malloc.arena_max=1"}
@@ -60,7 +66,7 @@ def session(binary, out, port, args, env):
                                "Accept-Encoding": "gzip"}),
                  ("/status", {}), ("/status.json", {}), ("/nope", {})]
         while time.monotonic() < end:
-            for path, headers in asked:
+            for path, headers in asked if ask else ():
                 get(port, path, headers)
             time.sleep(2)
     finally:
@@ -99,28 +105,64 @@ def functions(profile, binary):
             ob = current_ob if key == "fn" else called_ob
             if key == "cfn":
                 called_ob = current_ob  # a cob= line applies to the next cfn= only
-            # Not "0x…" (no symbol) nor callgrind's own "(below main)".
-            symbol = name and " " not in name and not name.startswith("0x")
+            # Not "0x…" (no symbol), callgrind's own "(below main)", nor its name for a
+            # recursive call ("f'2", f being listed already).
+            symbol = (name and " " not in name and "'" not in name
+                      and not name.startswith("0x"))
             if symbol and ob == mine and name not in seen:
                 seen.add(name)
                 names.append(name)
     return names
 
 
+def cpu_variants(binary):
+    """A function that adds to a set of names every CPU variant of a function it holds.
+
+    Valgrind emulates a CPU without AVX-512, so a library that picks its code by CPU
+    (redb's xxh3: `hash128_large_avx512`, `_avx2`, …) runs another variant under callgrind
+    than on this machine. Each variant listed would fault in a window of its own.
+    """
+    simd = re.compile(r"(avx\d*|ssse?\d*|neon)(?=[_E]|$)")
+
+    def key(name):  # the mangled name without its hash, length prefixes and SIMD words
+        bare = re.sub(r"\d+(?=[A-Za-z_])", "", re.sub(r"17h[0-9a-f]{16}E$", "", name))
+        return simd.sub("SIMD", bare)
+    family = {}
+    for line in subprocess.run(["nm", "--defined-only", binary], capture_output=True,
+                               text=True, check=True).stdout.splitlines():
+        name = line.split()[-1]
+        if "SIMD" in key(name):
+            family.setdefault(key(name), set()).add(name)
+
+    def add(names):
+        out = set(names)
+        for n in names:
+            out |= family.get(key(n), set())
+        return out
+    return add
+
+
 def main():
     binary, out = sys.argv[1], sys.argv[2]
     with tempfile.TemporaryDirectory() as tmp:
-        # The shipped default, its history file moved into tmp (as bench/idle.py does).
+        # The shipped default, each session's history file new in tmp (as bench/idle.py does).
         port = free_port()
         here = os.path.dirname(os.path.abspath(__file__))
         with open(os.path.join(here, "..", "examples", "healthd.toml")) as f:
-            text = f.read()
-        text = re.sub(r'(?m)^path = ".*"$', f'path = "{tmp}/history.db"', text)
-        with open(f"{tmp}/default.toml", "w") as f:
-            f.write(text)
-        session(binary, f"{tmp}/default.out", port, ["--config", f"{tmp}/default.toml"],
-                {"HEALTHD_SERVER__LISTEN": f"127.0.0.1:{port}",
-                 "HEALTHD_SERVER__SHUTDOWN_DELAY": "1ms"})
+            shipped = f.read()
+        for name in ("idle", "default"):
+            config = f"{tmp}/{name}.toml"
+            with open(config, "w") as f:
+                f.write(re.sub(r'(?m)^path = ".*"$', f'path = "{tmp}/{name}.db"', shipped))
+            if name == "idle":  # bench/idle.py's command line, word for word: clap runs
+                # other code for other arguments, and so does the environment's config layer.
+                session(binary, f"{tmp}/idle.out", port,
+                        ["--log-level", "warn", "run", "--config", config,
+                         "--listen", f"127.0.0.1:{port}"], {}, ask=False)
+            else:
+                session(binary, f"{tmp}/default.out", port, ["run", "--config", config],
+                        {"HEALTHD_SERVER__LISTEN": f"127.0.0.1:{port}",
+                         "HEALTHD_SERVER__SHUTDOWN_DELAY": "1ms"})
         port, grpc = free_port(), free_port()
         config = f"{tmp}/probes.toml"
         with open(config, "w") as f:
@@ -150,17 +192,18 @@ url = "http://127.0.0.1:{port}/livez"
 name = "memory"
 kind = "memory"
 """)
-        session(binary, f"{tmp}/probes.out", port, ["--config", config], {})
-        default = set(functions(f"{tmp}/default.out", binary))
-        probes = set(functions(f"{tmp}/probes.out", binary)) - default
-    # Two blocks: what the shipped default runs (the idle daemon touches only that), then
-    # what only the probe session added. Sorted within each: the order inside a block
-    # hardly matters, and a rerun then changes only the lines of functions that did
-    # (callgrind's own order moves from run to run).
-    names = sorted(default) + sorted(probes)
+        session(binary, f"{tmp}/probes.out", port, ["run", "--config", config], {})
+        variants = cpu_variants(binary)
+        idle = {"_start"} | variants(functions(f"{tmp}/idle.out", binary))
+        default = variants(functions(f"{tmp}/default.out", binary)) - idle
+        probes = variants(functions(f"{tmp}/probes.out", binary)) - idle - default
+    # Sorted within each block: the order inside a block hardly matters, and a rerun then
+    # changes only the lines of functions that did (callgrind's own order moves from run to
+    # run).
+    names = sorted(idle) + sorted(default) + sorted(probes)
     with open(out, "w") as f:
         f.write("".join(n + "\n" for n in names))
-    print(f"[symbol-order] {len(default)} + {len(probes)} functions written to {out}",
+    print(f"[symbol-order] {len(idle)} + {len(default)} + {len(probes)} functions written to {out}",
           file=sys.stderr)
 
 
