@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use regex::Regex;
+use regex_lite::Regex;
 use serde::Deserialize;
 
 use crate::host::{NameFilter, Settings};
@@ -109,7 +109,7 @@ impl HostMetricsConfig {
         if !self.enabled {
             return None;
         }
-        let re = |p: &Option<String>| -> Result<Option<Regex>, regex::Error> {
+        let re = |p: &Option<String>| -> Result<Option<Regex>, regex_lite::Error> {
             p.as_deref()
                 .filter(|p| !p.is_empty())
                 .map(Regex::new)
@@ -163,6 +163,13 @@ mod tests {
         assert_eq!(p[1].0, "devices_exclude");
         assert!(p[1].1.starts_with("not a regular expression"), "{p:?}");
         assert!(c.settings().is_none());
+        let unicode = HostMetricsConfig {
+            interfaces_include: Some(r"^\p{L}+$".into()),
+            ..Default::default()
+        };
+        let p = unicode.validate();
+        assert_eq!(p.len(), 1, "{p:?}");
+        assert_eq!(p[0].0, "interfaces_include");
         let off = HostMetricsConfig {
             enabled: false,
             ..Default::default()

@@ -108,7 +108,7 @@ impl Batch {
         self.add_run(&r.check, r.kind, raw);
     }
 
-    fn push_change(&mut self, c: StatusChange) {
+    fn push_change(&mut self, c: &StatusChange) {
         let e = EventRecord {
             at_ms: unix_ms(c.at),
             from: c.from.as_str().to_string(),
@@ -216,7 +216,7 @@ pub fn spawn(
                     Err(RecvError::Closed) => break,
                 },
                 c = changes.recv() => match c {
-                    Ok(c) => keep(&mut pending, &stats, |b| b.push_change(c)),
+                    Ok(c) => keep(&mut pending, &stats, |b| b.push_change(&c)),
                     Err(RecvError::Lagged(n)) => { stats.dropped.fetch_add(n, Ordering::Relaxed); }
                     Err(RecvError::Closed) => break,
                 },
@@ -246,7 +246,7 @@ pub fn spawn(
             keep(&mut pending, &stats, |b| b.push_run(&r));
         }
         while let Ok(c) = changes.try_recv() {
-            keep(&mut pending, &stats, |b| b.push_change(c));
+            keep(&mut pending, &stats, |b| b.push_change(&c));
         }
         let (done, stopped) = oneshot::channel();
         if tx.send(Job::Commit(pending)).await.is_ok() && tx.send(Job::Stop(done)).await.is_ok() {

@@ -30,7 +30,7 @@ pub mod system;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant, SystemTime};
 
-use regex::Regex;
+use regex_lite::Regex;
 
 use crate::model::host::{
     CgroupReading, CpuReading, DisksReading, FilesystemsReading, HostSample, MemoryReading,

@@ -87,7 +87,7 @@ impl Router {
     pub async fn run(
         mut self,
         mut commands: mpsc::Receiver<Command>,
-        mut changes: broadcast::Receiver<StatusChange>,
+        mut changes: broadcast::Receiver<Arc<StatusChange>>,
         cancel: CancellationToken,
     ) {
         let mut changes_open = true;
@@ -117,12 +117,12 @@ impl Router {
                             while !self.shows(&c) && Instant::now() < deadline {
                                 tokio::time::sleep(Duration::from_millis(5)).await;
                             }
-                            self.record(c);
+                            self.record(&c);
                         }
                         Err(broadcast::error::RecvError::Lagged(_)) => {}
                     }
                     while let Ok(c) = changes.try_recv() {
-                        self.record(c);
+                        self.record(&c);
                     }
                     self.evaluate();
                 }
@@ -149,9 +149,9 @@ impl Router {
     /// Remember a change's `from` for the judges; without a receiver there is no judge,
     /// and a check map kept for none would cost memory per check (a receiver added by a
     /// reload starts without the statuses before it).
-    fn record(&mut self, change: StatusChange) {
+    fn record(&mut self, change: &StatusChange) {
         if !self.receivers.is_empty() {
-            self.previous.insert(change.check, change.from);
+            self.previous.insert(change.check.clone(), change.from);
         }
     }
 

@@ -2,6 +2,8 @@
 //! collection, the duration histogram fed by accepted runs, and the status-change log
 //! records.
 
+use std::sync::Arc;
+
 use opentelemetry::KeyValue;
 use opentelemetry::logs::{AnyValue, LogRecord, Logger, LoggerProvider, Severity};
 use opentelemetry::metrics::MeterProvider;
@@ -213,7 +215,7 @@ pub(super) fn spawn_duration_recorder(
 /// Emit one OTLP log record per check status change.
 pub(super) fn spawn_change_logger(
     provider: &SdkLoggerProvider,
-    mut changes: broadcast::Receiver<StatusChange>,
+    mut changes: broadcast::Receiver<Arc<StatusChange>>,
     cancel: CancellationToken,
 ) {
     let logger = provider.logger("healthd");
