@@ -100,10 +100,10 @@ pub async fn run_timed(probe: &mut Option<Probe>, config: &CheckConfig) -> (Outc
             }
         },
     };
-    // Boxed, so a run's task is sized for its own kind's run, not the largest kind's
-    // future (several KiB).
+    // Boxed by `Probe::run`, sized for its own kind's future, not the largest kind's
+    // (several KiB).
     let started = Instant::now();
-    let (outcome, panicked) = guarded(&config.name, config.timeout, Box::pin(p.run())).await;
+    let (outcome, panicked) = guarded(&config.name, config.timeout, p.run()).await;
     if panicked {
         *probe = None;
     }

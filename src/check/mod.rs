@@ -13,11 +13,12 @@
 //! kind declares its module and its config type, and the macro generates the module, the
 //! serde-tagged [`ProbeConfig`] enum (`kind = "…"`, the module's name), [`ProbeConfig::kind`],
 //! validation, the [`Probe`] enum and its `build`/`run` dispatch. A declarative macro over
-//! enums (rather than trait objects) keeps dispatch static and each check's future unboxed
-//! until the scheduler boxes it per run. Adding a kind: one file, one line here, one example
+//! enums (rather than trait objects) keeps the configs and probes plain data; a run is boxed
+//! once, as its own kind's future. Adding a kind: one file, one line here, one example
 //! in `probes/`, its tests and its README section.
 
 use std::future::Future;
+use std::pin::Pin;
 use std::time::Duration;
 
 use serde::Deserialize;
@@ -58,7 +59,7 @@ macro_rules! kinds {
         #[derive(Debug, Clone, PartialEq, Deserialize)]
         #[serde(tag = "kind", rename_all = "lowercase")]
         pub enum ProbeConfig {
-            $( $variant(Box<$config>), )+
+            $( #[serde(deserialize_with = "apart::deserialize")] $variant(Box<$config>), )+
         }
 
         /// Every kind's name, as written in `kind = "…"`.
@@ -75,7 +76,7 @@ macro_rules! kinds {
             pub fn validate(&self, timeout: Duration) -> Vec<(String, String)> {
                 let mut problems = Vec::new();
                 match self {
-                    $( ProbeConfig::$variant(c) => c.validate(timeout, &mut problems), )+
+                    $( ProbeConfig::$variant(c) => apart::validate(&**c, timeout, &mut problems), )+
                 }
                 problems
             }
@@ -91,18 +92,50 @@ macro_rules! kinds {
             /// Build the runtime probe (see [`Kind::build`]).
             pub fn build(config: &ProbeConfig, timeout: Duration) -> Result<Probe, String> {
                 Ok(match config {
-                    $( ProbeConfig::$variant(c) => Probe::$variant(Box::new(c.build(timeout)?)), )+
+                    $( ProbeConfig::$variant(c) => Probe::$variant(apart::build(&**c, timeout)?), )+
                 })
             }
 
-            /// Run once (see [`Run::run`]).
-            pub async fn run(&mut self) -> Outcome {
+            /// Run once (see [`Run::run`]). Boxed here, so each run's allocation is its own
+            /// kind's future, not the largest kind's, and polled through its own function.
+            pub fn run(&mut self) -> Pin<Box<dyn Future<Output = Outcome> + Send + '_>> {
                 match self {
-                    $( Probe::$variant(p) => p.run().await, )+
+                    $( Probe::$variant(p) => Box::pin(p.run()), )+
                 }
             }
         }
     };
+}
+
+/// Each kind's share of [`ProbeConfig`] and [`Probe`]'s work, in a function of its own per
+/// kind. Called from one `match` each, they would be inlined into it: every kind's
+/// deserializer in one 110 KB function, and so on, all of which a daemon runs, and keeps
+/// resident, for its three system checks. Apart, a daemon touches only its own kinds' code.
+mod apart {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer};
+
+    use super::Kind;
+
+    #[inline(never)]
+    pub fn deserialize<'de, D, T>(d: D) -> Result<Box<T>, D::Error>
+    where
+        D: Deserializer<'de>,
+        T: Deserialize<'de>,
+    {
+        Box::<T>::deserialize(d)
+    }
+
+    #[inline(never)]
+    pub fn validate<K: Kind>(c: &K, timeout: Duration, problems: &mut Vec<(String, String)>) {
+        c.validate(timeout, problems)
+    }
+
+    #[inline(never)]
+    pub fn build<K: Kind>(c: &K, timeout: Duration) -> Result<Box<K::Probe>, String> {
+        c.build(timeout).map(Box::new)
+    }
 }
 
 kinds! {
