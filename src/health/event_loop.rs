@@ -104,7 +104,7 @@ pub struct HealthHandle {
     pub events: mpsc::Sender<Event>,
     pub snapshot: SharedSnapshot,
     pub changes: broadcast::Sender<Arc<StatusChange>>,
-    /// Every accepted probe run (nobody listens unless OTLP export is on).
+    /// Every accepted probe run (the history writer and OTLP export listen).
     pub runs: broadcast::Sender<Arc<RunRecord>>,
 }
 
