@@ -131,8 +131,9 @@ def cpu_variants(binary):
     for line in subprocess.run(["nm", "--defined-only", binary], capture_output=True,
                                text=True, check=True).stdout.splitlines():
         name = line.split()[-1]
-        if "SIMD" in key(name):
-            family.setdefault(key(name), set()).add(name)
+        k = key(name)
+        if "SIMD" in k:
+            family.setdefault(k, set()).add(name)
 
     def add(names):
         out = set(names)

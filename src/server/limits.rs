@@ -9,7 +9,7 @@ use axum::error_handling::HandleErrorLayer;
 use axum::extract::Request;
 use axum::http::{StatusCode, Uri, header};
 use axum::middleware::{self, Next};
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use futures_util::StreamExt as _;
 use tokio::sync::Semaphore;
 use tower::ServiceBuilder;
@@ -76,16 +76,13 @@ where
         ))
 }
 
+/// A plain-text answer, typed and uncached as every other one (`server::typed`).
 fn plain(code: StatusCode, body: &'static str) -> Response {
-    (
+    super::typed(
         code,
-        [
-            (header::CONTENT_TYPE, "text/plain; charset=utf-8"),
-            (header::CACHE_CONTROL, "no-store"),
-        ],
-        body,
+        axum::body::Bytes::from_static(body.as_bytes()),
+        &super::TEXT_PLAIN,
     )
-        .into_response()
 }
 
 fn overloaded() -> Response {

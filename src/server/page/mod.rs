@@ -154,10 +154,8 @@ async fn state_json(
 ) -> Response {
     let data = PageData::of(&state, allowed, started);
     let mut r = (StatusCode::OK, axum::Json(data)).into_response();
-    r.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
+    r.headers_mut()
+        .insert(header::CONTENT_TYPE, super::APPLICATION_JSON.clone());
     secured(r)
 }
 
