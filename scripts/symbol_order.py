@@ -122,9 +122,14 @@ def cpu_variants(binary):
     (redb's xxh3: `hash128_large_avx512`, `_avx2`, …) runs another variant under callgrind
     than on this machine. Each variant listed would fault in a window of its own.
     """
-    simd = re.compile(r"(avx\d*|ssse?\d*|neon)(?=[_E]|$)")
+    simd = re.compile(r"(avx\d*|evex\d*|s?sse\d*|neon)(?=[_E]|$)")
 
     def key(name):  # the mangled name without its hash, length prefixes and SIMD words
+        if not name.startswith(("_ZN", "_R")):
+            # glibc's (static build): `__strcmp_evex`, `__strcmp_sse2_unaligned`,
+            # `__memmove_avx_unaligned_erms_rtm`, … are one function, picked at start by CPU.
+            m = simd.search(name)
+            return name[:m.start()] + "SIMD" if m else name
         bare = re.sub(r"\d+(?=[A-Za-z_])", "", re.sub(r"17h[0-9a-f]{16}E$", "", name))
         return simd.sub("SIMD", bare)
     family = {}
@@ -141,6 +146,14 @@ def cpu_variants(binary):
             out |= family.get(key(n), set())
         return out
     return add
+
+
+# What every start runs but callgrind does not name or does not see: `_start`; glibc's
+# `__libc_start_main` (callgrind's "(below main)"); and, in the static build, the vDSO's set-up
+# (valgrind hides the vDSO, so glibc skips it) with the string function it compares names with.
+NATIVE_START = {"_start", "frame_dummy", "__libc_start_main", "__libc_start_call_main", "_dl_new_object",
+                "_dl_setup_hash", "_dl_add_to_namespace_list", "_dl_name_match_p",
+                "check_match", "__strcmp_evex", "__lll_lock_wait_private"}
 
 
 def main():
@@ -195,7 +208,7 @@ kind = "memory"
 """)
         session(binary, f"{tmp}/probes.out", port, ["run", "--config", config], {})
         variants = cpu_variants(binary)
-        idle = {"_start"} | variants(functions(f"{tmp}/idle.out", binary))
+        idle = variants(NATIVE_START | set(functions(f"{tmp}/idle.out", binary)))
         default = variants(functions(f"{tmp}/default.out", binary)) - idle
         probes = variants(functions(f"{tmp}/probes.out", binary)) - idle - default
     # Sorted within each block: the order inside a block hardly matters, and a rerun then

@@ -32,6 +32,7 @@ mod postgres;
 mod push;
 mod readyz_summary;
 mod redis;
+mod release_binary;
 mod reload;
 mod resilience_config;
 mod saturation;

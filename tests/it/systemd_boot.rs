@@ -26,8 +26,8 @@ const UNIT: &str = "healthd.service";
 const WAIT: Duration = Duration::from_secs(20);
 
 /// The README's "by hand" install lines, run in the repository (`/src` in the machine), with
-/// the binary Cargo built for this run in place of `target/release/healthd` (the release build
-/// line itself is left out) and without `sudo` (the commands run as root).
+/// the binary Cargo built for this run in place of `target/release/healthd` (the build line,
+/// `scripts/build-release`, is left out) and without `sudo` (the commands run as root).
 fn readme_install_steps() -> Vec<String> {
     let readme = fs::read_to_string(repo_path("README.md")).expect("read README.md");
     let from = readme
@@ -38,7 +38,7 @@ fn readme_install_steps() -> Vec<String> {
     let steps: Vec<String> = block
         .lines()
         .map(str::trim)
-        .filter(|l| !l.is_empty() && !l.starts_with("cargo build"))
+        .filter(|l| !l.is_empty() && !l.starts_with("scripts/build-release"))
         .map(|l| {
             l.trim_start_matches("sudo ")
                 .replace("target/release/healthd", "/build/healthd")

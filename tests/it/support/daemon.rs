@@ -6,7 +6,7 @@
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::ops::Deref;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::Arc;
 use std::thread;
@@ -336,7 +336,22 @@ impl Subprocess {
         Self::spawn("info", dir, &[], Some((soft, hard)))
     }
 
+    /// The same with another healthd binary than the one built for this run.
+    pub fn start_binary(binary: &Path, dir: &ConfigDir) -> Subprocess {
+        Self::spawn_binary(binary, "info", dir, &[], None)
+    }
+
     fn spawn(
+        level: &str,
+        dir: &ConfigDir,
+        envs: &[(&str, &str)],
+        nofile: Option<(u64, u64)>,
+    ) -> Subprocess {
+        Self::spawn_binary(Path::new(binary()), level, dir, envs, nofile)
+    }
+
+    fn spawn_binary(
+        binary: &Path,
         level: &str,
         dir: &ConfigDir,
         envs: &[(&str, &str)],
@@ -345,10 +360,10 @@ impl Subprocess {
         let log = dir.dir.path().join("healthd.log");
         let log_file = std::fs::File::create(&log).expect("create log file");
         let mut cmd = match nofile {
-            None => Command::new(binary()),
+            None => Command::new(binary),
             Some((soft, hard)) => {
                 let mut c = Command::new("prlimit");
-                c.arg(format!("--nofile={soft}:{hard}")).arg(binary());
+                c.arg(format!("--nofile={soft}:{hard}")).arg(binary);
                 c
             }
         };

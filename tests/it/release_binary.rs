@@ -1,0 +1,92 @@
+//! The shipped binary, as `scripts/build-release` links it: statically against glibc (a static
+//! PIE), in the release profile. The rest of the suite runs the dynamically linked binary
+//! `cargo test` builds; this runs the one that is packaged and benchmarked, on what static
+//! linking could break: glibc's name resolution (its `files` and `dns` services are built in),
+//! its start-up (the re-execution with `GLIBC_TUNABLES`), probes and endpoints.
+//!
+//! `scripts/test` builds it before the suite and names it in `HEALTHD_RELEASE_BIN`.
+
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::Duration;
+
+use crate::support::config::ConfigDir;
+use crate::support::daemon::{Subprocess, check_in, is};
+use crate::support::eventually;
+use crate::support::peers::{FAIL_500, HttpPeer, live_port};
+
+fn release_binary() -> PathBuf {
+    let path = std::env::var_os("HEALTHD_RELEASE_BIN").expect(
+        "HEALTHD_RELEASE_BIN names the binary scripts/build-release linked; scripts/test sets it",
+    );
+    PathBuf::from(path)
+}
+
+/// Whether `readelf -lW` shows an ELF that asks for no program interpreter.
+fn is_static(binary: &PathBuf) -> (bool, String) {
+    let out = Command::new("readelf")
+        .arg("-lW")
+        .arg(binary)
+        .output()
+        .expect("run readelf (binutils)");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    (
+        out.status.success() && text.contains("DYN") && !text.contains("INTERP"),
+        text,
+    )
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_static_release_binary_resolves_names_probes_and_serves() {
+    let binary = release_binary();
+    let (static_pie, headers) = is_static(&binary);
+    assert!(
+        static_pie,
+        "{} is not a static PIE (scripts/build-release links one on x86_64 Linux with glibc):\n{headers}",
+        binary.display()
+    );
+
+    let peer = HttpPeer::start().await;
+    let tcp_port = live_port();
+    // `localhost`, not an address: glibc's own resolver, from /etc/hosts.
+    let dir = ConfigDir::new(&format!(
+        "[[checks]]\nname = \"tcp-by-name\"\nkind = \"tcp\"\nhost = \"localhost\"\n\
+         port = {tcp_port}\ninterval = \"1s\"\ntimeout = \"800ms\"\n\n\
+         [[checks]]\nname = \"http-by-name\"\nkind = \"http\"\n\
+         url = \"http://localhost:{}/\"\ninterval = \"1s\"\ntimeout = \"800ms\"\n",
+        peer.addr.port()
+    ));
+    let requests = peer.requests.clone();
+    let mode = peer.mode.clone();
+    tokio::task::spawn_blocking(move || {
+        let d = Subprocess::start_binary(&binary, &dir);
+        let environ = std::fs::read(format!("/proc/{}/environ", d.pid())).expect("environ");
+        assert!(
+            String::from_utf8_lossy(&environ).contains("glibc.malloc.arena_max"),
+            "the static binary re-executed itself with one malloc arena"
+        );
+        let healthy = |name: &str| {
+            let h = d.health();
+            check_in(&h, name).is_some_and(|c| is(c, "healthy"))
+        };
+        eventually(
+            "both checks healthy by name",
+            Duration::from_secs(20),
+            || healthy("tcp-by-name") && healthy("http-by-name"),
+        );
+        assert_eq!(d.get("/readyz").0, 200, "{}", d.logs());
+        assert!(requests.load(std::sync::atomic::Ordering::SeqCst) > 0);
+
+        // The same binary sees a failure: the HTTP peer answers 500.
+        mode.store(FAIL_500, std::sync::atomic::Ordering::SeqCst);
+        eventually("http-by-name unhealthy", Duration::from_secs(20), || {
+            let h = d.health();
+            check_in(&h, "http-by-name").is_some_and(|c| is(c, "unhealthy"))
+        });
+        let (code, body) = d.get("/metrics");
+        assert_eq!(code, 200);
+        assert!(body.contains("http-by-name"), "{body}");
+    })
+    .await
+    .expect("the test's body");
+}
