@@ -151,9 +151,9 @@ def cpu_variants(binary):
 # What every start runs but callgrind does not name or does not see: `_start`; glibc's
 # `__libc_start_main` (callgrind's "(below main)"); and, in the static build, the vDSO's set-up
 # (valgrind hides the vDSO, so glibc skips it) with the string function it compares names with.
-NATIVE_START = {"_start", "frame_dummy", "__libc_start_main", "__libc_start_call_main", "_dl_new_object",
-                "_dl_setup_hash", "_dl_add_to_namespace_list", "_dl_name_match_p",
-                "check_match", "__strcmp_evex", "__lll_lock_wait_private"}
+NATIVE_START = {"_start", "frame_dummy", "__libc_start_main", "__libc_start_call_main",
+                "_dl_new_object", "_dl_setup_hash", "_dl_add_to_namespace_list",
+                "_dl_name_match_p", "check_match", "__strcmp_evex", "__lll_lock_wait_private"}
 
 
 def main():

@@ -6,8 +6,9 @@
 //!
 //! `scripts/test` builds it before the suite and names it in `HEALTHD_RELEASE_BIN`.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use crate::support::config::ConfigDir;
@@ -23,7 +24,7 @@ fn release_binary() -> PathBuf {
 }
 
 /// Whether `readelf -lW` shows an ELF that asks for no program interpreter.
-fn is_static(binary: &PathBuf) -> (bool, String) {
+fn is_static(binary: &Path) -> (bool, String) {
     let out = Command::new("readelf")
         .arg("-lW")
         .arg(binary)
@@ -56,8 +57,6 @@ async fn the_static_release_binary_resolves_names_probes_and_serves() {
          url = \"http://localhost:{}/\"\ninterval = \"1s\"\ntimeout = \"800ms\"\n",
         peer.addr.port()
     ));
-    let requests = peer.requests.clone();
-    let mode = peer.mode.clone();
     tokio::task::spawn_blocking(move || {
         let d = Subprocess::start_binary(&binary, &dir);
         let environ = std::fs::read(format!("/proc/{}/environ", d.pid())).expect("environ");
@@ -75,10 +74,10 @@ async fn the_static_release_binary_resolves_names_probes_and_serves() {
             || healthy("tcp-by-name") && healthy("http-by-name"),
         );
         assert_eq!(d.get("/readyz").0, 200, "{}", d.logs());
-        assert!(requests.load(std::sync::atomic::Ordering::SeqCst) > 0);
+        assert!(peer.requests.load(Ordering::SeqCst) > 0);
 
         // The same binary sees a failure: the HTTP peer answers 500.
-        mode.store(FAIL_500, std::sync::atomic::Ordering::SeqCst);
+        peer.set(FAIL_500);
         eventually("http-by-name unhealthy", Duration::from_secs(20), || {
             let h = d.health();
             check_in(&h, "http-by-name").is_some_and(|c| is(c, "unhealthy"))
