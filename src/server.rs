@@ -10,6 +10,7 @@ pub mod grpc;
 pub mod lane;
 pub mod limits;
 pub mod page;
+mod plain;
 mod probe;
 pub mod push;
 pub mod shed;

@@ -22,6 +22,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::conns::{Activity, Budget, Member};
 use super::lane::{self, Lane, Lanes};
+use super::plain::{Ended, Plain, Prefixed};
 use super::shed::Shed;
 use super::tls::TlsReloader;
 use crate::config::server::LimitsConfig;
@@ -88,8 +89,8 @@ pub async fn serve(
             return;
         }
     };
-    let budget = Budget::new(cap);
-    let reserve = Budget::new(PROBE_RESERVE);
+    let budget = Budget::new(cap, &stop);
+    let reserve = Budget::new(PROBE_RESERVE, &stop);
     let limits = Arc::new(limits);
     let mut refused: u64 = 0;
     loop {
@@ -159,14 +160,14 @@ pub async fn serve(
                 stop,
             };
             match lane {
-                Lane::Probe => serve_one(stream, conn).await,
+                Lane::Probe => serve_one(stream, conn, Lane::Probe).await,
                 // Moved to the main runtime's I/O driver too, so that its readiness events
                 // are not the probe lane's work.
                 Lane::Main => {
                     let Ok(std) = stream.into_std() else { return };
                     drop(edge.lanes.main.spawn(async move {
                         if let Ok(stream) = TcpStream::from_std(std) {
-                            serve_one(stream, conn).await
+                            serve_one(stream, conn, Lane::Main).await
                         }
                     }));
                 }
@@ -199,28 +200,45 @@ struct Conn {
 }
 
 /// One connection, over TLS when given, until it ends or is closed to make room.
-async fn serve_one(stream: TcpStream, c: Conn) {
-    let (peer, close) = (c.peer, c.member.close.clone());
-    let serve = async {
-        match &c.tls {
-            None => connection(stream, &c).await,
-            Some(tls) => {
-                let acceptor = tls.acceptor();
-                match tokio::time::timeout(c.header_timeout, acceptor.accept(stream)).await {
-                    Ok(Ok(s)) => connection(s, &c).await,
-                    Ok(Err(e)) => {
-                        tracing::debug!(peer = %peer, error = %e, "TLS handshake failed.")
-                    }
-                    Err(_) => tracing::debug!(peer = %peer, "TLS handshake timed out."),
-                }
+async fn serve_one(stream: TcpStream, c: Conn, lane: Lane) {
+    match &c.tls {
+        None if lane == Lane::Probe => probe_connection(stream, &c).await,
+        None => connection(stream, &c).await,
+        Some(tls) => {
+            let handshake = tokio::time::timeout(c.header_timeout, tls.acceptor().accept(stream));
+            let handshake = tokio::select! {
+                r = handshake => r,
+                _ = c.member.close.cancelled() => return,
+            };
+            match handshake {
+                Ok(Ok(s)) => connection(s, &c).await,
+                Ok(Err(e)) => tracing::debug!(peer = %c.peer, error = %e, "TLS handshake failed."),
+                Err(_) => tracing::debug!(peer = %c.peer, "TLS handshake timed out."),
             }
         }
-    };
-    // Closed to make room for a newcomer: dropping the connection closes it.
-    tokio::select! {
-        _ = serve => {}
-        _ = close.cancelled() => tracing::debug!(peer = %peer, "Idle connection closed to make room."),
     }
+}
+
+/// A probe lane connection: its plain verdict requests answered by [`Plain`], the rest (from
+/// the first request that is not plain on) by hyper and the router.
+async fn probe_connection(mut stream: TcpStream, c: &Conn) {
+    let plain = Plain {
+        verdicts: &c.verdicts,
+        activity: &c.member.activity,
+        header_timeout: c.header_timeout,
+        max_header_bytes: c.limits.max_header_bytes,
+        max_head: max_head(&c.limits),
+        close: &c.member.close,
+        stop: &c.stop,
+    };
+    if let Ended::ToRouter(read) = plain.serve(&mut stream).await {
+        connection(Prefixed::new(read, stream), c).await
+    }
+}
+
+/// The largest request head hyper reads (the request line and headers).
+fn max_head(limits: &LimitsConfig) -> usize {
+    (limits.max_header_bytes + limits.max_uri_bytes + 1024).max(8192)
 }
 
 async fn connection<I>(io: I, c: &Conn)
@@ -228,9 +246,7 @@ where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let limits = &c.limits;
-    // The connection's own token: polled each time the connection wakes, and a token's
-    // waiting list is behind a lock, which every connection would otherwise share.
-    let (header_timeout, stop, peer) = (c.header_timeout, c.stop.child_token(), c.peer);
+    let (header_timeout, peer) = (c.header_timeout, c.peer);
     let service = Handler {
         peer,
         app: c.app.clone(),
@@ -246,9 +262,12 @@ where
     builder
         .timer(TokioTimer::new())
         .header_read_timeout(header_timeout)
-        .max_buf_size((limits.max_header_bytes + limits.max_uri_bytes + 1024).max(8192));
+        .max_buf_size(max_head(limits));
     let conn = builder.serve_connection(TokioIo::new(io), service);
     tokio::pin!(conn);
+    // The connection's own token (a child of the listener's): polled each time the
+    // connection wakes, and a token's waiting list is behind a lock, which every connection
+    // would otherwise share.
     tokio::select! {
         r = conn.as_mut() => {
             if let Err(e) = r {
@@ -256,8 +275,14 @@ where
             }
             return;
         }
-        _ = stop.cancelled() => conn.as_mut().graceful_shutdown(),
+        _ = c.member.close.cancelled() => {}
     }
+    if !c.stop.is_cancelled() {
+        // Closed to make room for a newcomer: dropping the connection closes it.
+        tracing::debug!(peer = %peer, "Idle connection closed to make room.");
+        return;
+    }
+    conn.as_mut().graceful_shutdown();
     let _ = conn.await;
 }
 

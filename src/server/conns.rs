@@ -64,6 +64,9 @@ struct Entry {
 pub struct Member {
     budget: Arc<Budget>,
     id: u64,
+    /// Cancelled when the connection is closed to make room, and when the budget's `stop`
+    /// is (a child of it): one signal for a connection to watch. The listener's own token
+    /// tells the two apart.
     pub close: CancellationToken,
     pub activity: Arc<Activity>,
 }
@@ -76,6 +79,7 @@ impl Drop for Member {
 
 /// The connection budget.
 pub struct Budget {
+    stop: CancellationToken,
     slots: Arc<Semaphore>,
     size: usize,
     epoch: Instant,
@@ -85,9 +89,11 @@ pub struct Budget {
 }
 
 impl Budget {
-    pub fn new(size: usize) -> Arc<Budget> {
+    /// A budget of `size` connections, each closed also when `stop` is cancelled.
+    pub fn new(size: usize, stop: &CancellationToken) -> Arc<Budget> {
         let size = size.max(1);
         Arc::new(Budget {
+            stop: stop.clone(),
             slots: Arc::new(Semaphore::new(size)),
             size,
             epoch: Instant::now(),
@@ -125,7 +131,7 @@ impl Budget {
             idle_since: AtomicU64::new(self.epoch.elapsed().as_millis() as u64),
             epoch: self.epoch,
         });
-        let close = CancellationToken::new();
+        let close = self.stop.child_token();
         self.entries().insert(
             id,
             Entry {
@@ -171,7 +177,7 @@ mod tests {
 
     #[test]
     fn a_full_budget_closes_the_longest_idle_connection_not_a_busy_one() {
-        let budget = Budget::new(3);
+        let budget = Budget::new(3, &CancellationToken::new());
         let busy = budget.admit().expect("first");
         let _in_progress = busy.activity.request();
         let oldest_idle = budget.admit().expect("second");
@@ -192,7 +198,7 @@ mod tests {
 
     #[test]
     fn a_probe_clients_idle_connection_is_closed_last() {
-        let budget = Budget::new(2);
+        let budget = Budget::new(2, &CancellationToken::new());
         let probe = budget.admit().expect("first");
         probe.activity.mark_probe();
         std::thread::sleep(std::time::Duration::from_millis(5));

@@ -4,8 +4,8 @@
 //! whose first request line names a probe path is served there, any other is handed to the
 //! main runtime, where `/health`, `/metrics`, the status page and the API do their work. A
 //! flood of heavy requests therefore keeps the main runtime's threads busy, never the ones
-//! that answer kubelet. The plain group verdict is answered before the router (no layer it
-//! does not need), straight from the snapshot.
+//! that answer kubelet. On a probe connection the plain group verdicts are read and answered
+//! without hyper (`plain.rs`); on a connection hyper serves, before the router ([`fast`]).
 
 use std::time::Duration;
 

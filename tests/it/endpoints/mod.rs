@@ -5,10 +5,13 @@
 //! Here: requests to the router, reading `/health`, and a TCP peer that can be switched off
 //! and on. By subject: [`model`] (thresholds, criticality, `fail_on_degraded`, group roll-up,
 //! startup gating), [`requests`] (`?exclude`, `?verbose`, single-check paths, JSON shapes,
-//! HEAD, 404, a real socket) and [`availability`] (the endpoints staying responsive while
-//! every dependency hangs, and across a reload).
+//! HEAD, 404, a real socket), [`connection`] (one connection's requests over a real socket:
+//! pipelined, handed to the router, a slow head, the header read timeout) and
+//! [`availability`] (the endpoints staying responsive while every dependency hangs, and
+//! across a reload).
 
 mod availability;
+mod connection;
 mod conventions;
 mod model;
 mod requests;
