@@ -188,6 +188,8 @@ fn a_stuck_loop_is_seen_only_while_work_waits() {
         .events
         .try_send(Event::SloPaging(BTreeSet::new()))
         .unwrap();
+    // Readers share a look at the queue for a millisecond: the next one looks again.
+    std::thread::sleep(Duration::from_millis(2));
     assert_eq!(pulse.stuck_for(), Duration::ZERO, "first sighting");
     std::thread::sleep(Duration::from_millis(20));
     assert!(pulse.stuck_for() >= Duration::from_millis(20));

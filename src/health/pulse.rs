@@ -14,6 +14,10 @@ use super::event_loop::Event;
 
 /// No deadline.
 const NEVER: u64 = u64::MAX;
+/// How long a reader's look at the loop's queue serves the readers after it, in µs. A look
+/// takes a reference on the queue (atomic writes on a line every prober thread shares); a
+/// flood of probes made one per request, 1 % of a `/readyz` answer's CPU.
+const QUEUE_LOOK_MICROS: u64 = 1_000;
 
 #[derive(Debug)]
 pub struct Pulse {
@@ -28,6 +32,9 @@ pub struct Pulse {
     events: Option<mpsc::WeakSender<Event>>,
     /// What a reader saw: the progress count while work was waiting, and since when.
     waiting: Mutex<Option<(u64, Instant)>>,
+    /// The latest look at the queue for [`Pulse::stuck_for`]: when (µs after `base`, shifted
+    /// left by one) and whether events were waiting (the low bit).
+    queue_seen: AtomicU64,
     /// The sequence number of the latest snapshot, for readers that follow changes.
     published: watch::Sender<u64>,
 }
@@ -41,6 +48,7 @@ impl Pulse {
             due: AtomicU64::new(NEVER),
             events,
             waiting: Mutex::new(None),
+            queue_seen: AtomicU64::new(0),
             published: watch::Sender::new(0),
         }
     }
@@ -83,7 +91,7 @@ impl Pulse {
 
     /// The loop is idle with nothing queued: every event sent before is in the snapshot.
     pub fn caught_up(&self) -> bool {
-        self.idle.load(Ordering::Acquire) && !self.work_waiting(Instant::now())
+        self.idle.load(Ordering::Acquire) && !self.work_waiting(Instant::now(), false)
     }
 
     /// Batches the loop has finished.
@@ -91,16 +99,26 @@ impl Pulse {
         self.progress.load(Ordering::Acquire)
     }
 
-    /// Work is waiting for the loop: an event in its queue, or a deadline passed.
-    fn work_waiting(&self, now: Instant) -> bool {
+    /// Work is waiting for the loop: an event in its queue, or a deadline passed. `recent`:
+    /// a look at the queue less than [`QUEUE_LOOK_MICROS`] old will do.
+    fn work_waiting(&self, now: Instant, recent: bool) -> bool {
+        let at = self.micros(now);
         let due = self.due.load(Ordering::Relaxed);
-        if due != NEVER && self.micros(now) > due {
+        if due != NEVER && at > due {
             return true;
         }
-        self.events
+        let seen = self.queue_seen.load(Ordering::Relaxed);
+        if recent && seen != 0 && at < (seen >> 1).saturating_add(QUEUE_LOOK_MICROS) {
+            return seen & 1 == 1;
+        }
+        let queued = self
+            .events
             .as_ref()
             .and_then(|w| w.upgrade())
-            .is_some_and(|tx| tx.capacity() < tx.max_capacity())
+            .is_some_and(|tx| tx.capacity() < tx.max_capacity());
+        self.queue_seen
+            .store((at << 1) | u64::from(queued), Ordering::Relaxed);
+        queued
     }
 
     /// How long work has been waiting while the loop made no progress, as readers saw it
@@ -110,7 +128,7 @@ impl Pulse {
         let progress = self.progress();
         // Nothing waits: not stuck. (A stale sighting is replaced at the next one, since
         // work stops waiting only when the loop makes progress.)
-        if !self.work_waiting(now) {
+        if !self.work_waiting(now, true) {
             return Duration::ZERO;
         }
         let mut seen = self
