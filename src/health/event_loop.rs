@@ -14,6 +14,7 @@ use tokio::sync::{broadcast, mpsc};
 use tokio_util::sync::CancellationToken;
 
 use super::descriptors::DescriptorWatch;
+use super::fanout::Fanout;
 use super::names::NameIndex;
 use super::publish::Board;
 use super::pulse::Pulse;
@@ -91,7 +92,7 @@ pub struct HealthLoop {
     /// Each check's `depends_on`.
     depends_on: BTreeMap<String, Vec<String>>,
     changes: broadcast::Sender<Arc<StatusChange>>,
-    runs: broadcast::Sender<Arc<RunRecord>>,
+    runs: Arc<Fanout<Arc<RunRecord>>>,
     /// Checks shown degraded (reason `slo`) while healthy: see [`Event::SloPaging`].
     slo_paging: BTreeSet<String>,
     /// See [`Event::Resume`]; taken by the first `Reconfigure`.
@@ -105,7 +106,7 @@ pub struct HealthHandle {
     pub snapshot: SharedSnapshot,
     pub changes: broadcast::Sender<Arc<StatusChange>>,
     /// Every accepted probe run (the history writer and OTLP export listen).
-    pub runs: broadcast::Sender<Arc<RunRecord>>,
+    pub runs: Arc<Fanout<Arc<RunRecord>>>,
 }
 
 impl HealthLoop {
@@ -119,9 +120,9 @@ impl HealthLoop {
         // Both shared, not copied: every receiver (history, notifications, OTLP) would clone
         // a record's strings, and the slots, all allocated here, stay 8 bytes of payload each
         // instead of a record (a change is 128 bytes: 1,024 slots were 131 KB of an idle
-        // daemon's heap).
+        // daemon's heap). Runs are many more: their queues grow as records wait (`fanout`).
         let (changes, _) = broadcast::channel(1024);
-        let (runs, _) = broadcast::channel(4096);
+        let runs = Fanout::new(4096);
         let hl = HealthLoop {
             rx,
             states: Vec::new(),
@@ -314,7 +315,7 @@ impl HealthLoop {
         let at = obs.at;
         if self.runs.receiver_count() > 0 {
             let failed = obs.outcome.level == Level::Failed;
-            let _ = self.runs.send(Arc::new(RunRecord {
+            self.runs.send(Arc::new(RunRecord {
                 check: obs.check.clone(),
                 kind: state.meta.kind,
                 latency: obs.latency,

@@ -10,12 +10,14 @@
 //! - `descriptors`: the self-check for runs lost to healthd's own descriptor shortage;
 //! - `dependencies`: `blocked_by`, a failing check's failing parents (`depends_on`);
 //! - `records`: what the loop tells its listeners (status changes, accepted runs);
+//! - [`fanout`]: accepted runs to each listener, in queues that grow only as records wait;
 //! - [`verdict`]: a group's verdict for the HTTP, gRPC and systemd renderers.
 
 pub mod checks;
 mod dependencies;
 mod descriptors;
 pub mod event_loop;
+pub mod fanout;
 mod names;
 mod publish;
 pub mod pulse;

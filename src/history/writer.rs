@@ -242,7 +242,7 @@ pub fn spawn(
             }
         }
         // What arrived before the stop, then one last commit.
-        while let Ok(r) = runs.try_recv() {
+        while let Some(r) = runs.try_recv() {
             keep(&mut pending, &stats, |b| b.push_run(&r));
         }
         while let Ok(c) = changes.try_recv() {

@@ -182,7 +182,7 @@ fn register_host_family(meter: &Meter, family: &'static Family, host: SharedHost
 /// Record each accepted run's latency into the duration histogram as it happens.
 pub(super) fn spawn_duration_recorder(
     provider: &SdkMeterProvider,
-    mut runs: broadcast::Receiver<std::sync::Arc<crate::health::RunRecord>>,
+    mut runs: crate::health::fanout::Receiver<std::sync::Arc<crate::health::RunRecord>>,
     cancel: CancellationToken,
 ) {
     let histogram = described!(
