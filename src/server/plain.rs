@@ -247,7 +247,14 @@ impl Plain<'_> {
                 timeout.as_mut().reset(Instant::now() + self.header_timeout);
             }
             if !out.is_empty() {
-                if stream.write_all(&out).await.is_err() {
+                // A client that sends and never reads would hold the write here: closing
+                // the connection to make room (or the listener stopping) ends it too.
+                let written = tokio::select! {
+                    biased;
+                    r = stream.write_all(&out) => r.is_ok(),
+                    () = &mut closed, if !stopping => false,
+                };
+                if !written {
                     return Ended::Closed;
                 }
                 out.clear();
