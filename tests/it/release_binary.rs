@@ -2,7 +2,8 @@
 //! PIE), in the release profile. The rest of the suite runs the dynamically linked binary
 //! `cargo test` builds; this runs the one that is packaged and benchmarked, on what static
 //! linking could break: glibc's name resolution (its `files` and `dns` services are built in),
-//! its start-up (the re-execution with `GLIBC_TUNABLES`), probes and endpoints.
+//! its start-up (the re-execution with `GLIBC_TUNABLES`), probes and endpoints; and checks
+//! that the symbol order it was linked with still names its functions.
 //!
 //! `scripts/test` builds it before the suite and names it in `HEALTHD_RELEASE_BIN`.
 
@@ -88,4 +89,42 @@ async fn the_static_release_binary_resolves_names_probes_and_serves() {
     })
     .await
     .expect("the test's body");
+}
+
+/// The symbol order (`link/symbol-order.txt`) names the release binary's functions as they
+/// are now. Their names carry hashes that change with healthd's dependencies: after a
+/// dependency was added, half the names matched nothing, the code was laid out as if there
+/// were no list, and an idle daemon kept 9–10 MiB resident instead of 5.3 (bench/README.md,
+/// round eleven). `scripts/symbol-order` writes the list again.
+#[test]
+fn the_symbol_order_names_the_release_binarys_functions() {
+    let binary = release_binary();
+    let out = Command::new("nm")
+        .arg("--defined-only")
+        .arg(&binary)
+        .output()
+        .expect("run nm (binutils)");
+    assert!(out.status.success(), "nm {}", binary.display());
+    let symbols = String::from_utf8_lossy(&out.stdout);
+    let defined: std::collections::HashSet<&str> = symbols
+        .lines()
+        .filter_map(|l| l.split_whitespace().nth(2))
+        .collect();
+    let list = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/link/symbol-order.txt"
+    ))
+    .expect("read link/symbol-order.txt");
+    let names: Vec<&str> = list.lines().filter(|l| !l.trim().is_empty()).collect();
+    let missing: Vec<&&str> = names.iter().filter(|n| !defined.contains(**n)).collect();
+    // A few names may go with a small change to the code; a stale list loses hundreds.
+    assert!(
+        missing.len() * 50 <= names.len(),
+        "{} of the {} names in link/symbol-order.txt are not in {} (e.g. {:?}): run \
+         scripts/symbol-order and commit the list",
+        missing.len(),
+        names.len(),
+        binary.display(),
+        &missing[..missing.len().min(5)]
+    );
 }
