@@ -68,9 +68,10 @@ impl Verdicts {
         self.snapshot.load().pulse.nudge();
     }
 
-    /// The whole group's verdict now, as `(passes, word)`.
+    /// The whole group's verdict now, as `(passes, word)`. Borrows the snapshot (no
+    /// reference count taken): the probe endpoints call it for every request.
     pub fn group(&self, group: Group) -> (bool, &'static str) {
-        self.group_in(&self.snapshot.load_full(), group)
+        self.group_in(&self.snapshot.load(), group)
     }
 
     /// [`Verdicts::group`] judged on `snap`, for a response that shows several verdicts

@@ -22,7 +22,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::conns::{Activity, Budget, Member};
 use super::lane::{self, Lane, Lanes};
-use super::plain::{Ended, Plain, Prefixed};
+use super::plain::{self, Ended, Plain, Prefixed};
 use super::shed::Shed;
 use super::tls::TlsReloader;
 use crate::config::server::LimitsConfig;
@@ -310,7 +310,7 @@ impl hyper::service::Service<hyper::Request<hyper::body::Incoming>> for Handler 
         if lane::is_probe_target(req.uri().path().as_bytes()) {
             self.activity.mark_probe();
             // The plain verdict needs no layer of the router: answered here, at once.
-            if let Some(r) = lane::fast(&self.verdicts, &req, self.max_header_bytes) {
+            if let Some(r) = plain::fast(&self.verdicts, &req, self.max_header_bytes) {
                 return Either::Left(ready(Ok(r)));
             }
         }

@@ -5,19 +5,13 @@
 //! main runtime, where `/health`, `/metrics`, the status page and the API do their work. A
 //! flood of heavy requests therefore keeps the main runtime's threads busy, never the ones
 //! that answer kubelet. On a probe connection the plain group verdicts are read and answered
-//! without hyper (`plain.rs`); on a connection hyper serves, before the router ([`fast`]).
+//! without hyper; on a connection hyper serves, before the router (both in `plain.rs`).
 
 use std::time::Duration;
 
-use axum::body::Body;
-use axum::http::{Method, Request, Response, StatusCode, header};
 use tokio::net::TcpStream;
 use tokio::runtime::{Handle, Runtime};
 use tokio_util::sync::CancellationToken;
-
-use super::{CLOSE, NO_STORE, TEXT_PLAIN};
-use crate::health::{Verdicts, verdict};
-use crate::model::Group;
 
 /// Which runtime serves a connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -105,76 +99,6 @@ pub async fn lane_of(stream: &TcpStream, within: Duration) -> Option<Lane> {
     match tokio::time::timeout(within, stream.peek(&mut head)).await {
         Ok(Ok(n)) if n > 0 => Some(classify(&head[..n])),
         _ => None,
-    }
-}
-
-/// The plain verdict of a whole group (`GET /readyz`, no query, no JSON asked for, no body),
-/// answered without the router; `None` for anything else, which the router then serves.
-/// The answer is the same as the router's (`probe::probe`): `ok`/the verdict word, `200` or
-/// `503`, `Connection: close` while draining.
-pub fn fast<B>(
-    verdicts: &Verdicts,
-    req: &Request<B>,
-    max_header_bytes: usize,
-) -> Option<Response<Body>> {
-    if req.method() != Method::GET && req.method() != Method::HEAD {
-        return None;
-    }
-    let uri = req.uri();
-    if uri.query().is_some() {
-        return None;
-    }
-    let group = match uri.path() {
-        "/livez" => Group::Liveness,
-        "/readyz" => Group::Readiness,
-        "/startupz" => Group::Startup,
-        _ => return None,
-    };
-    let headers = req.headers();
-    if headers.contains_key(header::TRANSFER_ENCODING)
-        || headers
-            .get(header::CONTENT_LENGTH)
-            .is_some_and(|v| v.as_bytes() != b"0")
-        || headers.get(header::ACCEPT).is_some_and(|a| {
-            a.as_bytes().len() >= 16
-                && a.as_bytes()
-                    .windows(16)
-                    .any(|w| w.eq_ignore_ascii_case(b"application/json"))
-        })
-    {
-        return None;
-    }
-    let header_bytes: usize = headers
-        .iter()
-        .map(|(k, v)| k.as_str().len() + v.len() + 4)
-        .sum();
-    if header_bytes > max_header_bytes {
-        return None;
-    }
-    // As `Verdicts::group`, with borrowed guards instead of a reference count per request.
-    let (snap, policy) = (verdicts.snapshot.load(), verdicts.policy.load());
-    let v = verdict(&snap, group, None, &[], &policy, verdicts.draining(), false);
-    let (pass, word) = (v.pass, v.word);
-    let mut r = Response::new(Body::from(word_line(word)));
-    *r.status_mut() = if pass {
-        StatusCode::OK
-    } else {
-        StatusCode::SERVICE_UNAVAILABLE
-    };
-    let h = r.headers_mut();
-    h.insert(header::CONTENT_TYPE, TEXT_PLAIN.clone());
-    h.insert(header::CACHE_CONTROL, NO_STORE.clone());
-    if verdicts.draining() {
-        h.insert(header::CONNECTION, CLOSE.clone());
-    }
-    Some(r)
-}
-
-/// `word` and a newline, without an allocation for the usual words.
-fn word_line(word: &'static str) -> axum::body::Bytes {
-    match word {
-        "ok" => axum::body::Bytes::from_static(b"ok\n"),
-        other => axum::body::Bytes::from(format!("{other}\n")),
     }
 }
 

@@ -9,8 +9,9 @@
 //! Anything else that arrives on the connection — another path, a query, a body, a head
 //! `httparse` rejects or one that is too large, HTTP/1.0 — hands the connection, with every
 //! byte read so far and not yet answered, to hyper and the router, which answer it (and any
-//! error) as they answer every other connection. The two therefore answer a plain request
-//! alike: the same status, body and headers (`Connection: close` while draining).
+//! error) as they answer every other connection. A plain request on a connection hyper
+//! serves is answered by the same rules before the router ([`fast`]): the same status, body
+//! and headers (`Connection: close` while draining).
 //!
 //! The header read timeout is kept as hyper keeps it: from the start of each request head
 //! (also while a keep-alive connection waits for its next one) until the head is complete; a
@@ -26,8 +27,11 @@ use tokio::net::TcpStream;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use axum::http;
+
 use super::conns::Activity;
-use crate::health::{Verdicts, verdict};
+use super::{CLOSE, NO_STORE, TEXT_PLAIN};
+use crate::health::Verdicts;
 use crate::model::Group;
 
 /// Headers a plain request may carry; a request with more goes to hyper.
@@ -64,11 +68,8 @@ fn head(buf: &[u8], max_header_bytes: usize) -> Head {
         Some("HEAD") => true,
         _ => return Head::Other,
     };
-    let group = match req.path {
-        Some("/livez") => Group::Liveness,
-        Some("/readyz") => Group::Readiness,
-        Some("/startupz") => Group::Startup,
-        _ => return Head::Other,
+    let Some(group) = req.path.and_then(group_of) else {
+        return Head::Other;
     };
     if req.version != Some(1) {
         return Head::Other;
@@ -77,20 +78,7 @@ fn head(buf: &[u8], max_header_bytes: usize) -> Head {
     let mut header_bytes = 0;
     for h in req.headers.iter() {
         header_bytes += h.name.len() + h.value.len() + 4;
-        let name = h.name.as_bytes();
-        let plain = if name.eq_ignore_ascii_case(b"content-length") {
-            h.value.trim_ascii() == b"0"
-        } else if name.eq_ignore_ascii_case(b"accept") {
-            !contains_ignore_case(h.value, b"application/json")
-        } else if name.eq_ignore_ascii_case(b"connection") {
-            close |= has_token(h.value, b"close");
-            !has_token(h.value, b"upgrade")
-        } else {
-            !(name.eq_ignore_ascii_case(b"transfer-encoding")
-                || name.eq_ignore_ascii_case(b"expect")
-                || name.eq_ignore_ascii_case(b"upgrade"))
-        };
-        if !plain {
+        if !plain_header(h.name.as_bytes(), h.value, &mut close) {
             return Head::Other;
         }
     }
@@ -103,6 +91,78 @@ fn head(buf: &[u8], max_header_bytes: usize) -> Head {
         head_only,
         close,
     }
+}
+
+/// The group whose whole verdict a path asks for.
+fn group_of(path: &str) -> Option<Group> {
+    match path {
+        "/livez" => Some(Group::Liveness),
+        "/readyz" => Some(Group::Readiness),
+        "/startupz" => Some(Group::Startup),
+        _ => None,
+    }
+}
+
+/// Whether a request with this header can still be plain: no body, no JSON asked for, no
+/// upgrade or `Expect`. Sets `close` when it asks for the connection to be closed.
+fn plain_header(name: &[u8], value: &[u8], close: &mut bool) -> bool {
+    if name.eq_ignore_ascii_case(b"content-length") {
+        value.trim_ascii() == b"0"
+    } else if name.eq_ignore_ascii_case(b"accept") {
+        !contains_ignore_case(value, b"application/json")
+    } else if name.eq_ignore_ascii_case(b"connection") {
+        *close |= has_token(value, b"close");
+        !has_token(value, b"upgrade")
+    } else {
+        !(name.eq_ignore_ascii_case(b"transfer-encoding")
+            || name.eq_ignore_ascii_case(b"expect")
+            || name.eq_ignore_ascii_case(b"upgrade"))
+    }
+}
+
+/// The plain verdict of a whole group on a connection hyper serves (one that began with
+/// another request, or TLS), answered before the router by the same rules as [`Plain`];
+/// `None` for anything else, which the router then serves. hyper itself honours a
+/// `Connection: close` the client sent.
+pub fn fast<B>(
+    verdicts: &Verdicts,
+    req: &http::Request<B>,
+    max_header_bytes: usize,
+) -> Option<http::Response<axum::body::Body>> {
+    use axum::http::{Method, StatusCode, header};
+    if req.method() != Method::GET && req.method() != Method::HEAD || req.uri().query().is_some() {
+        return None;
+    }
+    let group = group_of(req.uri().path())?;
+    let mut header_bytes = 0;
+    let mut close = false;
+    for (name, value) in req.headers() {
+        header_bytes += name.as_str().len() + value.len() + 4;
+        if !plain_header(name.as_str().as_bytes(), value.as_bytes(), &mut close) {
+            return None;
+        }
+    }
+    if header_bytes > max_header_bytes {
+        return None;
+    }
+    let (pass, word) = verdicts.group(group);
+    let body = match word {
+        "ok" => axum::body::Bytes::from_static(b"ok\n"),
+        other => axum::body::Bytes::from(format!("{other}\n")),
+    };
+    let mut r = http::Response::new(axum::body::Body::from(body));
+    *r.status_mut() = if pass {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    let h = r.headers_mut();
+    h.insert(header::CONTENT_TYPE, TEXT_PLAIN.clone());
+    h.insert(header::CACHE_CONTROL, NO_STORE.clone());
+    if verdicts.draining() {
+        h.insert(header::CONNECTION, CLOSE.clone());
+    }
+    Some(r)
 }
 
 fn contains_ignore_case(haystack: &[u8], needle: &[u8]) -> bool {
@@ -229,10 +289,8 @@ impl Plain<'_> {
                         self.activity.mark_probe();
                         let draining = self.verdicts.draining();
                         close = asked || draining || stopping;
-                        let (snap, policy) =
-                            (self.verdicts.snapshot.load(), self.verdicts.policy.load());
-                        let v = verdict(&snap, group, None, &[], &policy, draining, false);
-                        answer(&mut out, v.pass, v.word, head_only, close);
+                        let (pass, word) = self.verdicts.group(group);
+                        answer(&mut out, pass, word, head_only, close);
                         if close {
                             break false;
                         }
