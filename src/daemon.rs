@@ -396,14 +396,19 @@ pub async fn run(sources: Sources, listen_override: Option<SocketAddr>) -> Resul
         Ok(_) => {}
         Err(e) => tracing::warn!(error = %e, "Cannot raise the file descriptor limit."),
     }
-    let mut daemon = Daemon::start(sources, listen_override).await?;
+    // Start-up and reloads run on a thread that ends with them (`passing`): the main
+    // thread, which polls this loop for the daemon's life, keeps a shallow stack.
+    let runtime = tokio::runtime::Handle::current();
+    let mut daemon = crate::passing::run("start", || {
+        runtime.block_on(Daemon::start(sources, listen_override))
+    })?;
     let notifier = crate::systemd::Notifier::ready(daemon.state.verdicts.clone()).await;
     loop {
         tokio::select! {
             _ = hup.recv() => {
                 tracing::info!("SIGHUP: reloading configuration.");
                 notifier.reloading();
-                let result = daemon.reload().await;
+                let result = crate::passing::run("reload", || runtime.block_on(daemon.reload()));
                 notifier.reloaded(&result);
             }
             _ = term.recv() => break,

@@ -18,6 +18,7 @@ pub mod lint;
 pub mod logging;
 pub mod model;
 pub mod notify;
+pub mod passing;
 pub mod redact;
 pub mod resilience;
 pub mod scheduler;

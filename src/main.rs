@@ -179,9 +179,12 @@ fn worker_threads() -> usize {
 }
 
 fn main() -> ExitCode {
-    let cli = match Cli::try_parse() {
+    // On a thread that ends with it: clap builds its whole command tree on the stack, and the
+    // main thread would keep those pages for the daemon's life (healthd::passing).
+    let cli = match healthd::passing::run("args", || Cli::try_parse().map_err(|e| usage_error(&e)))
+    {
         Ok(cli) => cli,
-        Err(e) => return usage_error(&e),
+        Err(code) => return code,
     };
     if matches!(cli.command, Command::Run { .. }) {
         // Before any thread exists: returns only when nothing was to be done.
@@ -201,9 +204,20 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    match cli.command {
+        // The daemon's future alone on the main thread's stack, for the daemon's life.
+        Command::Run { config, listen } => runtime.block_on(run(config.sources(), listen)),
+        command => other(&runtime, command),
+    }
+}
+
+/// Every command but `run`, in a frame of its own: their futures never sit on the stack of
+/// a running daemon.
+#[inline(never)]
+fn other(runtime: &tokio::runtime::Runtime, command: Command) -> ExitCode {
     runtime.block_on(async {
-        match cli.command {
-            Command::Run { config, listen } => run(config.sources(), listen).await,
+        match command {
+            Command::Run { .. } => unreachable!("run is started by main"),
             Command::Check { config, format } => check(config.sources(), format).await,
             Command::Validate { config } => validate(config.sources()),
             Command::Maintenance {

@@ -13,6 +13,7 @@ const LAYERS: &[(&str, u8)] = &[
     ("redact", 1),
     ("resilience", 1),
     ("descriptors", 1),
+    ("passing", 1),
     ("logging", 1),
     ("host", 1),
     ("check", 2),
