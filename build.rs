@@ -9,17 +9,31 @@
 use std::env;
 use std::path::Path;
 
+#[path = "link/order.rs"]
+mod order;
+
 fn main() {
     let list = Path::new(&env::var("CARGO_MANIFEST_DIR").expect("set by cargo"))
         .join("link")
         .join("symbol-order.txt");
     println!("cargo:rerun-if-changed={}", list.display());
+    println!("cargo:rerun-if-changed=link/order.rs");
     let release = env::var("PROFILE").as_deref() == Ok("release");
     let lld_default = env::var("TARGET").as_deref() == Ok("x86_64-unknown-linux-gnu");
     if release && lld_default && list.exists() {
+        let text = std::fs::read_to_string(&list).expect("read link/symbol-order.txt");
+        let mut expanded = String::new();
+        for line in text.lines().filter(|l| !l.trim().is_empty()) {
+            for name in order::names(line) {
+                expanded.push_str(&name);
+                expanded.push('\n');
+            }
+        }
+        let out = Path::new(&env::var("OUT_DIR").expect("set by cargo")).join("symbol-order.txt");
+        std::fs::write(&out, expanded).expect("write the expanded symbol order");
         println!(
             "cargo:rustc-link-arg-bins=-Wl,--symbol-ordering-file={}",
-            list.display()
+            out.display()
         );
         println!("cargo:rustc-link-arg-bins=-Wl,--no-warn-symbol-ordering");
     }

@@ -12,6 +12,9 @@ use std::process::Command;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
+#[path = "../../link/order.rs"]
+mod order;
+
 use crate::support::config::ConfigDir;
 use crate::support::daemon::{Subprocess, check_in, is};
 use crate::support::eventually;
@@ -116,10 +119,15 @@ fn the_symbol_order_names_the_release_binarys_functions() {
     ))
     .expect("read link/symbol-order.txt");
     let names: Vec<&str> = list.lines().filter(|l| !l.trim().is_empty()).collect();
-    let missing: Vec<&&str> = names.iter().filter(|n| !defined.contains(**n)).collect();
-    // A few names may go with a small change to the code; a stale list loses hundreds.
+    // As build.rs hands them to the linker: a suffixed name matches a nearby suffix.
+    let missing: Vec<&&str> = names
+        .iter()
+        .filter(|n| !order::names(n).iter().any(|m| defined.contains(m.as_str())))
+        .collect();
+    // A few names may go with a small change to the code (each one that runs costs a 64 KiB
+    // window of code); a stale list loses hundreds.
     assert!(
-        missing.len() * 50 <= names.len(),
+        missing.len() * 100 <= names.len(),
         "{} of the {} names in link/symbol-order.txt are not in {} (e.g. {:?}): run \
          scripts/symbol-order and commit the list",
         missing.len(),
