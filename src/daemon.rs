@@ -399,8 +399,11 @@ pub async fn run(sources: Sources, listen_override: Option<SocketAddr>) -> Resul
     // Start-up and reloads run on a thread that ends with them (`passing`): the main
     // thread, which polls this loop for the daemon's life, keeps a shallow stack.
     let runtime = tokio::runtime::Handle::current();
+    // Boxed on that thread: only a pointer comes back through this future's frame.
     let mut daemon = crate::passing::run("start", || {
-        runtime.block_on(Daemon::start(sources, listen_override))
+        runtime
+            .block_on(Daemon::start(sources, listen_override))
+            .map(Box::new)
     })?;
     let notifier = crate::systemd::Notifier::ready(daemon.state.verdicts.clone()).await;
     loop {

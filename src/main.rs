@@ -179,35 +179,43 @@ fn worker_threads() -> usize {
 }
 
 fn main() -> ExitCode {
-    // On a thread that ends with it: clap builds its whole command tree on the stack, and the
-    // main thread would keep those pages for the daemon's life (healthd::passing).
-    let cli = match healthd::passing::run("args", || Cli::try_parse().map_err(|e| usage_error(&e)))
-    {
-        Ok(cli) => cli,
+    // Everything before the command runs on a thread that ends with it (healthd::passing):
+    // clap builds its whole command tree on the stack, and the main thread, which polls a
+    // running daemon for its whole life, would keep those pages resident.
+    let (runtime, command) = match healthd::passing::run("setup", prepare) {
+        Ok(ready) => ready,
         Err(code) => return code,
     };
+    match command {
+        // Boxed: the daemon's future lives on the heap, not in the main thread's frame.
+        Command::Run { config, listen } => {
+            runtime.block_on(Box::pin(run(config.sources(), listen)))
+        }
+        command => other(&runtime, command),
+    }
+}
+
+/// Read the command line, then set up logging, TLS and the async runtime for the command.
+fn prepare() -> Result<(tokio::runtime::Runtime, Command), ExitCode> {
+    let cli = Cli::try_parse().map_err(|e| usage_error(&e))?;
     if matches!(cli.command, Command::Run { .. }) {
-        // Before any thread exists: returns only when nothing was to be done.
+        // Before the runtime's threads exist (the main thread only waits for this one):
+        // returns only when nothing was to be done.
         healthd::allocator::reexec_with_one_arena();
     }
     init_logging(cli.log_level.as_deref(), cli.log_format);
     // One process-wide TLS provider, before anything builds a TLS client.
     let _ = rustls::crypto::ring::default_provider().install_default();
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
+    match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(worker_threads())
         .enable_all()
         .build()
     {
-        Ok(r) => r,
+        Ok(runtime) => Ok((runtime, cli.command)),
         Err(e) => {
             eprintln!("healthd: cannot start the async runtime: {e}");
-            return ExitCode::FAILURE;
+            Err(ExitCode::FAILURE)
         }
-    };
-    match cli.command {
-        // The daemon's future alone on the main thread's stack, for the daemon's life.
-        Command::Run { config, listen } => runtime.block_on(run(config.sources(), listen)),
-        command => other(&runtime, command),
     }
 }
 
