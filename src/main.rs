@@ -8,8 +8,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
 use healthd::config::{self, ConfigError, Sources};
-use healthd::model::{Status, fmt_latency};
-use healthd::scheduler::{run_all_once, status_of};
+use healthd::model::Status;
 
 /// Exit code of `run` on a config error (EX_CONFIG from sysexits.h), so systemd can be told
 /// not to restart in a loop on it.
@@ -408,86 +407,9 @@ async fn check(sources: Sources, format: OutputFormat) -> ExitCode {
             return ExitCode::from(exit_code(Status::Unknown));
         }
     };
-    let results: Vec<_> = run_all_once(&cfg.checks, cfg.server.max_in_flight)
-        .await
-        .into_iter()
-        .map(|(o, latency)| (o.printable(), latency))
-        .collect();
-    let statuses: Vec<Status> = cfg
-        .checks
-        .iter()
-        .zip(&results)
-        .map(|(c, (o, _))| status_of(o, c.critical))
-        .collect();
-    let overall = if cfg.checks.is_empty() {
-        Status::Unknown
-    } else {
-        statuses.iter().fold(Status::Healthy, |a, b| a.worst(*b))
-    };
-    match format {
-        OutputFormat::Json => {
-            let checks: Vec<serde_json::Value> = cfg
-                .checks
-                .iter()
-                .zip(&results)
-                .zip(&statuses)
-                .map(|((c, (o, latency)), s)| {
-                    serde_json::json!({
-                        "name": c.name,
-                        "kind": c.kind(),
-                        "status": s,
-                        "critical": c.critical,
-                        "latency_ms": (latency.as_secs_f64() * 1e6).round() / 1000.0,
-                        "reason": o.reason,
-                        "message": o.message,
-                        "details": o.details,
-                    })
-                })
-                .collect();
-            println!(
-                "{}",
-                serde_json::json!({ "status": overall, "checks": checks })
-            );
-        }
-        OutputFormat::Text => {
-            let rows: Vec<[String; 6]> = cfg
-                .checks
-                .iter()
-                .zip(&results)
-                .zip(&statuses)
-                .map(|((c, (o, latency)), s)| {
-                    [
-                        c.name.clone(),
-                        c.kind().to_string(),
-                        s.as_str().to_string(),
-                        fmt_latency(*latency),
-                        o.reason.map(|r| r.as_str()).unwrap_or("-").to_string(),
-                        o.message.clone(),
-                    ]
-                })
-                .collect();
-            let header =
-                ["NAME", "KIND", "STATUS", "LATENCY", "REASON", "MESSAGE"].map(String::from);
-            let mut widths = [0usize; 6];
-            for row in std::iter::once(&header).chain(&rows) {
-                for (w, cell) in widths.iter_mut().zip(row) {
-                    *w = (*w).max(cell.chars().count());
-                }
-            }
-            for row in std::iter::once(&header).chain(&rows) {
-                let mut line = String::new();
-                for (i, cell) in row.iter().enumerate() {
-                    if i == 5 {
-                        line.push_str(cell);
-                    } else {
-                        line.push_str(&format!("{cell:<w$}  ", w = widths[i]));
-                    }
-                }
-                println!("{}", line.trim_end());
-            }
-            println!("overall: {}", overall.as_str());
-        }
-    }
+    let json = matches!(format, OutputFormat::Json);
+    let (out, overall) = healthd::scheduler::once::report(&cfg, json).await;
+    print!("{out}");
     ExitCode::from(exit_code(overall))
 }
 

@@ -7,6 +7,7 @@
 //! the probe is rebuilt), an answer slower than `degraded_after` (degraded, `threshold`),
 //! and redaction of every result before it leaves.
 
+pub mod once;
 mod timetable;
 
 use std::panic::AssertUnwindSafe;
@@ -14,7 +15,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures_util::FutureExt;
-use tokio::sync::{Semaphore, mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
@@ -177,36 +178,6 @@ pub fn status_of(outcome: &Outcome, critical: bool) -> Status {
         Level::Failed => Status::Degraded,
         Level::Unknown => Status::Unknown,
     }
-}
-
-/// Run every check once, concurrently (bounded), for `healthd check`.
-pub async fn run_all_once(
-    checks: &[Arc<CheckConfig>],
-    max_in_flight: usize,
-) -> Vec<(Outcome, Duration)> {
-    let limiter = Arc::new(Semaphore::new(max_in_flight.max(1)));
-    let tasks: Vec<_> = checks
-        .iter()
-        .cloned()
-        .map(|c| {
-            let limiter = limiter.clone();
-            tokio::spawn(async move {
-                let _permit = limiter.acquire().await;
-                run_timed(&mut None, &c).await
-            })
-        })
-        .collect();
-    let mut out = Vec::with_capacity(tasks.len());
-    for t in tasks {
-        out.push(match t.await {
-            Ok(r) => r,
-            Err(e) => (
-                Outcome::failed(Reason::Internal, format!("check task failed: {e}")),
-                Duration::ZERO,
-            ),
-        });
-    }
-    out
 }
 
 #[cfg(test)]

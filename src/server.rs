@@ -11,6 +11,7 @@ pub mod lane;
 pub mod limits;
 pub mod page;
 mod plain;
+mod prefixed;
 mod probe;
 pub mod push;
 pub mod shed;

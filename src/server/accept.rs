@@ -22,7 +22,8 @@ use tokio_util::sync::CancellationToken;
 
 use super::conns::{Activity, Budget, Member};
 use super::lane::{self, Lane, Lanes};
-use super::plain::{self, Ended, Plain, Prefixed};
+use super::plain::{self, Ended, Plain};
+use super::prefixed::Prefixed;
 use super::shed::Shed;
 use super::tls::TlsReloader;
 use crate::config::server::LimitsConfig;
