@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use arc_swap::ArcSwap;
-use tokio::sync::{broadcast, mpsc};
+use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use super::descriptors::DescriptorWatch;
@@ -91,7 +91,7 @@ pub struct HealthLoop {
     out: SharedSnapshot,
     /// Each check's `depends_on`.
     depends_on: BTreeMap<String, Vec<String>>,
-    changes: broadcast::Sender<Arc<StatusChange>>,
+    changes: Arc<Fanout<Arc<StatusChange>>>,
     runs: Arc<Fanout<Arc<RunRecord>>>,
     /// Checks shown degraded (reason `slo`) while healthy: see [`Event::SloPaging`].
     slo_paging: BTreeSet<String>,
@@ -104,7 +104,8 @@ pub struct HealthLoop {
 pub struct HealthHandle {
     pub events: mpsc::Sender<Event>,
     pub snapshot: SharedSnapshot,
-    pub changes: broadcast::Sender<Arc<StatusChange>>,
+    /// Every status change (history, notifications and OTLP logs listen).
+    pub changes: Arc<Fanout<Arc<StatusChange>>>,
     /// Every accepted probe run (the history writer and OTLP export listen).
     pub runs: Arc<Fanout<Arc<RunRecord>>>,
 }
@@ -118,10 +119,10 @@ impl HealthLoop {
             ..Snapshot::empty()
         }));
         // Both shared, not copied: every receiver (history, notifications, OTLP) would clone
-        // a record's strings, and the slots, all allocated here, stay 8 bytes of payload each
-        // instead of a record (a change is 128 bytes: 1,024 slots were 131 KB of an idle
-        // daemon's heap). Runs are many more: their queues grow as records wait (`fanout`).
-        let (changes, _) = broadcast::channel(1024);
+        // a record's strings (a change is 128 bytes). Both fan out through queues that grow
+        // as records wait (`fanout`): a broadcast channel of 1,024 changes wrote 32 KB of an
+        // idle daemon's heap when made, for changes that come a few an hour.
+        let changes = Fanout::new(1024);
         let runs = Fanout::new(4096);
         let hl = HealthLoop {
             rx,
@@ -338,7 +339,7 @@ impl HealthLoop {
                 at,
             };
             log_change(&change);
-            let _ = self.changes.send(Arc::new(change));
+            self.changes.send(Arc::new(change));
         }
     }
 
@@ -360,7 +361,7 @@ impl HealthLoop {
             if let Some(from) = state.expire(mono, now) {
                 let v = &state.view;
                 tracing::warn!(check = %v.name, from = from.as_str(), detail = %v.message, "Check result is stale; status now unknown.");
-                let _ = self.changes.send(Arc::new(StatusChange {
+                self.changes.send(Arc::new(StatusChange {
                     check: v.name.clone(),
                     kind: v.kind,
                     from,

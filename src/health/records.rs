@@ -1,5 +1,5 @@
 //! What the health loop tells its listeners: a check's status change (logged here, and
-//! broadcast for notifiers, history and OTLP) and every accepted run (history and OTLP).
+//! fanned out to notifiers, history and OTLP) and every accepted run (history and OTLP).
 
 use std::time::{Duration, SystemTime};
 

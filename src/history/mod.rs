@@ -1,7 +1,7 @@
 //! healthd's memory: every probe run and status change kept in an embedded store, rolled up
 //! into minute, hour and day buckets, and the uptime and SLO arithmetic on top of them.
 //!
-//! It sits above `health` (it reads the health loop's `runs` and `changes` broadcasts) and
+//! It sits above `health` (it reads the health loop's `runs` and `changes` fan-outs) and
 //! below the renderers (`telemetry`, `server`), which read the published [`HistoryView`].
 //!
 //! - [`record`]: what is stored (raw results, buckets, status changes) and the resolutions;

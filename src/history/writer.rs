@@ -1,5 +1,5 @@
 //! The writer: off the probe path. An async task takes the health loop's `runs` and
-//! `changes` broadcasts (bounded and lossy: a lagging receiver loses the oldest records,
+//! `changes` fan-outs (bounded and lossy: a lagging receiver loses the newest records,
 //! which are counted as dropped) into a pending batch; once a second, the batch goes to the
 //! history thread, which commits it in one transaction. Nothing here ever blocks a probe,
 //! the health loop or an endpoint: when the history thread falls behind, the batch waits in
@@ -47,7 +47,7 @@ pub const MAX_PENDING: usize = 100_000;
 /// The writer's counters, exported as `healthd_history_*` metrics.
 #[derive(Debug, Default)]
 pub struct WriterStats {
-    /// Records lost: the broadcast lagged, or the pending batch was full.
+    /// Records lost: the writer fell behind the health loop, or the pending batch was full.
     pub dropped: AtomicU64,
     /// Records committed.
     pub written: AtomicU64,
@@ -245,7 +245,7 @@ pub fn spawn(
         while let Some(r) = runs.try_recv() {
             keep(&mut pending, &stats, |b| b.push_run(&r));
         }
-        while let Ok(c) = changes.try_recv() {
+        while let Some(c) = changes.try_recv() {
             keep(&mut pending, &stats, |b| b.push_change(&c));
         }
         let (done, stopped) = oneshot::channel();

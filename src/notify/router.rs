@@ -9,7 +9,8 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
-use tokio::sync::{broadcast, mpsc, oneshot};
+use tokio::sync::broadcast::error::RecvError;
+use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
 use super::admin::{Request, Response};
@@ -23,6 +24,7 @@ use super::stats::{Result as Counted, Stats};
 use super::webhook::Webhook;
 use crate::config::Config;
 use crate::config::notify::{ReceiverConfig, ReceiverKind};
+use crate::health::fanout;
 use crate::health::{CheckView, SharedSnapshot, StatusChange};
 
 /// How often the router looks at the snapshot when nothing changed (reminders, resends and
@@ -87,7 +89,7 @@ impl Router {
     pub async fn run(
         mut self,
         mut commands: mpsc::Receiver<Command>,
-        mut changes: broadcast::Receiver<Arc<StatusChange>>,
+        mut changes: fanout::Receiver<Arc<StatusChange>>,
         cancel: CancellationToken,
     ) {
         let mut changes_open = true;
@@ -106,7 +108,7 @@ impl Router {
                 },
                 change = changes.recv(), if changes_open => {
                     match change {
-                        Err(broadcast::error::RecvError::Closed) => {
+                        Err(RecvError::Closed) => {
                             changes_open = false;
                             continue;
                         }
@@ -119,9 +121,9 @@ impl Router {
                             }
                             self.record(&c);
                         }
-                        Err(broadcast::error::RecvError::Lagged(_)) => {}
+                        Err(RecvError::Lagged(_)) => {}
                     }
-                    while let Ok(c) = changes.try_recv() {
+                    while let Some(c) = changes.try_recv() {
                         self.record(&c);
                     }
                     self.evaluate();

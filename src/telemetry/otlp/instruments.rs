@@ -9,11 +9,12 @@ use opentelemetry::logs::{AnyValue, LogRecord, Logger, LoggerProvider, Severity}
 use opentelemetry::metrics::MeterProvider;
 use opentelemetry_sdk::logs::SdkLoggerProvider;
 use opentelemetry_sdk::metrics::SdkMeterProvider;
-use tokio::sync::broadcast;
+use tokio::sync::broadcast::error::RecvError;
 use tokio_util::sync::CancellationToken;
 
 use opentelemetry::metrics::Meter;
 
+use crate::health::fanout::Receiver;
 use crate::health::{LATENCY_BUCKETS, SharedSnapshot, StatusChange};
 use crate::host::SharedHost;
 use crate::model::Status;
@@ -200,13 +201,13 @@ pub(super) fn spawn_duration_recorder(
             };
             match run {
                 Ok(r) => histogram.record(r.latency.as_secs_f64(), &status_attrs(&r.check, r.kind)),
-                Err(broadcast::error::RecvError::Lagged(n)) => {
+                Err(RecvError::Lagged(n)) => {
                     tracing::debug!(
                         missed = n,
                         "Duration recorder fell behind; runs not recorded."
                     );
                 }
-                Err(broadcast::error::RecvError::Closed) => break,
+                Err(RecvError::Closed) => break,
             }
         }
     });
@@ -215,7 +216,7 @@ pub(super) fn spawn_duration_recorder(
 /// Emit one OTLP log record per check status change.
 pub(super) fn spawn_change_logger(
     provider: &SdkLoggerProvider,
-    mut changes: broadcast::Receiver<Arc<StatusChange>>,
+    mut changes: Receiver<Arc<StatusChange>>,
     cancel: CancellationToken,
 ) {
     let logger = provider.logger("healthd");
@@ -227,11 +228,11 @@ pub(super) fn spawn_change_logger(
             };
             let c = match change {
                 Ok(c) => c,
-                Err(broadcast::error::RecvError::Lagged(n)) => {
+                Err(RecvError::Lagged(n)) => {
                     tracing::debug!(missed = n, "Status-change log records dropped.");
                     continue;
                 }
-                Err(broadcast::error::RecvError::Closed) => break,
+                Err(RecvError::Closed) => break,
             };
             let mut rec = logger.create_log_record();
             rec.set_event_name("healthd.check.status_change");

@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, SystemTime};
 
 use healthd::config::HistoryConfig;
 use healthd::health::{HealthLoop, RunRecord};
@@ -44,16 +44,10 @@ async fn a_burst_is_dropped_and_counted_never_waited_for() {
     // Let the writer subscribe before the burst.
     tokio::time::sleep(Duration::from_millis(100)).await;
     let sent = 50_000;
-    let started = Instant::now();
     for i in 0..sent {
-        // A broadcast send never waits for a receiver (it overwrites the oldest).
+        // `send` is not async: it cannot wait for the writer; a full queue loses the record.
         health.runs.send(std::sync::Arc::new(record(i)));
     }
-    let took = started.elapsed();
-    assert!(
-        took < Duration::from_secs(2),
-        "sending {sent} results took {took:?}"
-    );
     let total = eventually_async(
         "every record written or dropped",
         Duration::from_secs(20),
@@ -69,7 +63,7 @@ async fn a_burst_is_dropped_and_counted_never_waited_for() {
     .await;
     assert!(
         total.1 > 0,
-        "a burst beyond the broadcast's bound drops some: {total:?}"
+        "a burst beyond the queue's bound drops some: {total:?}"
     );
     assert!(total.0 > 0, "and writes the rest: {total:?}");
     // What was written is in the store.
