@@ -11,7 +11,6 @@ use std::time::Duration;
 
 use tokio::net::TcpStream;
 use tokio::runtime::{Handle, Runtime};
-use tokio_util::sync::CancellationToken;
 
 /// Which runtime serves a connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -30,40 +29,39 @@ pub struct Lanes {
 }
 
 /// The probe lane's runtime: one worker per core, on threads of its own. Dropping it stops
-/// the runtime (its thread drops it, outside any async context).
+/// the runtime without waiting (it may be dropped in async code, where a blocking wait
+/// panics): its workers drop what is left as they stop. The connections have been drained
+/// by then (the listener's task, which runs here, ends first).
 pub struct ProbeRuntime {
-    handle: Handle,
-    stop: CancellationToken,
+    runtime: Option<Runtime>,
 }
 
 impl ProbeRuntime {
     pub fn start() -> std::io::Result<ProbeRuntime> {
         let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
-        let rt: Runtime = tokio::runtime::Builder::new_multi_thread()
+        let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(workers)
             .thread_name("healthd-probes")
             .enable_all()
             .build()?;
-        let handle = rt.handle().clone();
-        let stop = CancellationToken::new();
-        let stopped = stop.clone();
-        std::thread::Builder::new()
-            .name("healthd-probes".into())
-            .spawn(move || {
-                rt.block_on(stopped.cancelled());
-                rt.shutdown_timeout(Duration::from_secs(1));
-            })?;
-        Ok(ProbeRuntime { handle, stop })
+        Ok(ProbeRuntime {
+            runtime: Some(runtime),
+        })
     }
 
     pub fn handle(&self) -> &Handle {
-        &self.handle
+        self.runtime
+            .as_ref()
+            .expect("taken only when dropped")
+            .handle()
     }
 }
 
 impl Drop for ProbeRuntime {
     fn drop(&mut self) {
-        self.stop.cancel();
+        if let Some(runtime) = self.runtime.take() {
+            runtime.shutdown_background();
+        }
     }
 }
 
