@@ -2,18 +2,21 @@
 
 Usage: python3 scripts/symbol_order.py BINARY OUT   (scripts/symbol-order runs it)
 
-Three sessions on loopback, each ended by SIGTERM (callgrind writes its profile at exit):
-the shipped default config (history in a file) left alone, as bench/idle.py leaves it (only
-/livez is asked, until it answers); the same config with every probe endpoint, /health,
+Three sessions on loopback, each ended by SIGTERM (callgrind writes its profile at exit,
+and `callgrind_control --dump` one just before the signal): the shipped default config
+(history in a file) left alone for IDLE_SECONDS, as bench/idle.py leaves it (only /livez is
+asked, until it answers); the same config with every probe endpoint, /health,
 /metrics (plain, OpenMetrics, gzip) and the status page asked; and a config (history in
 memory) with tcp and http checks against healthd's own listener plus the gRPC health
-listener, asked the same. Only functions of BINARY are listed, each once, in three blocks:
+listener, asked the same. Only functions of BINARY are listed, each once, in four blocks:
 those the idle default ran, those the asked default added, those only the third session
-added; each block sorted by name.
+added, and last those that ran only after the SIGTERM (the drain, the last commit, the
+drops of everything); each block sorted by name.
 
 Why the idle block comes first: the kernel maps code in 64 KiB windows around each fault,
 so an idle daemon keeps resident every window holding one function it ran. With the
 endpoints' functions sorted in among the idle ones, every window of the block is touched.
+The stop's functions are 130 KB that a running daemon never calls.
 """
 import os
 import re
@@ -26,6 +29,10 @@ import time
 import urllib.request
 
 SESSION_SECONDS = 40  # under callgrind: a few check intervals and history commits
+# The idle session runs longer: what an idle daemon runs only now and then (a page split as
+# the history file grows, retention every 10 minutes) is part of its steady state too. Left
+# out, each such function faults in a 64 KiB window of its own, minutes after start.
+IDLE_SECONDS = 660
 
 
 def free_port():
@@ -45,7 +52,8 @@ def get(port, path, headers=None):
         return None
 
 
-def session(binary, out, port, args, env, ask=True):
+def session(binary, out, port, args, env, ask=True, seconds=SESSION_SECONDS):
+    """Run BINARY under callgrind; `out`.1 gets what ran before the stop, `out` the stop."""
     cmd = ["valgrind", "--tool=callgrind", "--demangle=no", f"--callgrind-out-file={out}",
            binary, *args]
     # The arena limit healthd would set by executing itself again (src/allocator.rs):
@@ -59,7 +67,7 @@ def session(binary, out, port, args, env, ask=True):
             if p.poll() is not None or time.monotonic() > deadline:
                 raise SystemExit(f"healthd under callgrind did not answer on port {port}")
             time.sleep(1)
-        end = time.monotonic() + SESSION_SECONDS
+        end = time.monotonic() + seconds
         asked = [("/livez", {}), ("/readyz", {}), ("/startupz", {}), ("/livez/ping", {}),
                  ("/readyz?verbose", {}), ("/health", {}), ("/metrics", {}),
                  ("/metrics", {"Accept": "application/openmetrics-text;version=1.0.0",
@@ -69,6 +77,15 @@ def session(binary, out, port, args, env, ask=True):
             for path, headers in asked if ask else ():
                 get(port, path, headers)
             time.sleep(2)
+        # What ran until now, apart from what only the stop runs (SIGTERM's drain, the last
+        # commit, every drop): those go last, out of the blocks a running daemon touches.
+        subprocess.run(["callgrind_control", "--dump=running", str(p.pid)], check=True,
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 60
+        while not os.path.exists(out + ".1"):
+            if time.monotonic() > deadline:
+                raise SystemExit(f"callgrind did not dump {out}.1")
+            time.sleep(0.5)
     finally:
         p.send_signal(signal.SIGTERM)
         try:
@@ -156,6 +173,51 @@ NATIVE_START = {"_start", "frame_dummy", "__libc_start_main", "__libc_start_call
                 "_dl_name_match_p", "check_match", "__strcmp_evex", "__lll_lock_wait_private"}
 
 
+def join_races(binary):
+    """A function that adds to a set of names, for each tokio task whose poll it holds, the
+    task's JoinHandle and AbortHandle paths that run only when the task is running or done
+    on another thread at that moment, and its dealloc (the last reference may go there).
+
+    Which side of a task's end a handle sees depends on which thread gets there first.
+    callgrind runs one thread at a time, so its daemon never took these paths; the native
+    one takes them now and then, each faulting in a 64 KiB window of its own. A task type's
+    functions are found through its vtable (tokio's `raw::Vtable`: poll, schedule, dealloc,
+    try_read_output, drop_join_handle_slow, drop_abort_handle, shutdown, in that order), in
+    .data.rel.ro, where a static PIE keeps each pointer's link-time address in place.
+    """
+    at = {}
+    for line in subprocess.run(["nm", "--defined-only", binary], capture_output=True,
+                               text=True, check=True).stdout.splitlines():
+        words = line.split()
+        if len(words) == 3 and words[1] in "tTwW":
+            at[int(words[0], 16)] = words[2]
+    sections = subprocess.run(["readelf", "-SW", binary], capture_output=True, text=True,
+                              check=True).stdout
+    m = re.search(r"\.data\.rel\.ro\s+PROGBITS\s+([0-9a-f]+)\s+([0-9a-f]+)\s+([0-9a-f]+)",
+                  sections)
+    racy = {}
+    if m:
+        offset, size = int(m.group(2), 16), int(m.group(3), 16)
+        with open(binary, "rb") as f:
+            f.seek(offset)
+            data = f.read(size)
+        words = [int.from_bytes(data[i:i + 8], "little") for i in range(0, len(data) - 7, 8)]
+        for i, w in enumerate(words[:-6]):
+            poll = at.get(w, "")
+            if "tokio7runtime4task3raw4poll" not in poll:
+                continue
+            names = [at.get(x, "") for x in words[i + 2:i + 6]]
+            if all("tokio7runtime4task3raw" in n for n in names):
+                racy[poll] = set(names)
+
+    def add(names):
+        out = set(names)
+        for n in names:
+            out |= racy.get(n, set())
+        return out
+    return add
+
+
 def main():
     binary, out = sys.argv[1], sys.argv[2]
     with tempfile.TemporaryDirectory() as tmp:
@@ -172,7 +234,8 @@ def main():
                 # other code for other arguments, and so does the environment's config layer.
                 session(binary, f"{tmp}/idle.out", port,
                         ["--log-level", "warn", "run", "--config", config,
-                         "--listen", f"127.0.0.1:{port}"], {}, ask=False)
+                         "--listen", f"127.0.0.1:{port}"], {}, ask=False,
+                        seconds=IDLE_SECONDS)
             else:
                 session(binary, f"{tmp}/default.out", port, ["run", "--config", config],
                         {"HEALTHD_SERVER__LISTEN": f"127.0.0.1:{port}",
@@ -208,17 +271,26 @@ kind = "memory"
 """)
         session(binary, f"{tmp}/probes.out", port, ["run", "--config", config], {})
         variants = cpu_variants(binary)
-        idle = variants(NATIVE_START | set(functions(f"{tmp}/idle.out", binary)))
-        default = variants(functions(f"{tmp}/default.out", binary)) - idle
-        probes = variants(functions(f"{tmp}/probes.out", binary)) - idle - default
+        races = join_races(binary)
+
+        def ran(name):  # (before the stop, only in the stop)
+            running = variants(functions(f"{tmp}/{name}.out.1", binary))
+            return running, variants(functions(f"{tmp}/{name}.out", binary)) - running
+        idle, idle_stop = ran("idle")
+        idle = races(idle | variants(NATIVE_START))
+        default, default_stop = ran("default")
+        default = races(default) - idle
+        probes, probes_stop = ran("probes")
+        probes = races(probes) - idle - default
+        stop = (idle_stop | default_stop | probes_stop) - idle - default - probes
     # Sorted within each block: the order inside a block hardly matters, and a rerun then
     # changes only the lines of functions that did (callgrind's own order moves from run to
     # run).
-    names = sorted(idle) + sorted(default) + sorted(probes)
+    names = sorted(idle) + sorted(default) + sorted(probes) + sorted(stop)
     with open(out, "w") as f:
         f.write("".join(n + "\n" for n in names))
-    print(f"[symbol-order] {len(idle)} + {len(default)} + {len(probes)} functions written to {out}",
-          file=sys.stderr)
+    print(f"[symbol-order] {len(idle)} + {len(default)} + {len(probes)} + {len(stop)} (stop) "
+          f"functions written to {out}", file=sys.stderr)
 
 
 if __name__ == "__main__":
