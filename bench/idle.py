@@ -90,12 +90,12 @@ def fig_idle(b, R, window):
                 f"3 checks every 10 s (the embedded default, history in a file); peer: node_exporter idle; "
                 f"blackbox_exporter idle: {b.Fig.med(col(peers['blackbox_exporter'], 'cpu')):.3f} ms/s"))
     b.add("idle RSS (VmRSS), default config", "MiB", col(ours, "VmRSS"), col(peers["node_exporter"], "VmRSS"),
-          "≤ 5 MiB", lambda f: f.med(f.h) <= 5.0, fmt="{:.1f}",
+          "≤ 5 MiB", lambda f: f.med(f.h) <= 5.0, fmt="{:.2f}",
           note=(f"at the end of the idle window; healthd's last round: {last['anon']:.1f} MiB anonymous "
                 f"(heap, stacks), {last['VmRSS'] - last['anon']:.1f} MiB file-backed, {last['Threads']} threads; "
                 f"blackbox_exporter idle: {b.Fig.med(col(peers['blackbox_exporter'], 'VmRSS')):.1f} MiB"))
     b.add("idle peak RSS (VmHWM), default config", "MiB", col(ours, "VmHWM"), col(peers["node_exporter"], "VmHWM"),
-          "≤ 5 MiB", lambda f: f.med(f.h) <= 5.0, fmt="{:.1f}",
+          "≤ 5 MiB", lambda f: f.med(f.h) <= 5.0, fmt="{:.2f}",
           note=(f"since start, config loading included; blackbox_exporter idle: "
                 f"{b.Fig.med(col(peers['blackbox_exporter'], 'VmHWM')):.1f} MiB"))
 
