@@ -79,13 +79,11 @@ def session(binary, out, port, args, env, ask=True, seconds=SESSION_SECONDS):
             time.sleep(2)
         # What ran until now, apart from what only the stop runs (SIGTERM's drain, the last
         # commit, every drop): those go last, out of the blocks a running daemon touches.
+        # (callgrind_control returns once the dump is written.)
         subprocess.run(["callgrind_control", "--dump=running", str(p.pid)], check=True,
                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        deadline = time.monotonic() + 60
-        while not os.path.exists(out + ".1"):
-            if time.monotonic() > deadline:
-                raise SystemExit(f"callgrind did not dump {out}.1")
-            time.sleep(0.5)
+        if not os.path.exists(out + ".1"):
+            raise SystemExit(f"callgrind did not dump {out}.1")
     finally:
         p.send_signal(signal.SIGTERM)
         try:
@@ -132,7 +130,18 @@ def functions(profile, binary):
     return names
 
 
-def cpu_variants(binary):
+def symbols(binary):
+    """BINARY's defined symbols as (address, nm's type letter, name), read once."""
+    out = []
+    for line in subprocess.run(["nm", "--defined-only", binary], capture_output=True,
+                               text=True, check=True).stdout.splitlines():
+        words = line.split()
+        if len(words) == 3:
+            out.append((int(words[0], 16), words[1], words[2]))
+    return out
+
+
+def cpu_variants(table):
     """A function that adds to a set of names every CPU variant of a function it holds.
 
     Valgrind emulates a CPU without AVX-512, so a library that picks its code by CPU
@@ -150,9 +159,7 @@ def cpu_variants(binary):
         bare = re.sub(r"\d+(?=[A-Za-z_])", "", re.sub(r"17h[0-9a-f]{16}E$", "", name))
         return simd.sub("SIMD", bare)
     family = {}
-    for line in subprocess.run(["nm", "--defined-only", binary], capture_output=True,
-                               text=True, check=True).stdout.splitlines():
-        name = line.split()[-1]
+    for _, _, name in table:
         k = key(name)
         if "SIMD" in k:
             family.setdefault(k, set()).add(name)
@@ -173,7 +180,7 @@ NATIVE_START = {"_start", "frame_dummy", "__libc_start_main", "__libc_start_call
                 "_dl_name_match_p", "check_match", "__strcmp_evex", "__lll_lock_wait_private"}
 
 
-def join_races(binary):
+def join_races(binary, table):
     """A function that adds to a set of names, for each tokio task whose poll it holds, the
     task's JoinHandle and AbortHandle paths that run only when the task is running or done
     on another thread at that moment, and its dealloc (the last reference may go there).
@@ -185,12 +192,7 @@ def join_races(binary):
     try_read_output, drop_join_handle_slow, drop_abort_handle, shutdown, in that order), in
     .data.rel.ro, where a static PIE keeps each pointer's link-time address in place.
     """
-    at = {}
-    for line in subprocess.run(["nm", "--defined-only", binary], capture_output=True,
-                               text=True, check=True).stdout.splitlines():
-        words = line.split()
-        if len(words) == 3 and words[1] in "tTwW":
-            at[int(words[0], 16)] = words[2]
+    at = {address: name for address, kind, name in table if kind in "tTwW"}
     sections = subprocess.run(["readelf", "-SW", binary], capture_output=True, text=True,
                               check=True).stdout
     m = re.search(r"\.data\.rel\.ro\s+PROGBITS\s+([0-9a-f]+)\s+([0-9a-f]+)\s+([0-9a-f]+)",
@@ -270,8 +272,9 @@ name = "memory"
 kind = "memory"
 """)
         session(binary, f"{tmp}/probes.out", port, ["run", "--config", config], {})
-        variants = cpu_variants(binary)
-        races = join_races(binary)
+        listed = symbols(binary)
+        variants = cpu_variants(listed)
+        races = join_races(binary, listed)
 
         def ran(name):  # (before the stop, only in the stop)
             running = variants(functions(f"{tmp}/{name}.out.1", binary))

@@ -1,5 +1,6 @@
 //! [`Fanout`]: every accepted run and every status change to each of its listeners (the
-//! history writer, OTLP export, notifications), as `tokio::sync::broadcast` does, but with memory that follows the traffic.
+//! history writer, OTLP export, notifications), as `tokio::sync::broadcast` does, but with
+//! memory that follows the traffic.
 //! A broadcast channel allocates and writes all its slots when made: 4,096 of them were
 //! 128 KiB of an idle daemon's 5 MiB. Here each listener has a bounded `mpsc` queue, whose
 //! blocks of 32 slots are allocated as records wait in it. A listener that falls more than
