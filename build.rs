@@ -18,6 +18,10 @@ fn main() {
         .join("symbol-order.txt");
     println!("cargo:rerun-if-changed={}", list.display());
     println!("cargo:rerun-if-changed=link/order.rs");
+    // Read by link/rodata_link.py, the linker scripts/build-release gives rustc: a new list
+    // must link the binary again.
+    println!("cargo:rerun-if-changed=link/rodata-order.txt");
+    println!("cargo:rerun-if-changed=link/rodata_link.py");
     let release = env::var("PROFILE").as_deref() == Ok("release");
     let lld_default = env::var("TARGET").as_deref() == Ok("x86_64-unknown-linux-gnu");
     if release && lld_default && list.exists() {

@@ -136,3 +136,42 @@ fn the_symbol_order_names_the_release_binarys_functions() {
         &missing[..missing.len().min(5)]
     );
 }
+
+/// The constants an idle daemon reads lie together at the start of `.rodata`:
+/// `link/rodata_link.py`, the linker `scripts/build-release` gives rustc, finds the ones
+/// `link/rodata-order.txt` lists by content in the objects it links and writes how many it
+/// found at the top of its linker script. Scattered, they kept 1.1 MB of `.rodata` resident in
+/// an idle daemon instead of 0.4 (bench/README.md, round fourteen). `scripts/symbol-order`
+/// writes the list again.
+#[test]
+fn the_rodata_order_finds_the_release_binarys_constants() {
+    let binary = release_binary();
+    let script = binary.with_file_name("healthd.rodata.ld");
+    let text = std::fs::read_to_string(&script).unwrap_or_else(|e| {
+        panic!(
+            "read {} (link/rodata_link.py writes it when it links {}): {e}",
+            script.display(),
+            binary.display()
+        )
+    });
+    let counts: Vec<usize> = text
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .split_whitespace()
+        .filter_map(|w| w.parse().ok())
+        .collect();
+    let [found, listed] = counts[..] else {
+        panic!(
+            "no count on the first line of {}:\n{text}",
+            script.display()
+        );
+    };
+    assert!(listed > 100, "{listed} constants in link/rodata-order.txt");
+    assert!(
+        found * 100 >= listed * 95,
+        "{found} of the {listed} constants in link/rodata-order.txt are in {}: run \
+         scripts/symbol-order and commit the lists",
+        binary.display()
+    );
+}
