@@ -11,7 +11,8 @@ memory) with tcp and http checks against healthd's own listener plus the gRPC he
 listener, asked the same. Only functions of BINARY are listed, each once, in four blocks:
 those the idle default ran, those the asked default added, those only the third session
 added, and last those that ran only after the SIGTERM (the drain, the last commit, the
-drops of everything); each block sorted by name.
+drops of everything); each block sorted by name. Then the idle default once more, under
+lackey, for the constants it reads: link/rodata-order.txt (rodata_order.py).
 
 Why the idle block comes first: the kernel maps code in 64 KiB windows around each fault,
 so an idle daemon keeps resident every window holding one function it ran. With the
@@ -27,6 +28,8 @@ import sys
 import tempfile
 import time
 import urllib.request
+
+import rodata_order
 
 SESSION_SECONDS = 40  # under callgrind: a few check intervals and history commits
 # The idle session runs longer: what an idle daemon runs only now and then (a page split as
@@ -52,6 +55,15 @@ def get(port, path, headers=None):
         return None
 
 
+def wait_ready(p, port):
+    """Until healthd (under valgrind, process `p`) answers /livez on `port`."""
+    deadline = time.monotonic() + 120
+    while get(port, "/livez") != 200:
+        if p.poll() is not None or time.monotonic() > deadline:
+            raise SystemExit(f"healthd under valgrind did not answer on port {port}")
+        time.sleep(1)
+
+
 def session(binary, out, port, args, env, ask=True, seconds=SESSION_SECONDS):
     """Run BINARY under callgrind; `out`.1 gets what ran before the stop, `out` the stop."""
     cmd = ["valgrind", "--tool=callgrind", "--demangle=no", f"--callgrind-out-file={out}",
@@ -62,11 +74,7 @@ def session(binary, out, port, args, env, ask=True, seconds=SESSION_SECONDS):
     p = subprocess.Popen(cmd, env={**os.environ, **tunables, **env}, stdout=subprocess.DEVNULL,
                          stderr=subprocess.DEVNULL)
     try:
-        deadline = time.monotonic() + 120
-        while get(port, "/livez") != 200:
-            if p.poll() is not None or time.monotonic() > deadline:
-                raise SystemExit(f"healthd under callgrind did not answer on port {port}")
-            time.sleep(1)
+        wait_ready(p, port)
         end = time.monotonic() + seconds
         asked = [("/livez", {}), ("/readyz", {}), ("/startupz", {}), ("/livez/ping", {}),
                  ("/readyz?verbose", {}), ("/health", {}), ("/metrics", {}),
@@ -272,6 +280,12 @@ name = "memory"
 kind = "memory"
 """)
         session(binary, f"{tmp}/probes.out", port, ["run", "--config", config], {})
+        # The constants the idle default reads, for link/rodata-order.txt (rodata_order.py).
+        port = free_port()
+        config = f"{tmp}/rodata.toml"
+        with open(config, "w") as f:
+            f.write(re.sub(r'(?m)^path = ".*"$', f'path = "{tmp}/rodata.db"', shipped))
+        loads = rodata_order.touched(binary, config, port, lambda p: wait_ready(p, port))
         listed = symbols(binary)
         variants = cpu_variants(listed)
         races = join_races(binary, listed)
@@ -286,12 +300,16 @@ kind = "memory"
         probes, probes_stop = ran("probes")
         probes = races(probes) - idle - default
         stop = (idle_stop | default_stop | probes_stop) - idle - default - probes
+    constants = rodata_order.write(binary, os.path.join(os.path.dirname(out), "rodata-order.txt"),
+                                   loads, idle)
     # Sorted within each block: the order inside a block hardly matters, and a rerun then
     # changes only the lines of functions that did (callgrind's own order moves from run to
     # run).
     names = sorted(idle) + sorted(default) + sorted(probes) + sorted(stop)
     with open(out, "w") as f:
         f.write("".join(n + "\n" for n in names))
+    print(f"[symbol-order] {len(constants)} sections of constants written to "
+          f"{os.path.dirname(out)}/rodata-order.txt", file=sys.stderr)
     print(f"[symbol-order] {len(idle)} + {len(default)} + {len(probes)} + {len(stop)} (stop) "
           f"functions written to {out}", file=sys.stderr)
 
