@@ -19,14 +19,17 @@ only for values it did not see; each would cost the 64 KiB window it lies in. So
 goes on with the rest of what the idle functions address (`order`).
 """
 import bisect
-import hashlib
 import os
 import re
 import signal
 import subprocess
+import sys
 import tempfile
 import threading
 import time
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "link"))
+from rodata_link import content_key  # noqa: E402  (the key the linker step looks up)
 
 SECONDS = 90  # under lackey: start-up, several check intervals and history commits
 VALGRIND_BASE = 0x108000  # where valgrind loads a position-independent executable
@@ -53,8 +56,7 @@ def rodata_inputs(map_path):
 def describe(binary_bytes, file_offset, size, file, section):
     """The list's line for one input section (see the module's text)."""
     if section.startswith(".rodata..Lanon."):
-        body = binary_bytes[file_offset:file_offset + size]
-        return f"anon {size} {hashlib.sha1(body).hexdigest()[:16]}"
+        return content_key(binary_bytes, file_offset, size)
     if file == "<internal>":  # what the linker merged: .rodata.cst16, .rodata.str1.1, …
         return f"*({section})"
     if file.endswith(".rcgu.o"):

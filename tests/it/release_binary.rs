@@ -141,7 +141,7 @@ fn the_symbol_order_names_the_release_binarys_functions() {
 /// `link/rodata_link.py`, the linker `scripts/build-release` gives rustc, finds the ones
 /// `link/rodata-order.txt` lists by content in the objects it links and writes how many it
 /// found at the top of its linker script. Scattered, they kept 1.1 MB of `.rodata` resident in
-/// an idle daemon instead of 0.4 (bench/README.md, round fourteen). `scripts/symbol-order`
+/// an idle daemon instead of 0.3 (bench/README.md, round fourteen). `scripts/symbol-order`
 /// writes the list again.
 #[test]
 fn the_rodata_order_finds_the_release_binarys_constants() {
